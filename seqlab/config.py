@@ -1,0 +1,99 @@
+"""Typed run configuration, from command-line flags, a YAML file, or Python keywords."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from seqlab.decode import AGGREGATIONS, DECODERS, check_choice
+from seqlab.errors import ConfigError
+from seqlab.labels import normalize_scheme
+
+ENGINES = ("local", "ray", "beam")
+DEFAULT_MODEL = "ner"
+
+
+@dataclass
+class AnnotateConfig:
+    """Everything ``seqlab annotate`` needs. Field names match the CLI flags."""
+
+    input: str
+    output: str
+    model: str = DEFAULT_MODEL
+    model_revision: str | None = None
+    engine: str = "local"
+    text_column: str = "text"
+    id_column: str | None = None
+    max_length: int = 512
+    stride: int = 128
+    max_chars: int = 1_000_000
+    batch_tokens: int = 16384
+    batch_docs: int = 256
+    rows_per_part: int = 100_000
+    decoder: str = "greedy"
+    aggregation: str = "first"
+    scheme: str | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    limit: int | None = None
+    keep_text: bool = True
+    overwrite: bool = False
+    trust_remote_code: bool = False
+    storage_options: dict[str, Any] = field(default_factory=dict)
+    # engine-specific settings (e.g. Ray's address and actor counts), read by that engine
+    engine_options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_choice(self.engine, ENGINES, "--engine")
+        check_choice(self.decoder, DECODERS, "--decoder")
+        check_choice(self.aggregation, AGGREGATIONS, "--aggregation")
+        if self.scheme:
+            self.scheme = normalize_scheme(self.scheme)
+        for name in ("max_length", "max_chars", "batch_tokens", "batch_docs", "rows_per_part"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"--{name.replace('_', '-')} must be positive",
+                                  fix=f"pass a positive --{name.replace('_', '-')}")
+        if self.limit is not None and self.limit < 0:
+            raise ConfigError("--limit must be 0 or more", fix="pass a non-negative --limit")
+        if self.batch_tokens < self.max_length:
+            raise ConfigError(
+                f"--batch-tokens {self.batch_tokens} cannot hold one window of "
+                f"--max-length {self.max_length}",
+                fix=f"pass --batch-tokens {self.max_length} or more",
+            )
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings that change the output: a resumed run must match them."""
+        skip = {"overwrite", "engine", "engine_options", "device", "storage_options",
+                "batch_tokens", "batch_docs"}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Options from a YAML file (keys as in ``AnnotateConfig``, dashes or underscores)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}",
+                          fix="pass a readable YAML file to --config") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} is not a mapping",
+                          fix="write the options as 'key: value' lines")
+    return {str(k).replace("-", "_"): v for k, v in data.items()}
+
+
+def build_config(**options: Any) -> AnnotateConfig:
+    """An ``AnnotateConfig`` from keywords, refusing unknown ones with the valid names."""
+    known = {f.name for f in dataclasses.fields(AnnotateConfig)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(f"unknown options {unknown}",
+                          fix=f"valid options are {', '.join(sorted(known))}")
+    return AnnotateConfig(**options)

@@ -1,0 +1,193 @@
+"""Arrow schemas of every table that crosses a stage or lands on disk, declared once.
+
+Landed tables follow what BigQuery, Snowflake, Redshift/Athena and Databricks load without
+manual schema work: signed integers, plain ``string``, float64 scores, ``timestamp[us, UTC]``,
+standard 3-level lists with non-null elements, no maps.
+
+Internal columns (prefixed ``_``) carry a document's subword tokens and windows between the
+tokenize, tag and decode stages; they never land on disk.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from seqlab.errors import ConfigError
+
+SCHEMA_VERSION = 1
+
+DOC_ID = "doc_id"
+TEXT = "text"
+STATUS = "status"
+ERROR = "error"
+
+# Row statuses. Anything but OK is a row that could not be annotated; its error says why.
+OK = "ok"
+EMPTY = "empty"
+TOO_LONG = "too_long"
+BAD_TYPE = "bad_type"
+BAD_ENCODING = "bad_encoding"
+BAD_RECORD = "bad_record"
+FAILED = "failed"
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+TOKEN = pa.struct(
+    [
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("start_char", pa.int32(), nullable=False),
+        pa.field("end_char", pa.int32(), nullable=False),
+        pa.field("label", pa.string(), nullable=False),
+        pa.field("score", pa.float64(), nullable=False),
+    ]
+)
+ENTITY = pa.struct(
+    [
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("label", pa.string(), nullable=False),
+        pa.field("start_char", pa.int32(), nullable=False),
+        pa.field("end_char", pa.int32(), nullable=False),
+        pa.field("score", pa.float64(), nullable=False),
+    ]
+)
+
+# Columns that say which run and model produced a row.
+PROVENANCE = [
+    pa.field("run_id", pa.string(), nullable=False),
+    pa.field("model", pa.string(), nullable=False),
+    pa.field("model_revision", pa.string(), nullable=False),
+    pa.field("processed_at", TIMESTAMP, nullable=False),
+]
+
+STATUS_FIELDS = [pa.field(STATUS, pa.string(), nullable=False), pa.field(ERROR, pa.string())]
+
+# What the documents table adds after the input's own columns.
+ANNOTATION = [
+    *STATUS_FIELDS,
+    pa.field("n_tokens", pa.int32(), nullable=False),
+    pa.field("tokens", pa.list_(pa.field("element", TOKEN, nullable=False))),
+    pa.field("entities", pa.list_(pa.field("element", ENTITY, nullable=False))),
+]
+
+MENTIONS = pa.schema(
+    [
+        pa.field(DOC_ID, pa.string(), nullable=False),
+        pa.field("start_char", pa.int32(), nullable=False),
+        pa.field("end_char", pa.int32(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("label", pa.string(), nullable=False),
+        pa.field("score", pa.float64(), nullable=False),
+        *PROVENANCE,
+    ]
+)
+
+# Mergeable partial aggregates: sums only, so partials combine in any order and a warehouse
+# can re-aggregate across runs (mean score = score_sum / mentions). Scores are summed as
+# integer micro-units so that the sum is exact whatever the order of the merges.
+AGGREGATE_PARTIAL = pa.schema(
+    [
+        pa.field("label", pa.string(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("mentions", pa.int64(), nullable=False),
+        pa.field("documents", pa.int64(), nullable=False),
+        pa.field("score_micros", pa.int64(), nullable=False),
+    ]
+)
+AGGREGATES = pa.schema(
+    [
+        pa.field("label", pa.string(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("mentions", pa.int64(), nullable=False),
+        pa.field("documents", pa.int64(), nullable=False),
+        pa.field("score_sum", pa.float64(), nullable=False),
+    ]
+)
+
+# Internal columns added by the tokenize stage (one row per document, whole document).
+TOKENIZED = [
+    pa.field("_ids", pa.list_(pa.int32())),  # subword ids, no special tokens
+    pa.field("_starts", pa.list_(pa.int32())),  # character start of each subword
+    pa.field("_ends", pa.list_(pa.int32())),  # character end of each subword
+    pa.field("_words", pa.list_(pa.int32())),  # word index of each subword
+    pa.field("_win_starts", pa.list_(pa.int32())),  # first subword of each window
+    pa.field("_win_lens", pa.list_(pa.int32())),  # subwords in each window
+]
+# Added by the tag stage: the stitched softmax distribution of every subword, flattened
+# row-major (n_subwords * n_labels).
+TAGGED = [pa.field("_probs", pa.list_(pa.float32()))]
+INTERNAL = {field.name for field in TOKENIZED + TAGGED}
+
+RESERVED = {DOC_ID, TEXT} | {f.name for f in ANNOTATION + PROVENANCE} | INTERNAL
+
+
+def warehouse_type(type_: pa.DataType) -> pa.DataType:
+    """The type a passthrough column lands as, so every warehouse loads it as is.
+
+    >>> warehouse_type(pa.large_string())
+    DataType(string)
+    >>> warehouse_type(pa.uint32())
+    DataType(int64)
+    """
+    if pa.types.is_dictionary(type_):
+        return warehouse_type(type_.value_type)
+    if pa.types.is_large_string(type_) or pa.types.is_string_view(type_):
+        return pa.string()
+    if pa.types.is_large_binary(type_) or pa.types.is_binary_view(type_):
+        return pa.binary()
+    if pa.types.is_unsigned_integer(type_):
+        return pa.int64()
+    if pa.types.is_float16(type_):
+        return pa.float32()
+    if pa.types.is_timestamp(type_):
+        return pa.timestamp("us", tz=type_.tz)
+    if pa.types.is_large_list(type_) or pa.types.is_list_view(type_):
+        return pa.list_(warehouse_type(type_.value_type))
+    if pa.types.is_list(type_):
+        return pa.list_(warehouse_type(type_.value_type))
+    if pa.types.is_struct(type_):
+        return pa.struct([f.with_type(warehouse_type(f.type)) for f in type_])
+    if pa.types.is_map(type_):
+        raise ConfigError(
+            f"column type {type_} is a map, which warehouses do not load from Parquet",
+            fix="drop the column from the input or convert it to a list of structs",
+        )
+    return type_
+
+
+def read_schema(passthrough: pa.Schema) -> pa.Schema:
+    """Schema of the rows the reader hands to the tokenize stage.
+
+    ``status``/``error`` already mark rows that could not be read (a bad JSON line, text that
+    is not a string or not UTF-8); the later stages pass such rows through untouched.
+    """
+    fields = [pa.field(DOC_ID, pa.string(), nullable=False)]
+    fields += [pa.field(f.name, warehouse_type(f.type)) for f in passthrough]
+    fields += [pa.field(TEXT, pa.string()), *STATUS_FIELDS]
+    return pa.schema(fields)
+
+
+def check_passthrough(names: list[str]) -> None:
+    """Refuse input columns whose names the output already uses."""
+    clash = sorted(set(names) & RESERVED)
+    if clash:
+        raise ConfigError(
+            f"input columns {clash} clash with seqlab's output columns",
+            fix="rename them in the input, or name them with --text-column/--id-column if "
+            "they are the text or the id",
+        )
+
+
+def documents_schema(passthrough: pa.Schema, keep_text: bool = True) -> pa.Schema:
+    """Schema of ``documents/*.parquet`` for an input with these passthrough columns."""
+    fields = [f for f in read_schema(passthrough) if f.name not in (STATUS, ERROR)]
+    if not keep_text:
+        fields = [f for f in fields if f.name != TEXT]
+    return pa.schema(fields + ANNOTATION + PROVENANCE)
+
+
+def tokenized_schema(passthrough: pa.Schema) -> pa.Schema:
+    return pa.schema(list(read_schema(passthrough)) + TOKENIZED)
+
+
+def tagged_schema(passthrough: pa.Schema) -> pa.Schema:
+    return pa.schema(list(tokenized_schema(passthrough)) + TAGGED)

@@ -1,0 +1,137 @@
+"""The decode, mentions and aggregate stages as RecordBatch -> RecordBatch functions.
+
+Together with ``Tokenizer`` (seqlab.tokenize) and ``Tagger`` (seqlab.tag) these are the whole
+pipeline; engines only wire them together:
+
+    read -> Tokenizer -> Tagger -> Decoder -> documents -> mentions -> aggregate partials
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import pyarrow as pa
+
+from seqlab import schema
+from seqlab.decode import WordDecoder
+from seqlab.entities import find_entities
+from seqlab.labels import LabelSet
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Which run and model produced the rows; stamped on every landed row."""
+
+    run_id: str
+    model: str
+    model_revision: str
+    processed_at: datetime
+
+    def columns(self, n: int) -> dict[str, pa.Array]:
+        values = {
+            "run_id": self.run_id,
+            "model": self.model,
+            "model_revision": self.model_revision,
+            "processed_at": self.processed_at,
+        }
+        return {f.name: pa.array([values[f.name]] * n, f.type) for f in schema.PROVENANCE}
+
+
+class _ListBuilder:
+    """Accumulates one list<struct> column as flat child arrays plus offsets."""
+
+    def __init__(self, type_: pa.ListType) -> None:
+        self.type = type_
+        self.children: dict[str, list] = {f.name: [] for f in type_.value_type}
+        self.offsets = [0]
+        self.valid: list[bool] = []
+
+    def add(self, **children: list | np.ndarray) -> None:
+        n = 0
+        for name, values in children.items():
+            self.children[name].extend(values.tolist() if isinstance(values, np.ndarray)
+                                       else values)
+            n = len(values)
+        self.offsets.append(self.offsets[-1] + n)
+        self.valid.append(True)
+
+    def add_null(self) -> None:
+        self.offsets.append(self.offsets[-1])
+        self.valid.append(False)
+
+    def finish(self) -> pa.Array:
+        struct_type = self.type.value_type
+        values = pa.StructArray.from_arrays(
+            [pa.array(self.children[f.name], f.type) for f in struct_type],
+            fields=list(struct_type),
+        )
+        mask = pa.array([not v for v in self.valid], pa.bool_())
+        offsets = pa.array(self.offsets, pa.int32())
+        return pa.ListArray.from_arrays(offsets, values, type=self.type, mask=mask)
+
+
+class Decoder:
+    """Callable stage: tagged batch -> ``documents`` batch (declared schema, provenance)."""
+
+    def __init__(self, labels: LabelSet, documents: pa.Schema, provenance: Provenance,
+                 decoder: str = "greedy", aggregation: str = "first") -> None:
+        self.labels = labels
+        self.names = np.asarray(labels.labels, dtype=object)
+        self.words = WordDecoder(labels, decoder, aggregation)
+        self.documents = documents
+        self.provenance = provenance
+
+    def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        n_labels = len(self.names)
+        texts = batch.column(schema.TEXT).to_pylist()
+        status = batch.column(schema.STATUS).to_pylist()
+        tokens = _ListBuilder(schema.ANNOTATION[3].type)
+        entities = _ListBuilder(schema.ANNOTATION[4].type)
+        n_tokens = np.zeros(batch.num_rows, dtype=np.int32)
+        for row, text in enumerate(texts):
+            if status[row] != schema.OK:
+                tokens.add_null()
+                entities.add_null()
+                continue
+            probs = batch.column("_probs")[row].values.to_numpy().reshape(-1, n_labels)
+            words = batch.column("_words")[row].values.to_numpy()
+            first, label_ids, scores = self.words(probs, words)
+            last = np.append(first[1:], len(words)) - 1
+            starts = batch.column("_starts")[row].values.to_numpy()[first]
+            ends = batch.column("_ends")[row].values.to_numpy()[last]
+            labels = self.names[label_ids].tolist()
+            tokens.add(text=[text[s:e] for s, e in zip(starts.tolist(), ends.tolist())],
+                       start_char=starts, end_char=ends, label=labels, score=scores)
+            found = (find_entities(text, labels, scores, starts, ends)
+                     if self.labels.has_entities else [])
+            entities.add(**{f.name: [getattr(e, f.name) for e in found]
+                            for f in schema.ENTITY})
+            n_tokens[row] = len(first)
+        columns = {name: batch.column(name) for name in batch.schema.names}
+        columns.update(
+            n_tokens=pa.array(n_tokens, pa.int32()),
+            tokens=tokens.finish(),
+            entities=entities.finish(),
+            **self.provenance.columns(batch.num_rows),
+        )
+        return pa.RecordBatch.from_arrays(
+            [columns[f.name].cast(f.type) for f in self.documents], schema=self.documents
+        )
+
+
+def mentions(documents: pa.RecordBatch | pa.Table) -> pa.Table:
+    """One row per entity of the documents, with the documents' provenance."""
+    table = pa.Table.from_batches([documents]) if isinstance(documents, pa.RecordBatch) \
+        else documents
+    table = table.select([schema.DOC_ID, "entities", *[f.name for f in schema.PROVENANCE]])
+    counts = table.column("entities").combine_chunks().value_lengths().fill_null(0)
+    repeat = np.repeat(np.arange(table.num_rows), counts.to_numpy(zero_copy_only=False))
+    flat = table.column("entities").combine_chunks().flatten()
+    keys = table.drop_columns(["entities"]).take(pa.array(repeat, pa.int64()))
+    columns = {name: keys.column(name) for name in keys.column_names}
+    columns.update({f.name: flat.field(f.name) for f in schema.ENTITY})
+    return pa.Table.from_arrays(
+        [columns[f.name].cast(f.type) for f in schema.MENTIONS], schema=schema.MENTIONS
+    )

@@ -1,0 +1,146 @@
+"""The tag stage: batched forward passes and the per-token softmax head.
+
+The windows of all documents in a batch are flattened, sorted by length and run in
+micro-batches that hold at most ``batch_tokens`` padded tokens, so a batch of short tweets and
+a batch holding one 25,000-word article cost the same memory. Each window is padded to a
+multiple of ``PAD_MULTIPLE`` tokens whatever its batch neighbours are: the kernels then see
+the same shapes per row, so a document gets bit-identical scores however an engine batches it
+(and tensor cores prefer such shapes on GPU).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import torch
+
+from seqlab import schema
+from seqlab.decode import stitch_windows
+from seqlab.model import LoadedModel
+
+log = logging.getLogger(__name__)
+
+PAD_MULTIPLE = 16
+
+
+@dataclass(frozen=True)
+class Window:
+    row: int
+    index: int  # window number inside its document
+    ids: np.ndarray  # content subword ids, no special tokens
+
+
+class Tagger:
+    """Callable stage holding the model: adds the stitched ``_probs`` column to a batch."""
+
+    def __init__(self, loaded: LoadedModel, batch_tokens: int = 16384) -> None:
+        self.loaded = loaded
+        self.model = loaded.model
+        self.device = loaded.device
+        self.n_labels = len(loaded.labels.labels)
+        self.batch_tokens = batch_tokens
+        self.prefix, self.suffix = _special_affixes(loaded.tokenizer)
+        self.pad_id = loaded.tokenizer.pad_token_id or 0
+        self.windows_run = 0
+        self.tokens_run = 0
+
+    def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        status = batch.column(schema.STATUS).to_pylist()
+        error = batch.column(schema.ERROR).to_pylist()
+        windows = self._windows(batch, status)
+        outputs: dict[tuple[int, int], np.ndarray] = {}
+        for group in self._micro_batches(windows):
+            for window, result in zip(group, self._run_safely(group)):
+                if isinstance(result, Exception):
+                    status[window.row] = schema.FAILED
+                    error[window.row] = f"tagging failed: {type(result).__name__}: {result}"
+                else:
+                    outputs[(window.row, window.index)] = result
+        probs: list[np.ndarray | None] = [None] * batch.num_rows
+        starts_col = batch.column("_win_starts")
+        n_sub = batch.column("_ids").value_lengths().to_numpy(zero_copy_only=False)
+        for row in range(batch.num_rows):
+            if status[row] != schema.OK:
+                continue
+            starts = starts_col[row].values.to_numpy()
+            parts = [outputs[(row, w)] for w in range(len(starts))]
+            probs[row] = stitch_windows(parts, starts, int(n_sub[row])).reshape(-1)
+        out = batch.drop_columns([schema.STATUS, schema.ERROR])
+        out = out.append_column(schema.STATUS, pa.array(status, pa.string()))
+        out = out.append_column(schema.ERROR, pa.array(error, pa.string()))
+        return out.append_column(schema.TAGGED[0], pa.array(probs, schema.TAGGED[0].type))
+
+    def _windows(self, batch: pa.RecordBatch, status: list[str]) -> list[Window]:
+        ids_col = batch.column("_ids")
+        starts_col, lens_col = batch.column("_win_starts"), batch.column("_win_lens")
+        windows = []
+        for row in range(batch.num_rows):
+            if status[row] != schema.OK:
+                continue
+            ids = ids_col[row].values.to_numpy()
+            starts = starts_col[row].values.to_numpy()
+            lens = lens_col[row].values.to_numpy()
+            for w, (start, length) in enumerate(zip(starts, lens)):
+                windows.append(Window(row, w, ids[start : start + length]))
+        return windows
+
+    def _padded_length(self, window: Window) -> int:
+        n = len(self.prefix) + len(window.ids) + len(self.suffix)
+        return -(-n // PAD_MULTIPLE) * PAD_MULTIPLE
+
+    def _micro_batches(self, windows: list[Window]) -> list[list[Window]]:
+        """Group length-sorted windows so that rows x padded length stays within the budget."""
+        ordered = sorted(windows, key=lambda w: (self._padded_length(w), w.row, w.index))
+        groups: list[list[Window]] = []
+        current: list[Window] = []
+        for window in ordered:
+            length = self._padded_length(window)
+            if current and (len(current) + 1) * length > self.batch_tokens:
+                groups.append(current)
+                current = []
+            current.append(window)
+        if current:
+            groups.append(current)
+        return groups
+
+    def _run_safely(self, group: list[Window]) -> list[np.ndarray | Exception]:
+        """Run a micro-batch; if it fails, run its windows one by one so only bad ones fail."""
+        try:
+            return self.forward(group)
+        except Exception as exc:  # noqa: BLE001 - a failed batch must not end the run
+            if len(group) == 1:
+                log.warning("window %s of row %s failed: %s", group[0].index, group[0].row, exc)
+                return [exc]
+            log.warning("a batch of %d windows failed (%s); retrying one by one", len(group), exc)
+            return [result for window in group for result in self._run_safely([window])]
+
+    @torch.inference_mode()
+    def forward(self, group: list[Window]) -> list[np.ndarray]:
+        """Softmax probabilities ``u_i = softmax(W h_i)`` for the content tokens of each window."""
+        length = max(self._padded_length(w) for w in group)
+        input_ids = np.full((len(group), length), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(group), length), dtype=np.int64)
+        lead = len(self.prefix)
+        for i, window in enumerate(group):
+            row = np.concatenate([self.prefix, window.ids, self.suffix])
+            input_ids[i, : len(row)] = row
+            mask[i, : len(row)] = 1
+        logits = self.model(
+            input_ids=torch.from_numpy(input_ids).to(self.device),
+            attention_mask=torch.from_numpy(mask).to(self.device),
+        ).logits
+        probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        self.windows_run += len(group)
+        self.tokens_run += int(mask.sum())
+        return [probs[i, lead : lead + len(w.ids)] for i, w in enumerate(group)]
+
+
+def _special_affixes(tokenizer) -> tuple[np.ndarray, np.ndarray]:
+    """The special tokens a tokenizer puts before and after a single sequence."""
+    encoding = tokenizer.backend_tokenizer.encode("a", add_special_tokens=True)
+    content = [i for i, special in enumerate(encoding.special_tokens_mask) if not special]
+    ids = np.asarray(encoding.ids, dtype=np.int64)
+    return ids[: content[0]], ids[content[-1] + 1 :]

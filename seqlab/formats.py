@@ -1,0 +1,207 @@
+"""Readers and writers of labelled sentence files: CoNLL-2003, WNUT-17, CoNLL-U and Parquet.
+
+Every reader returns a list of ``Sentence`` (words and one label per word) and every file is
+opened through fsspec, so URLs work as paths. Quirks of the public files are handled here:
+
+- CoNLL-2003 (``token POS chunk NER``, space separated) is tagged IOB1 and splits documents
+  with ``-DOCSTART-`` lines, which are not sentences.
+- WNUT-17 (``token<TAB>tag``) separates many sentences with a line holding only a TAB, and has
+  a byte-order mark inside a token of the dev file (``Dubbz\\ufeff``).
+- CoNLL-U carries multiword-token lines (ID ``19-20``) and empty nodes (ID ``8.1``) next to
+  the words; only plain word lines are kept.
+- Parquet holds one sentence per row, a list column of tokens and a list column of tags.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from seqlab.errors import ConfigError, InputError
+
+log = logging.getLogger(__name__)
+
+FORMATS = ("conll", "wnut", "conllu", "parquet")
+COLUMNS = ("ner", "upos", "xpos")
+# Characters that are no text: a byte-order mark may sit at a file's start or inside a token.
+_INVISIBLE = "\ufeff"
+_CONLLU_COLUMN = {"upos": 3, "xpos": 4}
+DOCSTART = "-DOCSTART-"
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """Words and one label per word."""
+
+    words: tuple[str, ...]
+    labels: tuple[str, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.words) != len(self.labels):
+            raise InputError(f"a sentence has {len(self.words)} words but "
+                             f"{len(self.labels)} labels", fix="check the input file")
+
+
+def format_of(path: str, format: str | None = None) -> str:
+    """The format named, or the one a file's name implies.
+
+    >>> format_of("data/en_ewt-ud-dev.conllu"), format_of("x.parquet"), format_of("eng.testa")
+    ('conllu', 'parquet', 'conll')
+    """
+    if format:
+        if format not in FORMATS:
+            raise ConfigError(f"unknown --format {format!r}", fix=f"use one of {FORMATS}")
+        return format
+    name = path.rstrip("/").lower()
+    if name.endswith(".conllu"):
+        return "conllu"
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    if "wnut" in name or "emerging" in name:
+        return "wnut"
+    return "conll"
+
+
+def source_scheme(format: str, column: str | None = None) -> str | None:
+    """The label scheme a format's files are written in (None: detect from the labels)."""
+    return {"conll": "iob1", "wnut": "iob2", "conllu": "tags"}.get(format)
+
+
+def read_sentences(path: str, format: str | None = None,
+                   column: str | None = None) -> list[Sentence]:
+    """Read a labelled file in any supported format."""
+    fmt = format_of(path, format)
+    if column is not None and column not in COLUMNS:
+        raise ConfigError(f"unknown --column {column!r}", fix=f"use one of {COLUMNS}")
+    if fmt == "parquet":
+        sentences = read_parquet(path)
+    elif fmt == "conllu":
+        sentences = read_conllu(path, column or "upos")
+    elif fmt == "wnut":
+        sentences = read_wnut(path)
+    else:
+        sentences = read_conll(path)
+    if not sentences:
+        raise InputError(f"no sentences found in {path} (read as {fmt})",
+                         fix="check the path and pass the right --format")
+    log.info("read %d sentences, %d words from %s (%s)", len(sentences),
+             sum(len(s.words) for s in sentences), path, fmt)
+    return sentences
+
+
+def _lines(path: str) -> Iterator[str]:
+    try:
+        with fsspec.open(path, "rt", encoding="utf-8") as handle:
+            yield from handle
+    except FileNotFoundError as exc:
+        raise InputError(f"no file at {path}", fix="check the path") from exc
+
+
+def _blocks(lines: Iterable[str], skip: Sequence[str] = ()) -> Iterator[list[str]]:
+    """Groups of non-blank lines; a line that is blank after strip (even a lone TAB) ends one."""
+    block: list[str] = []
+    for raw in lines:
+        line = raw.rstrip("\r\n").replace(_INVISIBLE, "")
+        if not line.strip():
+            if block:
+                yield block
+            block = []
+        elif not (skip and line.startswith(tuple(skip))):
+            block.append(line)
+    if block:
+        yield block
+
+
+def _clean(word: str) -> str:
+    return word.replace(_INVISIBLE, "").strip()
+
+
+def read_conll(path: str) -> list[Sentence]:
+    """CoNLL-2003: the first column is the word and the last the (IOB1) NER tag."""
+    sentences = []
+    for block in _blocks(_lines(path)):
+        rows = [line.split() for line in block if not line.startswith(DOCSTART)]
+        if rows:
+            sentences.append(Sentence(tuple(_clean(r[0]) for r in rows),
+                                      tuple(r[-1] for r in rows)))
+    return sentences
+
+
+def read_wnut(path: str) -> list[Sentence]:
+    """WNUT-17: ``word<TAB>tag`` lines; lines blank after strip separate sentences."""
+    sentences = []
+    for block in _blocks(_lines(path)):
+        rows = [line.rsplit("\t", 1) if "\t" in line else line.rsplit(None, 1) for line in block]
+        sentences.append(Sentence(tuple(_clean(r[0]) for r in rows),
+                                  tuple(r[-1].strip() for r in rows)))
+    return sentences
+
+
+def read_conllu(path: str, column: str = "upos") -> list[Sentence]:
+    """CoNLL-U words with their UPOS or XPOS tag; multiword tokens and empty nodes skipped."""
+    if column not in _CONLLU_COLUMN:
+        raise ConfigError(f"--column {column} does not exist in CoNLL-U",
+                          fix="use --column upos or --column xpos")
+    index = _CONLLU_COLUMN[column]
+    sentences = []
+    for block in _blocks(_lines(path), skip=("#",)):
+        words, tags = [], []
+        for line in block:
+            fields = line.split("\t")
+            if len(fields) != 10:
+                raise InputError(f"{path}: a CoNLL-U line has {len(fields)} columns, not 10: "
+                                 f"{line[:80]!r}", fix="check that the file is CoNLL-U")
+            if not fields[0].isdigit():  # "19-20" multiword token, "8.1" empty node
+                continue
+            words.append(_clean(fields[1]))
+            tags.append(fields[index])
+        if words:
+            sentences.append(Sentence(tuple(words), tuple(tags)))
+    return sentences
+
+
+def read_parquet(path: str, tokens: str = "tokens", tags: str = "tags") -> list[Sentence]:
+    """One sentence per row: a list column of tokens and a list column of tags."""
+    with fsspec.open(path, "rb") as handle:
+        table = pq.read_table(handle)
+    missing = [c for c in (tokens, tags) if c not in table.column_names]
+    if missing:
+        raise ConfigError(f"{path} has no column(s) {missing}; it has {table.column_names}",
+                          fix=f"write the words to a list column {tokens!r} and the labels "
+                          f"to a list column {tags!r}")
+    return [Sentence(tuple(_clean(w) for w in ws), tuple(ls))
+            for ws, ls in zip(table.column(tokens).to_pylist(), table.column(tags).to_pylist())
+            if ws]
+
+
+def write_sentences(sentences: Sequence[Sentence], path: str, format: str) -> None:
+    """Write sentences in one of ``FORMATS`` (CoNLL is written as ``word label`` lines)."""
+    fmt = format_of(path, format)
+    if fmt == "parquet":
+        table = pa.table({"tokens": pa.array([list(s.words) for s in sentences],
+                                             pa.list_(pa.string())),
+                          "tags": pa.array([list(s.labels) for s in sentences],
+                                           pa.list_(pa.string()))})
+        with fsspec.open(path, "wb") as handle:
+            pq.write_table(table, handle)
+        return
+    with fsspec.open(path, "wt", encoding="utf-8") as handle:
+        if fmt == "conll":
+            handle.write(f"{DOCSTART} -X- -X- O\n\n")
+        for sentence in sentences:
+            handle.write("".join(_format_line(fmt, i, w, t) for i, (w, t)
+                                 in enumerate(zip(sentence.words, sentence.labels), 1)))
+            handle.write("\n")
+
+
+def _format_line(fmt: str, i: int, word: str, label: str) -> str:
+    if fmt == "wnut":
+        return f"{word}\t{label}\n"
+    if fmt == "conllu":
+        return f"{i}\t{word}\t_\t{label}\t_\t_\t{max(i - 1, 0)}\t_\t_\t_\n"
+    return f"{word} {label}\n"

@@ -92,7 +92,7 @@ def viterbi(dist: np.ndarray, start: np.ndarray, transition: np.ndarray,
     Maximises the product of the per-word probabilities over sequences that start, continue
     and end only as ``start``/``transition``/``end`` allow (e.g. no ``I-X`` after ``O``).
 
-    >>> dist = np.array([[0.6, 0.1, 0.3], [0.2, 0.1, 0.7]])  # labels O, B-X, I-X
+    >>> dist = np.array([[0.5, 0.2, 0.3], [0.1, 0.1, 0.8]])  # labels O, B-X, I-X; greedy: O I-X
     >>> ok = np.array([[1, 1, 0], [1, 1, 1], [1, 1, 1]], dtype=bool)  # no I-X after O
     >>> viterbi(dist, np.array([1, 1, 0], dtype=bool), ok, np.ones(3, dtype=bool)).tolist()
     [1, 2]

@@ -190,13 +190,16 @@ class Reader:
     def _from_records(self, records: list[object], fragment: Fragment,
                       offset: int) -> pa.RecordBatch:
         errors: dict[int, str] = {}
+        statuses: dict[int, str] = {}
         rows: list[dict] = []
         for i, record in enumerate(records):
             if isinstance(record, dict):
                 rows.append(record)
                 continue
-            errors[i] = record.error if isinstance(record, _BadLine) else \
-                f"line is JSON {type(record).__name__}, expected an object"
+            if isinstance(record, _BadLine):
+                errors[i], statuses[i] = record.error, record.status
+            else:
+                errors[i] = f"line is JSON {type(record).__name__}, expected an object"
             rows.append({})
         columns = {
             f.name: _to_array(f.name, [r.get(f.name) for r in rows], f.type, errors)
@@ -207,16 +210,20 @@ class Reader:
             ids = [None if r.get(self.id_column) is None else str(r[self.id_column])
                    for r in rows]
         texts = [r.get(self.text_column) for r in rows]
-        return self._normalize(len(rows), columns, texts, ids, fragment, offset, errors)
+        return self._normalize(len(rows), columns, texts, ids, fragment, offset, errors,
+                               statuses)
 
     def _source_names(self) -> list[str]:
         return [n for n in [self.text_column, self.id_column, *self.passthrough.names] if n]
 
     def _normalize(self, n: int, columns: dict[str, pa.Array], texts: list | None,
                    ids: list[str | None] | None, fragment: Fragment, offset: int,
-                   errors: dict[int, str]) -> pa.RecordBatch:
+                   errors: dict[int, str],
+                   known: dict[int, str] | None = None) -> pa.RecordBatch:
         """File columns -> reader schema: ids, decoded text, per-row read status."""
         statuses = [schema.OK] * n
+        for i, status in (known or {}).items():
+            statuses[i] = status
         decoded: list[str | None] = [None] * n
         if texts is None:
             errors.update({i: f"file has no text column {self.text_column!r}" for i in range(n)})
@@ -242,8 +249,9 @@ class Reader:
 
 
 class _BadLine:
-    def __init__(self, error: str) -> None:
+    def __init__(self, error: str, status: str = schema.BAD_RECORD) -> None:
         self.error = error
+        self.status = status
 
 
 def _json_lines(fs: fsspec.AbstractFileSystem, path: str,
@@ -258,7 +266,7 @@ def _json_lines(fs: fsspec.AbstractFileSystem, path: str,
             try:
                 yield json.loads(line.decode("utf-8"))
             except UnicodeDecodeError as exc:
-                yield _BadLine(f"line {number} is not valid UTF-8: {exc}")
+                yield _BadLine(f"line {number} is not valid UTF-8: {exc}", schema.BAD_ENCODING)
             except json.JSONDecodeError as exc:
                 yield _BadLine(f"line {number} is not valid JSON: {exc}")
 

@@ -183,7 +183,8 @@ class LabelSet:
 
     @classmethod
     def from_id2label(cls, id2label: dict[int, str], scheme: str | None = None) -> LabelSet:
-        ids = sorted(int(i) for i in id2label)
+        id2label = {int(i): label for i, label in id2label.items()}
+        ids = sorted(id2label)
         if ids != list(range(len(ids))):
             raise ConfigError(
                 f"model id2label has ids {ids[:10]}..., expected 0..{len(ids) - 1}",

@@ -103,6 +103,20 @@ def write_table(fs: fsspec.AbstractFileSystem, root: str, relpath: str,
     return PartInfo(relpath, table.num_rows, sink.size, sink.digest.hexdigest())
 
 
+def describe_part(fs: fsspec.AbstractFileSystem, root: str, relpath: str) -> PartInfo:
+    """Rows, bytes and sha256 of a Parquet file written by someone else (e.g. Ray Data)."""
+    path = posixpath.join(root, relpath)
+    digest = hashlib.sha256()
+    size = 0
+    with fs.open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+            size += len(chunk)
+        handle.seek(0)
+        rows = pq.ParquetFile(handle).metadata.num_rows
+    return PartInfo(relpath, rows, size, digest.hexdigest())
+
+
 class PartWriter:
     """Writes one table of one fragment as parts of at most ``rows_per_part`` rows."""
 

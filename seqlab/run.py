@@ -24,7 +24,7 @@ from seqlab.io import Fragment, Reader, discover
 from seqlab.labels import LabelSet
 from seqlab.model import (LoadedModel, ModelSpec, load_model, load_tokenizer, local_model_dir,
                           model_revision, read_metadata)
-from seqlab.output import FragmentRecord, OutputDir
+from seqlab.output import FragmentRecord, OutputDir, PartInfo
 from seqlab.stages import Decoder, Provenance
 from seqlab.tag import Tagger
 from seqlab.tokenize import Tokenizer, WindowSpec
@@ -127,14 +127,23 @@ def _new_run_id() -> str:
 
 
 def finish_run(plan: RunPlan, records: list[FragmentRecord], aggregates: list,
-               engine: str, extra: dict | None = None) -> dict:
-    """Check the run's invariants and write the manifest; return it."""
+               engine: str, extra: dict | None = None,
+               parts: dict[str, list[PartInfo]] | None = None,
+               counts: dict[str, int] | None = None) -> dict:
+    """Check the run's invariants and write the manifest; return it.
+
+    ``parts`` and ``counts`` are output that belongs to the run as a whole rather than to one
+    fragment: an engine that shuffles rows between files (Ray Data) cannot name the fragment
+    of a part. Their documents rows count towards ``rows out`` like the fragments' own.
+    """
     rows_in = sum(r.rows_in for r in records)
     rows_out = sum(p.rows for r in records for p in r.parts.get("documents", []))
-    counts: dict[str, int] = {}
-    for record in records:
-        for key, value in record.counts.items():
-            counts[key] = counts.get(key, 0) + value
+    rows_out += sum(p.rows for p in (parts or {}).get("documents", []))
+    totals: dict[str, int] = {}
+    for part_counts in [*(r.counts for r in records), counts or {}]:
+        for key, value in part_counts.items():
+            totals[key] = totals.get(key, 0) + value
+    counts = totals
     if rows_in != rows_out:
         raise RunError(
             f"the run read {rows_in} rows but wrote {rows_out} documents rows",
@@ -160,6 +169,7 @@ def finish_run(plan: RunPlan, records: list[FragmentRecord], aggregates: list,
             for r in sorted(records, key=lambda r: r.index)
         ],
         "aggregates": [vars(p) for p in aggregates],
+        **({"parts": {k: [vars(p) for p in v] for k, v in parts.items()}} if parts else {}),
         **(extra or {}),
     }
     plan.out.finish(manifest)

@@ -20,6 +20,7 @@ import torch
 from seqlab import schema
 from seqlab.decode import stitch_windows
 from seqlab.model import LoadedModel
+from seqlab.tokenize import plain_backend
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ class Tagger:
 
 def _special_affixes(tokenizer) -> tuple[np.ndarray, np.ndarray]:
     """The special tokens a tokenizer puts before and after a single sequence."""
-    encoding = tokenizer.backend_tokenizer.encode("a", add_special_tokens=True)
+    encoding = plain_backend(tokenizer).encode("a", add_special_tokens=True)
     content = [i for i, special in enumerate(encoding.special_tokens_mask) if not special]
     ids = np.asarray(encoding.ids, dtype=np.int64)
     return ids[: content[0]], ids[content[-1] + 1 :]

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
+from tokenizers import Tokenizer as Tokenizer_
 from transformers import PreTrainedTokenizerBase
 
 from seqlab import schema
@@ -88,7 +89,7 @@ class Tokenizer:
                 fix="use a model that ships tokenizer.json, or convert its tokenizer with "
                 "transformers' convert_slow_tokenizer and save it next to the model",
             )
-        self.backend = tokenizer.backend_tokenizer
+        self.backend = plain_backend(tokenizer)
         self.n_special = tokenizer.num_special_tokens_to_add(pair=False)
         spec.validate(self.n_special, _model_max_length(tokenizer))
         self.spec = spec
@@ -139,6 +140,19 @@ class Tokenizer:
             "_win_starts": np.asarray(starts, dtype=np.int32),
             "_win_lens": np.asarray(lens, dtype=np.int32),
         }
+
+
+def plain_backend(tokenizer: PreTrainedTokenizerBase) -> Tokenizer_:
+    """A copy of the Rust tokenizer with no truncation or padding.
+
+    Many checkpoints (sentence-transformers ones among them) save ``tokenizer.json`` with
+    truncation and padding switched on, which would silently cut documents to 128 tokens;
+    seqlab does its own windowing and padding.
+    """
+    backend = Tokenizer_.from_str(tokenizer.backend_tokenizer.to_str())
+    backend.no_truncation()
+    backend.no_padding()
+    return backend
 
 
 def _model_max_length(tokenizer: PreTrainedTokenizerBase) -> int | None:

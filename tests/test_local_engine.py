@@ -218,3 +218,22 @@ def test_memory_filesystem_and_directories(ner_model, corpus_rows):
     assert manifest["rows"] == {"in": 40, "out": 40}
     assert [i["fragment"] for i in manifest["inputs"]] == ["part-0.parquet", "part-1.parquet"]
     assert fs.exists("/out/_manifest.json") and fs.glob("/out/mentions/*.parquet")
+
+
+def test_tokenizer_settings_saved_with_the_model_do_not_truncate(ner_model, tmp_path):
+    """Checkpoints often save tokenizer.json with truncation and padding on (to 128)."""
+    import shutil
+
+    from tokenizers import Tokenizer
+
+    model = tmp_path / "model"
+    shutil.copytree(ner_model, model)
+    backend = Tokenizer.from_file(str(model / "tokenizer.json"))
+    backend.enable_truncation(max_length=16)
+    backend.enable_padding(length=16)
+    backend.save(str(model / "tokenizer.json"))
+    text = " ".join(["john smith went to london"] * 20)
+    pq.write_table(pa.table({"text": [text]}), tmp_path / "in.parquet")
+    run(tmp_path / "in.parquet", tmp_path / "out", model)
+    doc = read_output(tmp_path / "out")["documents"].to_pylist()[0]
+    assert doc["n_tokens"] == 100 and doc["tokens"][-1]["end_char"] == len(text)

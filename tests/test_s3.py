@@ -1,0 +1,45 @@
+"""Reading and writing through s3:// against a local S3 server (moto, loopback only)."""
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import seqlab
+
+s3fs = pytest.importorskip("s3fs")
+moto_server = pytest.importorskip("moto.server")
+
+
+@pytest.fixture(scope="module")
+def s3():
+    server = moto_server.ThreadedMotoServer(ip_address="127.0.0.1", port=0)
+    server.start()
+    host, port = server.get_host_and_port()
+    endpoint = f"http://{host}:{port}"
+    options = {"key": "test", "secret": "test", "client_kwargs": {"endpoint_url": endpoint,
+                                                                    "region_name": "us-east-1"}}
+    import boto3
+
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
+                          aws_access_key_id="test", aws_secret_access_key="test")
+    for bucket in ("corpus", "results"):
+        client.create_bucket(Bucket=bucket)
+    fs = s3fs.S3FileSystem(**options)
+    yield fs, options
+    server.stop()
+
+
+def test_annotate_from_and_to_s3(s3, ner_model, corpus_rows):
+    fs, options = s3
+    with fs.open("corpus/docs/part-0.parquet", "wb") as handle:
+        pq.write_table(pa.Table.from_pylist(corpus_rows[:30]), handle)
+    manifest = seqlab.annotate("s3://corpus/docs", "s3://results/run1", model=str(ner_model),
+                               id_column="id", max_length=64, stride=16,
+                               storage_options=options)
+    assert manifest["rows"] == {"in": 30, "out": 30}
+    with fs.open("results/run1/documents/part-00000-0000.parquet", "rb") as handle:
+        docs = pq.read_table(handle)
+    assert docs.num_rows == 30 and set(docs.column("status").to_pylist()) == {"ok"}
+    assert fs.exists("results/run1/_manifest.json")
+    assert fs.exists("results/run1/aggregates/part-00000.parquet")
+    assert not [p for p in fs.find("results/run1") if ".tmp-" in p]

@@ -1,0 +1,124 @@
+"""deploy/beam: the flex-template spec and recipes parse, and documented commands are valid."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+beam = pytest.importorskip("apache_beam")
+
+from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
+from packaging.requirements import Requirement  # noqa: E402
+
+from pipelines.beam import parse_args  # noqa: E402
+from seqlab.cli import ENGINE_FLAGS, annotate_options, build_parser  # noqa: E402
+from seqlab.config import build_config  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy" / "beam"
+
+
+def unknown_beam_options(args: list[str]) -> set[str]:
+    """Arguments no Beam PipelineOptions class (seqlab's included) knows."""
+    options = PipelineOptions(args)
+    known = options.get_all_options(retain_unknown_options=False)
+    return set(options.get_all_options(retain_unknown_options=True)) - set(known)
+
+
+def check_config(args, beam_args: list[str]) -> dict:
+    args.beam_args = beam_args or None
+    options = annotate_options(args, ENGINE_FLAGS)
+    build_config(**{**options, "engine": "beam"})
+    assert not unknown_beam_options(beam_args)
+    return options
+
+
+def documented_commands() -> list[list[str]]:
+    text = (DEPLOY / "README.md").read_text()
+    commands = []
+    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
+        for line in block.replace("\\\n", " ").splitlines():
+            if line.startswith(("seqlab annotate", "python -m pipelines.beam")):
+                commands.append(shlex.split(line))
+    return commands
+
+
+@pytest.mark.parametrize("argv", documented_commands(), ids=lambda a: " ".join(a[:5]))
+def test_documented_commands_are_valid(argv: list[str]) -> None:
+    if argv[0] == "seqlab":
+        tail = argv[argv.index("--") + 1 :] if "--" in argv else []
+        head = argv[1 : len(argv) - len(tail) - (1 if "--" in argv else 0)]
+        args = build_parser().parse_args(head)
+        assert args.command == "annotate" and args.engine == "beam"
+        check_config(args, tail)
+    else:
+        args, beam_args = parse_args(argv[3:])
+        check_config(args, beam_args)
+
+
+def test_every_runner_has_a_documented_command() -> None:
+    runners = set()
+    for argv in documented_commands():
+        if "--runner" in argv:
+            runners.add(argv[argv.index("--runner") + 1])
+    assert {"DataflowRunner", "FlinkRunner", "SparkRunner", "PortableRunner"} <= runners
+    assert any("--engine" in a and "--runner" not in a for a in documented_commands())
+
+
+def sample(param: dict) -> str:
+    regexes = " ".join(param.get("regexes", []))
+    if "[0-9]" in regexes:
+        return "8"
+    if "greedy" in regexes:
+        return "viterbi"
+    return "gs://bucket/x" if "gs|s3" in regexes else "value"
+
+
+def test_flex_template_parameters_are_pipeline_flags() -> None:
+    spec = json.loads((DEPLOY / "metadata.json").read_text())
+    names = [p["name"] for p in spec["parameters"]]
+    assert {"input", "output", "model"} <= set(names) and len(names) == len(set(names))
+    for param in spec["parameters"]:
+        assert re.fullmatch(r"[a-z][a-z0-9_]*", param["name"]) and param["helpText"]
+        for regex in param.get("regexes", []):
+            assert re.fullmatch(regex, sample(param))
+    flags = [f"--{p['name']}={sample(p)}" for p in spec["parameters"]]
+    args, beam_args = parse_args(flags)
+    assert beam_args == ["--model_copies=8"]  # a Beam option of the seqlab engine
+    options = check_config(args, beam_args)
+    assert options["text_column"] == "value" and options["max_length"] == 8
+
+
+def test_dockerfile_matches_the_installed_stack() -> None:
+    text = (DEPLOY / "Dockerfile").read_text()
+    assert f"ARG BEAM_VERSION={beam.__version__}" in text
+    assert "FROM apache/beam_python${PYTHON_VERSION}_sdk:${BEAM_VERSION}" in text
+    py_file = re.search(r"FLEX_TEMPLATE_PYTHON_PY_FILE=/opt/seqlab/(\S+)", text).group(1)
+    assert (ROOT / py_file).is_file()
+    for source in re.findall(r"^COPY (?!--)(.+) \S+$", text, flags=re.M):
+        for name in source.split():
+            assert (ROOT / name).exists(), name
+    pinned = (ROOT / "constraints.txt").read_text().split()[0]
+    assert pinned in text
+
+
+def test_worker_requirements_pin_torch() -> None:
+    lines = [line for line in (DEPLOY / "requirements.txt").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    requirements = {r.name: r for r in map(Requirement, lines)}
+    assert str(requirements["torch"].specifier).startswith("==")
+
+
+def test_pipelines_beam_help_and_underscore_flags(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        parse_args(["--help"])
+    assert exit_.value.code == 0 and "--input INPUT --output OUTPUT" in capsys.readouterr().out
+    args, beam_args = parse_args(["--input", "a", "--output", "b", "--id_column=id",
+                                  "--runner", "DataflowRunner", "--project", "p"])
+    assert (args.input, args.output, args.id_column, args.runner) == ("a", "b", "id",
+                                                                      "DataflowRunner")
+    assert beam_args == ["--project", "p"]

@@ -237,3 +237,28 @@ def test_tokenizer_settings_saved_with_the_model_do_not_truncate(ner_model, tmp_
     run(tmp_path / "in.parquet", tmp_path / "out", model)
     doc = read_output(tmp_path / "out")["documents"].to_pylist()[0]
     assert doc["n_tokens"] == 100 and doc["tokens"][-1]["end_char"] == len(text)
+
+
+def test_a_25000_word_document_goes_through_in_bounded_batches(ner_model, tmp_path,
+                                                                monkeypatch):
+    import random
+
+    from seqlab.tag import Tagger
+    from tests.conftest import make_text
+
+    text = make_text(random.Random(5), 25_000)
+    pq.write_table(pa.table({"text": [text, "short one"]}), tmp_path / "in.parquet")
+    shapes = []
+    real_forward = Tagger.forward
+
+    def recording(self, group):
+        shapes.append(len(group) * max(self._padded_length(w) for w in group))
+        return real_forward(self, group)
+
+    monkeypatch.setattr(Tagger, "forward", recording)
+    seqlab.annotate(str(tmp_path / "in.parquet"), str(tmp_path / "out"), model=str(ner_model),
+                    max_length=512, stride=128, batch_tokens=4096)
+    doc = read_output(tmp_path / "out")["documents"].to_pylist()[0]
+    assert doc["status"] == "ok" and doc["tokens"][-1]["end_char"] == len(text.rstrip())
+    assert doc["n_tokens"] >= 25_000
+    assert len(shapes) >= 10 and max(shapes) <= 4096

@@ -262,3 +262,23 @@ def test_a_25000_word_document_goes_through_in_bounded_batches(ner_model, tmp_pa
     assert doc["status"] == "ok" and doc["tokens"][-1]["end_char"] == len(text.rstrip())
     assert doc["n_tokens"] >= 25_000
     assert len(shapes) >= 10 and max(shapes) <= 4096
+
+
+def test_a_document_that_breaks_the_model_fails_alone(corpus_parquet, ner_model, tmp_path,
+                                                       monkeypatch):
+    from seqlab.tag import Tagger
+
+    real_forward = Tagger.forward
+
+    def flaky(self, group):  # windows of some lengths break the model
+        if any(len(w.ids) % 7 == 3 for w in group):
+            raise RuntimeError("device-side assert")
+        return real_forward(self, group)
+
+    monkeypatch.setattr(Tagger, "forward", flaky)
+    manifest = run(corpus_parquet, tmp_path / "out", ner_model, id_column="id")
+    docs = read_output(tmp_path / "out")["documents"].to_pylist()
+    failed = [d for d in docs if d["status"] == "failed"]
+    assert manifest["rows"]["out"] == 53 and 0 < len(failed) < 40
+    assert all("device-side assert" in d["error"] and d["tokens"] is None for d in failed)
+    assert sum(d["status"] == "ok" for d in docs) == 50 - len(failed)

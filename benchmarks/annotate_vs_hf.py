@@ -73,8 +73,9 @@ def _child(target, args, queue) -> None:
 
 
 def measure(target, *args) -> dict:
-    queue: mp.Queue = mp.Queue()
-    process = mp.get_context("spawn").Process(target=_child, args=(target, args, queue))
+    context = mp.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_child, args=(target, args, queue))
     process.start()
     result = queue.get()
     process.join()

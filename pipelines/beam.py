@@ -442,6 +442,9 @@ def collect_metrics(result: beam.runners.runner.PipelineResult) -> dict[str, Any
 
 def run(plan: RunPlan, progress=None) -> dict:
     """Run the plan on Beam; return the manifest its last step wrote."""
+    # Beam logs every postponed annotation of this module at INFO; they tell a user nothing
+    logging.getLogger("apache_beam.typehints.native_type_compatibility").setLevel(
+        logging.WARNING)
     runner, options = pipeline_options(plan.config.engine_options)
     beam_root(plan)
     discard_leftovers(plan)

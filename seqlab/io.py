@@ -133,7 +133,7 @@ class Reader:
         good = [r for r in rows if isinstance(r, dict)]
         names = list(dict.fromkeys(k for r in good for k in r))
         return pa.schema(
-            [(n, _infer(n, [r.get(n) for r in good])) for n in names]
+            [(n, _infer([r.get(n) for r in good])) for n in names]
         )
 
     def read(self, fragment: Fragment, limit: int | None = None) -> Iterator[pa.RecordBatch]:
@@ -304,7 +304,7 @@ def _decode_texts(values: list, texts: list, statuses: list, errors: dict) -> No
             errors[i] = f"text is {type(value).__name__} {str(value)[:40]!r}, expected a string"
 
 
-def _infer(name: str, values: list) -> pa.DataType:
+def _infer(values: list) -> pa.DataType:
     try:
         return pa.array(values).type if any(v is not None for v in values) else pa.string()
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):

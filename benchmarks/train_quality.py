@@ -1,0 +1,100 @@
+"""Training quality and time: the plain transformers recipe against ``seqlab train``.
+
+Both train the same encoder on the same data for the same epochs and are scored on dev after
+every epoch. The plain recipe is ``run_ner.py``'s defaults: lr 5e-5, batch 8, no warmup, no
+weight decay, random batches, first-subword labels, the last epoch kept. ``seqlab train`` runs
+with its own defaults (plus ``--lora-r`` when asked).
+
+    python benchmarks/train_quality.py --train ../shared/data/conll2003/eng.train \\
+        --dev ../shared/data/conll2003/eng.testa --epochs 3 --out /tmp/bench-ner
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from transformers import (DataCollatorForTokenClassification, Trainer, TrainingArguments,
+                          set_seed)
+
+from seqlab.model import base_encoder
+from seqlab.train import (TrainConfig, build_model, compute_metrics_fn, argmax_logits, history,
+                          prepare, train)
+
+
+def plain_recipe(config: TrainConfig) -> dict:
+    """run_ner.py's recipe through transformers' Trainer; dev scores after each epoch."""
+    started = time.time()
+    prepared = prepare(config)
+    set_seed(config.seed)
+    model = build_model(config.base, prepared.data.labels, None)
+    args = TrainingArguments(
+        output_dir=str(Path(config.out) / "checkpoints"), learning_rate=5e-5,
+        per_device_train_batch_size=8, per_device_eval_batch_size=8,
+        num_train_epochs=config.epochs, eval_strategy="epoch", save_strategy="no",
+        seed=config.seed, use_cpu=not config.use_gpu, report_to="none", logging_steps=500)
+    trainer = Trainer(
+        model=model, args=args, train_dataset=prepared.train_set,
+        eval_dataset=prepared.dev_set, processing_class=prepared.tokenizer,
+        data_collator=DataCollatorForTokenClassification(prepared.tokenizer),
+        compute_metrics=compute_metrics_fn(prepared.data.labels, prepared.data.has_entities),
+        preprocess_logits_for_metrics=argmax_logits)
+    trainer.train()
+    return {"history": history(trainer), "seconds": time.time() - started}
+
+
+def seqlab_recipe(config: TrainConfig) -> dict:
+    started = time.time()
+    meta = train(config)
+    return {"history": meta["dev_history"], "seconds": time.time() - started,
+            "best": meta["dev_metrics"]}
+
+
+def table(results: dict[str, dict], key: str) -> str:
+    lines = [f"| recipe | dev {key} per epoch | kept | wall s |", "|---|---|---|---|"]
+    for name, result in results.items():
+        scores = [e[key] for e in result["history"]]
+        kept = result.get("best", {}).get(key, scores[-1] if scores else float("nan"))
+        lines.append(f"| {name} | {' / '.join(f'{s:.4f}' for s in scores)} | {kept:.4f} "
+                     f"| {result['seconds']:,.0f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--train", required=True)
+    parser.add_argument("--dev", required=True)
+    parser.add_argument("--base", default=None, help="default: the packaged MiniLM encoder")
+    parser.add_argument("--format")
+    parser.add_argument("--column")
+    parser.add_argument("--epochs", type=float, default=3)
+    parser.add_argument("--lora-r", type=int)
+    parser.add_argument("--use-gpu", action="store_true")
+    parser.add_argument("--only", choices=["plain", "seqlab"])
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    config = TrainConfig(train=args.train, dev=args.dev, base=args.base or base_encoder(),
+                         out=args.out, format=args.format, column=args.column,
+                         epochs=args.epochs, use_gpu=args.use_gpu)
+    results = {}
+    if args.only != "seqlab":
+        results["plain run_ner (lr 5e-5, batch 8)"] = plain_recipe(
+            replace(config, out=f"{args.out}/plain"))
+    if args.only != "plain":
+        name = "seqlab train" + (f" --lora-r {args.lora_r}" if args.lora_r else "")
+        results[name] = seqlab_recipe(replace(config, out=f"{args.out}/seqlab",
+                                              lora_r=args.lora_r))
+    key = "accuracy" if args.column in ("upos", "xpos") or (args.train.endswith(".conllu")) \
+        else "f1"
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    Path(args.out, "results.json").write_text(json.dumps(results, indent=2))
+    print(table(results, key))
+
+
+if __name__ == "__main__":
+    main()

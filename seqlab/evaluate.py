@@ -1,0 +1,169 @@
+"""Scoring a model on a labelled file through the same stages that ``seqlab annotate`` runs.
+
+Each sentence's words are joined with single spaces into a text, the text goes through
+``Tokenizer -> Tagger -> Decoder`` exactly as a document would, and each gold word takes the
+label of the predicted word that starts at the gold word's first character. What is measured is
+therefore what users get: the tokenizer's own word split, window stitching, the aggregation and
+the decoder (greedy or Viterbi) all count.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pyarrow as pa
+
+from seqlab import schema
+from seqlab.formats import Sentence, read_sentences
+from seqlab.labels import OUTSIDE, LabelSet, convert
+from seqlab.metrics import confusion_matrix, label_class, score
+from seqlab.model import LoadedModel, ModelSpec, load_model
+from seqlab.stages import Decoder, Provenance
+from seqlab.tag import Tagger
+from seqlab.tokenize import Tokenizer, WindowSpec
+
+log = logging.getLogger(__name__)
+
+BATCH_SENTENCES = 512
+# A gold word the tokenizer produced no word for (only characters it drops) gets this label.
+MISSING = "<none>"
+
+
+@dataclass
+class Predictions:
+    gold: list[list[str]]
+    pred: list[list[str]]
+    labels: LabelSet
+
+
+def sentence_text(words: tuple[str, ...]) -> tuple[str, list[int]]:
+    """The words joined by single spaces, and each word's start offset.
+
+    >>> sentence_text(("New", "York", "."))
+    ('New York .', [0, 4, 9])
+    """
+    starts, position = [], 0
+    for word in words:
+        starts.append(position)
+        position += len(word) + 1
+    return " ".join(words), starts
+
+
+def predict(loaded: LoadedModel, sentences: list[Sentence], decoder: str = "greedy",
+            batch_tokens: int = 16384) -> list[list[str]]:
+    """One predicted label per gold word, through the annotate stages."""
+    limit = loaded.tokenizer.model_max_length
+    max_length = min(512, limit) if limit and limit < 1_000_000 else 512
+    tokenize = Tokenizer(loaded.tokenizer, WindowSpec(max_length, max_length // 4))
+    tag = Tagger(loaded, batch_tokens)
+    provenance = Provenance("evaluate", loaded.name, loaded.revision,
+                            datetime.now(timezone.utc))
+    decode = Decoder(loaded.labels, schema.documents_schema(pa.schema([])), provenance, decoder)
+    predicted: list[list[str]] = []
+    for start in range(0, len(sentences), BATCH_SENTENCES):
+        chunk = sentences[start : start + BATCH_SENTENCES]
+        texts = [sentence_text(s.words) for s in chunk]
+        documents = decode(tag(tokenize(_batch(start, [t for t, _ in texts]))))
+        for (_, offsets), tokens, status in zip(
+                texts, documents.column("tokens").to_pylist(),
+                documents.column(schema.STATUS).to_pylist()):
+            by_start = {t["start_char"]: t["label"] for t in tokens or []}
+            if status != schema.OK:
+                log.warning("a sentence could not be tagged (%s); its words count as wrong",
+                            status)
+            predicted.append([by_start.get(offset, MISSING) for offset in offsets])
+        log.info("tagged %d of %d sentences", len(predicted), len(sentences))
+    return predicted
+
+
+def _batch(first: int, texts: list[str]) -> pa.RecordBatch:
+    fields = schema.read_schema(pa.schema([]))
+    n = len(texts)
+    return pa.RecordBatch.from_arrays(
+        [pa.array([f"s{first + i}" for i in range(n)], pa.string()),
+         pa.array(texts, pa.string()), pa.array([schema.OK] * n, pa.string()),
+         pa.array([None] * n, pa.string())], schema=fields)
+
+
+def gold_in_scheme(sentences: list[Sentence], labels: LabelSet) -> list[list[str]]:
+    """Gold labels re-encoded in the model's scheme (CoNLL-2003's IOB1 -> IOB2, ...)."""
+    if not labels.has_entities:
+        return [list(s.labels) for s in sentences]
+    return [convert(s.labels, labels.scheme) for s in sentences]
+
+
+def evaluate(model: str, data: str, format: str | None = None, column: str | None = None,
+             decoder: str = "greedy", device: str = "auto", batch_tokens: int = 16384,
+             report: str | None = None, loaded: LoadedModel | None = None) -> dict:
+    """Scores of ``model`` on the labelled file ``data``: ``{"f1", "precision", "recall",
+    "accuracy", "per_label"}``; with ``report`` a directory, also a confusion matrix image
+    and a markdown table there."""
+    loaded = loaded or load_model(ModelSpec(name=model, device=device))
+    sentences = read_sentences(data, format, column)
+    gold = gold_in_scheme(sentences, loaded.labels)
+    pred = predict(loaded, sentences, decoder, batch_tokens)
+    if loaded.labels.has_entities:  # words with no prediction are outside any entity
+        pred = [[OUTSIDE if p == MISSING else p for p in row] for row in pred]
+    scores = score(gold, pred, loaded.labels.has_entities)
+    if report:
+        write_report(Path(report), Predictions(gold, pred, loaded.labels), scores, model, data)
+    return scores
+
+
+def write_report(directory: Path, predictions: Predictions, scores: dict, model: str,
+                 data: str) -> None:
+    """``confusion.png`` and ``report.md`` in ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    labels = predictions.labels
+    if labels.has_entities:
+        classes = sorted({label_class(label) for label in labels.labels})
+    else:
+        classes = list(labels.labels)
+    matrix = confusion_matrix(predictions.gold, predictions.pred, classes, labels.has_entities)
+    _plot_confusion(matrix, classes, directory / "confusion.png")
+    (directory / "report.md").write_text(markdown_table(scores, model, data, labels))
+    log.info("wrote %s and %s", directory / "confusion.png", directory / "report.md")
+
+
+def markdown_table(scores: dict, model: str, data: str, labels: LabelSet) -> str:
+    """The scores as a markdown table, one row per entity type (or tag) and one overall."""
+    unit = "entity type" if labels.has_entities else "tag"
+    lines = [f"# {model} on {data}", "",
+             f"Scheme {labels.scheme}; token accuracy {scores['accuracy']:.4f}.", "",
+             f"| {unit} | precision | recall | F1 | support |", "|---|---:|---:|---:|---:|"]
+    for name, row in scores["per_label"].items():
+        lines.append(f"| {name} | {row['precision']:.4f} | {row['recall']:.4f} | "
+                     f"{row['f1']:.4f} | {row['support']} |")
+    support = sum(row["support"] for row in scores["per_label"].values())
+    lines.append(f"| **overall** | {scores['precision']:.4f} | {scores['recall']:.4f} | "
+                 f"{scores['f1']:.4f} | {support} |")
+    return "\n".join(lines) + "\n"
+
+
+def _plot_confusion(matrix, classes: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rows = matrix.sum(axis=1, keepdims=True)
+    share = np.divide(matrix, rows, out=np.zeros(matrix.shape), where=rows > 0)
+    size = max(4.0, 0.45 * len(classes) + 2)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(len(classes)), classes, rotation=90)
+    ax.set_yticks(range(len(classes)), classes)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("gold")
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            if matrix[i, j]:
+                ax.text(j, i, str(matrix[i, j]), ha="center", va="center", fontsize=7,
+                        color="white" if share[i, j] > 0.5 else "black")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

@@ -1,0 +1,85 @@
+"""``seqlab train`` and ``seqlab evaluate``: parse flags, call the library, print the result."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from seqlab.cli import command
+from seqlab.formats import COLUMNS, FORMATS
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    from seqlab.decode import DECODERS
+    from seqlab.labels import SCHEMES
+    from seqlab.train import ENGINES
+
+    p = sub.add_parser("train", help="fine-tune an encoder for token classification")
+    p.add_argument("--train", required=True, help="training file (any fsspec URL)")
+    p.add_argument("--dev", required=True, help="dev file: scored after every epoch")
+    p.add_argument("--base", help="encoder: directory, hub id or fsspec URL "
+                   "(default: the packaged all-MiniLM-L6-v2)")
+    p.add_argument("--out", required=True, help="directory of the trained model")
+    p.add_argument("--format", choices=FORMATS, help="input format (default: from file name)")
+    p.add_argument("--scheme", choices=SCHEMES,
+                   help="scheme the model predicts (default: iob2 for spans, tags for tags)")
+    p.add_argument("--column", choices=COLUMNS, help="CoNLL-U column to learn (default: upos)")
+    p.add_argument("--epochs", type=float, default=3)
+    p.add_argument("--lr", type=float, help="peak learning rate (default: 5e-5; 1e-3 with "
+                   "--lora-r)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--max-length", type=int, default=256, help="subwords per sentence")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--lora-r", type=int, help="train a LoRA adapter of this rank")
+    p.add_argument("--freeze-embeddings", action="store_true",
+                   help="keep the word embeddings of the base encoder")
+    p.add_argument("--engine", choices=ENGINES, default="local")
+    p.add_argument("--num-workers", type=int, default=2, help="Ray Train workers")
+    p.add_argument("--use-gpu", action="store_true", help="train on GPU(s), bf16 when possible")
+
+    p = sub.add_parser("evaluate", help="score a model on a labelled file")
+    p.add_argument("model", help="shipped model name, directory, hub id or fsspec URL")
+    p.add_argument("data", help="labelled file (any fsspec URL)")
+    p.add_argument("--format", choices=FORMATS, help="input format (default: from file name)")
+    p.add_argument("--column", choices=COLUMNS, help="CoNLL-U column (default: upos)")
+    p.add_argument("--decoder", choices=DECODERS, default="greedy")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--report", help="directory for a confusion matrix image and a markdown "
+                   "table")
+
+
+@command("train")
+def train_cli(args: argparse.Namespace) -> int:
+    from seqlab.model import base_encoder
+    from seqlab.train import TrainConfig, train
+
+    config = TrainConfig(
+        train=args.train, dev=args.dev, base=args.base or base_encoder(), out=args.out,
+        format=args.format, scheme=args.scheme, column=args.column, epochs=args.epochs,
+        lr=args.lr, batch_size=args.batch_size, max_length=args.max_length, seed=args.seed,
+        lora_r=args.lora_r, engine=args.engine, num_workers=args.num_workers,
+        use_gpu=args.use_gpu, train_embeddings=not args.freeze_embeddings)
+    meta = train(config)
+    best = meta["dev_metrics"]
+    key = "f1" if meta["scheme"] != "tags" else "accuracy"
+    print(f"saved {args.out}: dev {key} {best.get(key, 0.0):.4f} (epoch {best.get('epoch')}), "
+          f"{meta['train_seconds']:.0f} s")
+    return 0
+
+
+@command("evaluate")
+def evaluate_cli(args: argparse.Namespace) -> int:
+    from seqlab.evaluate import evaluate
+
+    scores = evaluate(args.model, args.data, format=args.format, column=args.column,
+                      decoder=args.decoder, device=args.device, report=args.report)
+    if args.json:
+        print(json.dumps(scores))
+        return 0
+    print(f"f1 {scores['f1']:.4f}  precision {scores['precision']:.4f}  "
+          f"recall {scores['recall']:.4f}  accuracy {scores['accuracy']:.4f}")
+    for name, row in scores["per_label"].items():
+        print(f"  {name:<16} f1 {row['f1']:.4f}  precision {row['precision']:.4f}  "
+              f"recall {row['recall']:.4f}  support {row['support']}")
+    return 0

@@ -1,0 +1,212 @@
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import (AutoModelForTokenClassification, AutoTokenizer, BertConfig,
+                          BertForTokenClassification, BertTokenizerFast)
+
+from seqlab.errors import ConfigError, ModelError
+from seqlab.formats import Sentence, write_sentences
+from seqlab.model import ModelSpec, load_model, read_metadata, write_metadata
+from seqlab.shipped import export_adapter_model, export_low_rank_model
+from seqlab.train import TrainConfig, encode, label_list, prepare_data, target_scheme, train
+from tests.tiny import NER_LABELS, write_vocab
+
+ENTITIES = [(["john", "smith"], "PER"), (["mary"], "PER"), (["new", "york"], "LOC"),
+            (["paris"], "LOC"), (["bank"], "ORG"), (["university"], "ORG")]
+FILLER = "the a of and in to is was for on with said".split()
+
+
+def tiny_encoder(directory: Path, labels: list[str] = NER_LABELS, seed: int = 0) -> Path:
+    """A 2-layer, 32-wide BERT tagger and a fast tokenizer over tests.tiny's vocabulary."""
+    directory.mkdir(parents=True, exist_ok=True)
+    tokenizer = BertTokenizerFast(vocab=str(write_vocab(directory / "vocab.txt")),
+                                  do_lower_case=True, model_max_length=512)
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64,
+                        id2label=dict(enumerate(labels)),
+                        label2id={label: i for i, label in enumerate(labels)})
+    BertForTokenClassification(config).save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    return directory
+
+
+def ner_sentences(n: int, seed: int) -> list[Sentence]:
+    """IOB1 sentences (as CoNLL-2003 writes them), adjacent same-type entities included."""
+    rng = random.Random(seed)
+    sentences = []
+    for _ in range(n):
+        words, labels, previous = [], [], None
+        for _ in range(rng.randint(2, 6)):
+            if rng.random() < 0.45:
+                span, type_ = rng.choice(ENTITIES)
+                words += span
+                first = "B" if previous == type_ else "I"
+                labels += [f"{first}-{type_}"] + [f"I-{type_}"] * (len(span) - 1)
+                previous = type_
+            else:
+                words.append(rng.choice(FILLER))
+                labels.append("O")
+                previous = None
+        sentences.append(Sentence(tuple(words), tuple(labels)))
+    return sentences
+
+
+@pytest.fixture(scope="module")
+def ner_files(tmp_path_factory) -> dict[str, str]:
+    root = tmp_path_factory.mktemp("ner")
+    write_sentences(ner_sentences(160, 0), str(root / "train.conll"), "conll")
+    write_sentences(ner_sentences(32, 1), str(root / "dev.conll"), "conll")
+    return {"train": str(root / "train.conll"), "dev": str(root / "dev.conll"),
+            "base": str(tiny_encoder(root / "base"))}
+
+
+def config(files: dict, out: Path, **options) -> TrainConfig:
+    return TrainConfig(train=files["train"], dev=files["dev"], base=files["base"],
+                       out=str(out), epochs=options.pop("epochs", 2),
+                       lr=options.pop("lr", 1e-2), batch_size=16, **options)
+
+
+def test_labels_and_schemes():
+    sentences = [Sentence(("a", "b"), ("I-PER", "B-PER"))]
+    assert target_scheme(sentences, None) == "iob2"
+    assert label_list(sentences, "iob2") == ["O", "B-PER", "I-PER"]
+    assert target_scheme([Sentence(("a",), ("NOUN",))], None) == "tags"
+    with pytest.raises(ConfigError, match="plain tags"):
+        target_scheme([Sentence(("a",), ("NOUN",))], "bioes")
+
+
+def test_first_subword_labels(ner_files):
+    tokenizer = AutoTokenizer.from_pretrained(ner_files["base"])
+    encoded = encode([Sentence(("banked", "paris"), ("O", "B-LOC"))], tokenizer,
+                     {"O": 0, "B-LOC": 1}, 32)
+    # [CLS] bank ##ed paris [SEP]: only each word's first subword is labelled
+    assert tokenizer.convert_ids_to_tokens(encoded[0]["input_ids"])[1:3] == ["bank", "##ed"]
+    assert encoded[0]["labels"] == [-100, 0, -100, 1, -100]
+
+
+def test_iob1_data_is_converted(ner_files, tmp_path):
+    data = prepare_data(config(ner_files, tmp_path))
+    assert data.scheme == "iob2"
+    assert all(not (a == "O" and b.startswith("I-"))
+               for s in data.train for a, b in zip(("O",) + s.labels, s.labels))
+
+
+@pytest.fixture(scope="module")
+def trained(ner_files, tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("trained") / "model"
+    return out, train(config(ner_files, out, epochs=3, train_embeddings=False))
+
+
+def test_train_saves_a_plain_checkpoint(trained, ner_files):
+    out, meta = trained
+    assert not (out / "checkpoints").exists()
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+    model = AutoModelForTokenClassification.from_pretrained(out)  # plain transformers loads it
+    assert model.config.id2label[0] == "O"
+    saved = read_metadata(str(out))
+    assert saved == meta
+    assert saved["scheme"] == "iob2" and saved["task"] == "ner"
+    assert saved["data"]["train"]["sha256"] and saved["data"]["dev"]["sentences"] == 32
+    assert saved["hyper_parameters"]["lr"] == 1e-2
+    assert len(saved["dev_history"]) == 3
+    assert saved["dev_metrics"]["f1"] == max(e["f1"] for e in saved["dev_history"])
+    assert saved["dev_metrics"]["f1"] > 0.5  # the tiny task is learnable
+    assert saved["base"]["sha256"]
+
+
+def test_training_is_seeded(ner_files, tmp_path):
+    first, again = (train(config(ner_files, tmp_path / name, epochs=1))["dev_history"][0]
+                    for name in ("first", "again"))
+    assert again["f1"] == first["f1"]
+    assert again["loss"] == pytest.approx(first["loss"], rel=1e-5)
+
+
+def test_low_rank_export_loads_through_seqlab(trained, ner_files, tmp_path):
+    out, _ = trained
+    compact = export_low_rank_model(out, tmp_path / "compact", rank=8, hub_id=None,
+                                    package=None)
+    full = load_model(ModelSpec(str(out), device="cpu"))
+    small = load_model(ModelSpec(str(compact), device="cpu"))
+    ids = torch.tensor([[2, 50, 60, 70, 3]])
+    # 32-wide layers: rank 8 of 32 is an approximation, but the argmax mostly survives
+    with torch.no_grad():
+        a, b = full.model(input_ids=ids).logits, small.model(input_ids=ids).logits
+    assert torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0) > 0.9
+    assert small.labels == full.labels
+    tensors = load_file(str(compact / "adapter_model.safetensors"))
+    assert any(".lora_A." in k for k in tensors)
+    assert "base_model.model.bert.embeddings.word_embeddings.weight" not in tensors
+
+
+def test_lora_train_and_export(ner_files, tmp_path):
+    out = tmp_path / "lora"
+    meta = train(config(ner_files, out, epochs=1, lora_r=4, lr=1e-2))
+    assert meta["hyper_parameters"]["lora_r"] == 4
+    assert (out / "adapter" / "adapter_model.safetensors").is_file()
+    compact = export_adapter_model(out, tmp_path / "shipped", hub_id=None, package=None)
+    assert not (compact / "model.safetensors").exists()
+    merged = load_model(ModelSpec(str(out), device="cpu"))
+    shipped = load_model(ModelSpec(str(compact), device="cpu"))
+    ids = torch.tensor([[2, 50, 60, 70, 3]])
+    with torch.no_grad():
+        assert torch.allclose(merged.model(input_ids=ids).logits,
+                              shipped.model(input_ids=ids).logits, atol=1e-5)
+    # a different base encoder under the adapter is refused
+    metadata = read_metadata(str(compact))
+    metadata["base"]["sha256"] = "0" * 64
+    write_metadata(compact, metadata)
+    with pytest.raises(ModelError, match="sha256"):
+        load_model(ModelSpec(str(compact), device="cpu"))
+
+
+def test_tags_train(tmp_path):
+    rng = random.Random(0)
+    vocab = {"the": "DET", "a": "DET", "city": "NOUN", "bank": "NOUN", "said": "VERB",
+             "is": "AUX", "in": "ADP", "new": "ADJ"}
+    sentences = [Sentence(*zip(*[(w, vocab[w]) for w in rng.choices(list(vocab), k=5)]))
+                 for _ in range(64)]
+    write_sentences(sentences, str(tmp_path / "t.conllu"), "conllu")
+    base = tiny_encoder(tmp_path / "base")
+    meta = train(TrainConfig(train=str(tmp_path / "t.conllu"), dev=str(tmp_path / "t.conllu"),
+                             base=str(base), out=str(tmp_path / "pos"), epochs=2, lr=5e-3,
+                             batch_size=16))
+    assert meta["scheme"] == "tags" and meta["task"] == "tagging"
+    assert meta["labels"] == sorted(set(vocab.values()))
+    assert "accuracy" in meta["dev_metrics"]
+
+
+def test_bad_options(ner_files, tmp_path):
+    with pytest.raises(ConfigError, match="engine"):
+        train(config(ner_files, tmp_path, engine="spark"))
+
+
+@pytest.mark.timeout(240)
+def test_ray_train_two_cpu_workers(ner_files, tmp_path):
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        meta = train(config(ner_files, tmp_path / "ray", epochs=1, engine="ray",
+                            num_workers=2))
+    finally:
+        ray.shutdown()
+    assert meta["hyper_parameters"]["engine"] == "ray"
+    assert (tmp_path / "ray" / "model.safetensors").is_file()
+    assert json.loads((tmp_path / "ray" / "seqlab.json").read_text())["dev_history"]
+
+
+def test_cli_train(ner_files, tmp_path, capsys):
+    from seqlab.cli import main
+
+    out = tmp_path / "cli"
+    assert main(["train", "--train", ner_files["train"], "--dev", ner_files["dev"], "--base",
+                 ner_files["base"], "--out", str(out), "--epochs", "1", "--lr", "1e-2",
+                 "--batch-size", "16", "--freeze-embeddings"]) == 0
+    assert "dev f1" in capsys.readouterr().out
+    assert read_metadata(str(out))["hyper_parameters"]["train_embeddings"] is False

@@ -225,7 +225,7 @@ def _factorise(name: str, delta: torch.Tensor, rank: int) -> bool:
 
 def _pin(metadata: dict, hub_id: str | None, package: str | None) -> dict:
     base = metadata.get("base") or {}
-    return {"name": base.get("name"), "hub_id": hub_id, "package": package,
+    return {"name": hub_id or base.get("name"), "hub_id": hub_id, "package": package,
             "file": "model.safetensors", "sha256": base.get("sha256")}
 
 

@@ -210,3 +210,18 @@ def test_cli_train(ner_files, tmp_path, capsys):
                  "--batch-size", "16", "--freeze-embeddings"]) == 0
     assert "dev f1" in capsys.readouterr().out
     assert read_metadata(str(out))["hyper_parameters"]["train_embeddings"] is False
+
+
+def test_shipped_name_resolves_to_compact_model(trained, tmp_path, monkeypatch):
+    import seqlab.shipped
+    from transformers import AutoConfig
+
+    from seqlab.model import local_model_dir
+
+    out, _ = trained
+    export_low_rank_model(out, tmp_path / "models" / "ner", rank=8, hub_id=None, package=None)
+    monkeypatch.setattr(seqlab.shipped, "SHIPPED_ROOT", tmp_path / "models")
+    # what plan_run reads before any work: a config with id2label in the shipped directory
+    assert AutoConfig.from_pretrained(local_model_dir("ner")).id2label[0] == "O"
+    loaded = load_model(ModelSpec("ner", device="cpu"))
+    assert loaded.revision.startswith("sha256:") and loaded.labels.scheme == "iob2"

@@ -25,6 +25,7 @@ import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -411,19 +412,24 @@ def _publish(plan: RunPlan, staging: str) -> tuple[dict[str, list[PartInfo]], di
 
 def _rows_to_read(plan: RunPlan) -> list[tuple[Fragment, int]]:
     """Rows each unfinished fragment contributes, with ``--limit`` applied in fragment order
-    as the local engine does. Parquet rows come from the footers; JSON Lines files are counted
-    by Ray tasks (only their Reader knows which lines make rows)."""
+    as the local engine does. Parquet rows come from the footers (read on a few driver
+    threads); JSON Lines files are counted by Ray tasks, as only their Reader knows which
+    lines make rows."""
     count = ray.remote(num_cpus=0.25)(_count_rows)
     pending = {f.index: count.remote(plan, f) for f in plan.todo if f.format != PARQUET}
-    counted = dict(zip(pending, ray.get(list(pending.values()))))
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        footers = dict(zip(
+            [f.index for f in plan.todo if f.format == PARQUET],
+            pool.map(lambda f: _count_rows(plan, f),
+                     [f for f in plan.todo if f.format == PARQUET])))
+    counted = {**footers, **dict(zip(pending, ray.get(list(pending.values()))))}
     limit = plan.config.limit
     left = None if limit is None else limit - sum(r.rows_in for r in plan.done.values())
     takes = []
     for fragment in plan.todo:
         if left is not None and left <= 0:
             break
-        n = counted[fragment.index] if fragment.index in counted else _count_rows(plan, fragment)
-        take = n if left is None else min(n, left)
+        take = counted[fragment.index] if left is None else min(counted[fragment.index], left)
         takes.append((fragment, take))
         if left is not None:
             left -= take

@@ -288,7 +288,7 @@ def metadata(config: TrainConfig, data: TaskData, best: dict, epochs: list[dict]
                 "sentences": len(sentences), "words": sum(len(s.words) for s in sentences)}
 
     return {
-        "task": config.column or ("ner" if data.has_entities else "tagging"),
+        "task": task_name(config, data),
         "scheme": data.scheme,
         "labels": data.labels,
         "base": base_record(config.base),
@@ -301,6 +301,15 @@ def metadata(config: TrainConfig, data: TaskData, best: dict, epochs: list[dict]
         "versions": {"seqlab": __version__, "transformers": transformers.__version__,
                      "torch": torch.__version__},
     }
+
+
+def task_name(config: TrainConfig, data: TaskData) -> str:
+    """``ner`` for spans, the CoNLL-U column for CoNLL-U tags, else ``tagging``."""
+    if config.column:
+        return config.column
+    if format_of(config.train, config.format) == "conllu":
+        return "upos"
+    return "ner" if data.has_entities else "tagging"
 
 
 def base_record(base: str) -> dict:

@@ -177,7 +177,7 @@ def test_tags_train(tmp_path):
     meta = train(TrainConfig(train=str(tmp_path / "t.conllu"), dev=str(tmp_path / "t.conllu"),
                              base=str(base), out=str(tmp_path / "pos"), epochs=2, lr=5e-3,
                              batch_size=16))
-    assert meta["scheme"] == "tags" and meta["task"] == "tagging"
+    assert meta["scheme"] == "tags" and meta["task"] == "upos"
     assert meta["labels"] == sorted(set(vocab.values()))
     assert "accuracy" in meta["dev_metrics"]
 

@@ -90,6 +90,16 @@ def count_tokens(model: str, path: str) -> int:
     return sum(len(ids) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"])
 
 
+def materialize(name: str, out: Path) -> str:
+    """A plain checkpoint directory of a shipped model, so transformers' pipeline loads it."""
+    from seqlab.model import ModelSpec, load_model
+
+    loaded = load_model(ModelSpec(name, device="cpu"))
+    loaded.model.save_pretrained(out, safe_serialization=True)
+    loaded.tokenizer.save_pretrained(out)
+    return str(out)
+
+
 def default_model() -> str:
     from seqlab.shipped import shipped_names
 
@@ -113,11 +123,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="pipeline batch size")
     args = parser.parse_args()
     model = args.model or default_model()
-    if model == "ner":
-        from seqlab.model import local_model_dir
-
-        model = local_model_dir(model)
     with tempfile.TemporaryDirectory() as tmp:
+        from seqlab.shipped import shipped_model_dir
+
+        if shipped_model_dir(model) is not None:
+            model = materialize(model, Path(tmp) / "model")
         path = str(corpus_slice(args.docs, Path(tmp) / "slice.parquet"))
         tokens = count_tokens(model, path)
         settings = (model, path, args.max_length, args.stride, args.batch_size)

@@ -37,7 +37,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.utils import shared
 
 from seqlab import combine, schema
-from seqlab.errors import ConfigError, RunError, SeqlabError
+from seqlab.errors import ConfigError, RunError
 from seqlab.io import Fragment
 from seqlab.output import MANIFEST, TABLES, FragmentRecord, PartInfo, describe_part
 from seqlab.run import RunPlan, finish_run
@@ -468,70 +468,8 @@ def run(plan: RunPlan, progress=None) -> dict:
     return manifest
 
 
-def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
-    """``--input --output`` and seqlab's annotate flags; everything else is Beam's.
-
-    Flags may also be spelled with underscores (``--text_column``), as Dataflow template
-    parameters are.
-    """
-    from seqlab.cli import add_annotate_flags, add_engine_flags
-
-    where = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    where.add_argument("--input", required="-h" not in argv and "--help" not in argv)
-    where.add_argument("--output", required="-h" not in argv and "--help" not in argv)
-    paths, rest = where.parse_known_args(argv)
-    parser = argparse.ArgumentParser(
-        prog="python -m pipelines.beam", allow_abbrev=False,
-        usage="%(prog)s --input INPUT --output OUTPUT [seqlab flags] [Beam pipeline options]")
-    add_annotate_flags(parser)
-    add_engine_flags(parser)
-    flags = {f"--{name}" for name in _config_fields()}
-    rest = [_dashed(arg, flags) for arg in rest]
-    return parser.parse_known_args([paths.input or "", paths.output or "", *rest])
-
-
-def _config_fields() -> list[str]:
-    import dataclasses
-
-    from seqlab.config import AnnotateConfig
-
-    return [f.name for f in dataclasses.fields(AnnotateConfig)]
-
-
-def _dashed(arg: str, fields: set[str]) -> str:
-    name, sep, value = arg.partition("=")
-    if name.startswith("--") and "_" in name and name in fields:
-        return name.replace("_", "-") + sep + value
-    return arg
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pipelines.beam --input ... --output ... [flags] [Beam options]``."""
-    from seqlab.api import annotate
-    from seqlab.cli import ENGINE_FLAGS, annotate_options
-    from seqlab.config import build_config
-    from seqlab.progress import print_summary
-
-    args, beam_args = parse_args(list(sys.argv[1:] if argv is None else argv))
-    args.beam_args = beam_args or None
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    started = time.time()
-    try:
-        options = annotate_options(args, ENGINE_FLAGS)
-        config = build_config(**{**options, "engine": "beam"})
-        manifest = annotate(config.input, config.output, config=config)
-    except SeqlabError as exc:
-        print(f"pipelines.beam: error: {exc.message}", file=sys.stderr)
-        if exc.fix:
-            print(f"  fix: {exc.fix}", file=sys.stderr)
-        return 2
-    print_summary(manifest, time.time() - started)
-    return 0
-
-
 if __name__ == "__main__":
-    # run through the importable module, so workers unpickle its DoFns by name
-    from pipelines.beam import main as _main
+    # run through the importable modules, so workers unpickle the DoFns by name
+    from pipelines.beam_cli import main
 
-    sys.exit(_main())
+    sys.exit(main())

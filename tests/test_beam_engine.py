@@ -14,6 +14,7 @@ pytest.importorskip("apache_beam")
 
 import seqlab  # noqa: E402
 from pipelines import beam as beam_engine  # noqa: E402
+from pipelines import beam_cli  # noqa: E402
 from seqlab import aggregate, schema  # noqa: E402
 from seqlab.cli import main as cli_main  # noqa: E402
 from seqlab.errors import ConfigError  # noqa: E402
@@ -126,7 +127,7 @@ def test_rows_that_raise_land_as_failed_documents(tmp_path, model, monkeypatch,
         explode(step, doc_id, cls, monkeypatch)
     out = tmp_path / "out"
     caplog.set_level(logging.INFO, logger="pipelines.beam")
-    assert beam_engine.main(["--input", str(tmp_path / "in.parquet"), "--output", str(out),
+    assert beam_cli.main(["--input", str(tmp_path / "in.parquet"), "--output", str(out),
                              "--model", str(model), "--id_column", "id", *OPTIONS]) == 0
 
     docs = {d["doc_id"]: d for d in pq.read_table(out / "documents").to_pylist()}

@@ -14,7 +14,7 @@ beam = pytest.importorskip("apache_beam")
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 from packaging.requirements import Requirement  # noqa: E402
 
-from pipelines.beam import parse_args  # noqa: E402
+from pipelines.beam_cli import parse_args  # noqa: E402
 from seqlab.cli import ENGINE_FLAGS, annotate_options, build_parser  # noqa: E402
 from seqlab.config import build_config  # noqa: E402
 

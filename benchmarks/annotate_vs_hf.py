@@ -15,12 +15,10 @@ import argparse
 import json
 import multiprocessing as mp
 import resource
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,29 +98,15 @@ def materialize(name: str, out: Path) -> str:
     return str(out)
 
 
-def default_model() -> str:
-    from seqlab.shipped import shipped_names
-
-    if "ner" in shipped_names():
-        return "ner"
-    built = ROOT / "examples" / "model"
-    if not built.exists():
-        sys.path.insert(0, str(ROOT / "examples"))
-        from build_example_model import build
-
-        build(built)
-    return str(built)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default=None)
+    parser.add_argument("--model", default="ner", help="default: the shipped NER model")
     parser.add_argument("--docs", type=int, default=60)
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--stride", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=32, help="pipeline batch size")
     args = parser.parse_args()
-    model = args.model or default_model()
+    model = args.model
     with tempfile.TemporaryDirectory() as tmp:
         from seqlab.shipped import shipped_model_dir
 

@@ -49,8 +49,8 @@ def shipped_model_dir(name: str) -> Path | None:
     if name in RESERVED:
         raise ModelError(
             f"the shipped model {name!r} is not installed in this copy of seqlab",
-            fix="pass --model with a model directory, hub id or fsspec URL "
-            "(examples/build_example_model.py builds a small one)",
+            fix="reinstall seqlab (the models ship in seqlab/models/), or pass --model with a "
+            "model directory, hub id or fsspec URL",
         )
     return None
 

@@ -187,4 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # sub-commands register into the importable seqlab.cli, not into this __main__ copy
+    from seqlab.cli import main as _main
+
+    sys.exit(_main())

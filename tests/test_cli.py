@@ -68,3 +68,11 @@ def test_help_and_version(argv, capsys):
         main(argv)
     assert exit_info.value.code == 0
     assert "seqlab" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("module", ["seqlab", "seqlab.cli"])
+def test_module_entry_points_know_every_command(module):
+    result = subprocess.run([sys.executable, "-m", module, "evaluate", "--help"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "--decoder" in result.stdout

@@ -29,7 +29,7 @@ def build_tiny_model(directory: Path, labels: list[str] = NER_LABELS, seed: int 
                      max_position: int = 512) -> Path:
     """Save a 2-layer, 32-wide BERT tagger with a fast tokenizer to ``directory``."""
     directory.mkdir(parents=True, exist_ok=True)
-    tokenizer = BertTokenizerFast(vocab_file=str(write_vocab(directory / "vocab.txt")),
+    tokenizer = BertTokenizerFast(vocab=str(write_vocab(directory / "vocab.txt")),
                                   do_lower_case=True, model_max_length=max_position)
     torch.manual_seed(seed)
     config = BertConfig(

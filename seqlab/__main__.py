@@ -1,0 +1,7 @@
+"""``python -m seqlab``: the same command line as the ``seqlab`` console script."""
+
+import sys
+
+from seqlab.cli import main
+
+sys.exit(main())

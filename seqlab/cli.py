@@ -148,7 +148,7 @@ def _extensions() -> list[Callable]:
     import importlib
 
     found = []
-    for module in ("seqlab.train_cli", "seqlab.submit"):
+    for module in ("seqlab.train_cli", "pipelines.ray_submit"):
         try:
             found.append(importlib.import_module(module).add_commands)
         except ModuleNotFoundError as exc:

@@ -26,7 +26,7 @@ import pytest
 
 from seqlab.cli import build_parser, main
 from seqlab.errors import ConfigError
-from seqlab.submit import auth_token, entrypoint, job_headers, runtime_env
+from pipelines.ray_submit import auth_token, entrypoint, job_headers, runtime_env
 
 ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent

@@ -90,17 +90,19 @@ class Decoder:
         tokens = _ListBuilder(schema.ANNOTATION[3].type)
         entities = _ListBuilder(schema.ANNOTATION[4].type)
         n_tokens = np.zeros(batch.num_rows, dtype=np.int32)
+        probs_col, words_col = batch.column("_probs"), batch.column("_words")
+        starts_col, ends_col = batch.column("_starts"), batch.column("_ends")
         for row, text in enumerate(texts):
             if status[row] != schema.OK:
                 tokens.add_null()
                 entities.add_null()
                 continue
-            probs = batch.column("_probs")[row].values.to_numpy().reshape(-1, n_labels)
-            words = batch.column("_words")[row].values.to_numpy()
+            probs = probs_col[row].values.to_numpy().reshape(-1, n_labels)
+            words = words_col[row].values.to_numpy()
             first, label_ids, scores = self.words(probs, words)
             last = np.append(first[1:], len(words)) - 1
-            starts = batch.column("_starts")[row].values.to_numpy()[first]
-            ends = batch.column("_ends")[row].values.to_numpy()[last]
+            starts = starts_col[row].values.to_numpy()[first]
+            ends = ends_col[row].values.to_numpy()[last]
             labels = self.names[label_ids].tolist()
             tokens.add(text=[text[s:e] for s, e in zip(starts.tolist(), ends.tolist())],
                        start_char=starts, end_char=ends, label=labels, score=scores)

@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoModelForTokenClassification, PreTrainedModel
+from transformers.utils import logging as hf_logging
 
 from seqlab.errors import ModelError
 
@@ -125,10 +126,16 @@ def load_adapter_model(source: str, dtype: torch.dtype) -> PreTrainedModel:
     """The base encoder with the directory's LoRA adapter and head merged in."""
     base = resolve_base(base_pin(source))
     config = AutoConfig.from_pretrained(source)
-    # the head comes from the adapter: a base that is itself a tagger loses its own
-    model = AutoModelForTokenClassification.from_pretrained(
-        str(base), config=config, use_safetensors=True, dtype=torch.float32,
-        ignore_mismatched_sizes=True)
+    # the head comes from the adapter: a base that is itself a tagger loses its own. Its load
+    # report ("classifier newly initialized, consider training") would only mislead here.
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        model = AutoModelForTokenClassification.from_pretrained(
+            str(base), config=config, use_safetensors=True, dtype=torch.float32,
+            ignore_mismatched_sizes=True)
+    finally:
+        hf_logging.set_verbosity(verbosity)
     merge_adapter(model, Path(source))
     return model.to(dtype)
 

@@ -17,6 +17,7 @@ import pyarrow.parquet as pq
 import ray
 
 from seqlab import schema
+from seqlab.combine import merge_counts
 from seqlab.io import PARQUET, Fragment
 from seqlab.output import PROGRESS, TABLES, PartInfo, describe_part
 from seqlab.run import RunPlan
@@ -74,10 +75,7 @@ def publish(plan: RunPlan, staging: str) -> tuple[dict[str, list[PartInfo]], dic
     found = iter(ray.get([describe.remote(out.fs, out.root, p)
                           for table in TABLES for p in moved[table]]))
     parts = {table: [next(found) for _ in moved[table]] for table in TABLES}
-    counts: dict[str, int] = {}
-    for info, part_counts in parts["documents"]:
-        for key, value in part_counts.items():
-            counts[key] = counts.get(key, 0) + value
+    counts = merge_counts(part_counts for _, part_counts in parts["documents"])
     return {table: [info for info, _ in described] for table, described in parts.items()}, counts
 
 

@@ -18,6 +18,7 @@ import pyarrow as pa
 from transformers import AutoConfig
 
 from seqlab import __version__, schema
+from seqlab.combine import merge_counts
 from seqlab.config import AnnotateConfig
 from seqlab.errors import ModelError, RunError
 from seqlab.io import Fragment, Reader, discover
@@ -139,11 +140,7 @@ def finish_run(plan: RunPlan, records: list[FragmentRecord], aggregates: list,
     rows_in = sum(r.rows_in for r in records)
     rows_out = sum(p.rows for r in records for p in r.parts.get("documents", []))
     rows_out += sum(p.rows for p in (parts or {}).get("documents", []))
-    totals: dict[str, int] = {}
-    for part_counts in [*(r.counts for r in records), counts or {}]:
-        for key, value in part_counts.items():
-            totals[key] = totals.get(key, 0) + value
-    counts = totals
+    counts = merge_counts([*(r.counts for r in records), counts or {}])
     if rows_in != rows_out:
         raise RunError(
             f"the run read {rows_in} rows but wrote {rows_out} documents rows",

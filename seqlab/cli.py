@@ -35,8 +35,10 @@ def add_annotate_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", choices=ENGINES, help="where the stages run (default: local)")
     p.add_argument("--text-column", help="column holding the text (default: text)")
     p.add_argument("--id-column", help="column holding document ids (default: file:row)")
-    p.add_argument("--max-length", type=int, help="tokens per model window (default: 512)")
-    p.add_argument("--stride", type=int, help="tokens shared by adjacent windows (default: 128)")
+    p.add_argument("--max-length", type=int, help="tokens per model window (default: the "
+                   "length the model was trained on, else 512)")
+    p.add_argument("--stride", type=int, help="tokens shared by adjacent windows "
+                   "(default: a quarter of the window)")
     p.add_argument("--max-chars", type=int, help="longer texts get status too_long "
                    "(default: 1000000)")
     p.add_argument("--batch-tokens", type=int, help="padded tokens per forward pass "

@@ -13,6 +13,7 @@ from seqlab.labels import normalize_scheme
 
 ENGINES = ("local", "ray", "beam")
 DEFAULT_MODEL = "ner"
+DEFAULT_WINDOW = 512
 
 
 @dataclass
@@ -26,8 +27,9 @@ class AnnotateConfig:
     engine: str = "local"
     text_column: str = "text"
     id_column: str | None = None
-    max_length: int = 512
-    stride: int = 128
+    # None: the window the model was trained on (seqlab.json "window"), else 512; stride 1/4
+    max_length: int | None = None
+    stride: int | None = None
     max_chars: int = 1_000_000
     batch_tokens: int = 16384
     batch_docs: int = 256
@@ -52,17 +54,30 @@ class AnnotateConfig:
         if self.scheme:
             self.scheme = normalize_scheme(self.scheme)
         for name in ("max_length", "max_chars", "batch_tokens", "batch_docs", "rows_per_part"):
-            if getattr(self, name) <= 0:
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ConfigError(f"--{name.replace('_', '-')} must be positive",
                                   fix=f"pass a positive --{name.replace('_', '-')}")
         if self.limit is not None and self.limit < 0:
             raise ConfigError("--limit must be 0 or more", fix="pass a non-negative --limit")
-        if self.batch_tokens < self.max_length:
+        if self.batch_tokens < (self.max_length or 0):
             raise ConfigError(
                 f"--batch-tokens {self.batch_tokens} cannot hold one window of "
                 f"--max-length {self.max_length}",
                 fix=f"pass --batch-tokens {self.max_length} or more",
             )
+
+    def with_window(self, trained: int | None) -> "AnnotateConfig":
+        """This config with the window settled: ``--max-length``, else the length the model
+        was trained on, else 512; ``--stride``, else a quarter of the window.
+
+        >>> AnnotateConfig("in", "out").with_window(256).stride
+        64
+        >>> AnnotateConfig("in", "out", max_length=128).with_window(256).max_length
+        128
+        """
+        max_length = self.max_length or trained or DEFAULT_WINDOW
+        stride = self.stride if self.stride is not None else max_length // 4
+        return dataclasses.replace(self, max_length=max_length, stride=stride)
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that change the output: a resumed run must match them."""

@@ -1,15 +1,18 @@
 """Scoring a model on a labelled file through the same stages that ``seqlab annotate`` runs.
 
-Each sentence's words are joined with single spaces into a text, the text goes through
-``Tokenizer -> Tagger -> Decoder`` exactly as a document would, and each gold word takes the
-label of the predicted word that starts at the gold word's first character. What is measured is
-therefore what users get: the tokenizer's own word split, window stitching, the aggregation and
-the decoder (greedy or Viterbi) all count.
+The words of each document (CoNLL-2003's ``-DOCSTART-`` sections, CoNLL-U's ``# newdoc``;
+with ``context="sentence"``, or in files without documents, of each sentence) are joined with
+single spaces into a text, the text goes through ``Tokenizer -> Tagger -> Decoder`` exactly as
+a document given to ``seqlab annotate`` would, and each gold word takes the label of the
+predicted word that starts at the gold word's first character. What is measured is therefore
+what users get: the tokenizer's own word split, windows and their stitching, the aggregation
+and the decoder (greedy or Viterbi) all count.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -17,10 +20,12 @@ from pathlib import Path
 import pyarrow as pa
 
 from seqlab import schema
-from seqlab.formats import Sentence, read_sentences
+from seqlab.config import DEFAULT_WINDOW
+from seqlab.errors import ConfigError
+from seqlab.formats import CONTEXTS, Sentence, documents, read_sentences
 from seqlab.labels import OUTSIDE, LabelSet, convert
 from seqlab.metrics import confusion_matrix, label_class, score
-from seqlab.model import LoadedModel, ModelSpec, load_model
+from seqlab.model import LoadedModel, ModelSpec, load_model, trained_window
 from seqlab.stages import Decoder, Provenance
 from seqlab.tag import Tagger
 from seqlab.tokenize import Tokenizer, WindowSpec
@@ -39,7 +44,7 @@ class Predictions:
     labels: LabelSet
 
 
-def sentence_text(words: tuple[str, ...]) -> tuple[str, list[int]]:
+def sentence_text(words: Sequence[str]) -> tuple[str, list[int]]:
     """The words joined by single spaces, and each word's start offset.
 
     >>> sentence_text(("New", "York", "."))
@@ -53,30 +58,47 @@ def sentence_text(words: tuple[str, ...]) -> tuple[str, list[int]]:
 
 
 def predict(loaded: LoadedModel, sentences: list[Sentence], decoder: str = "greedy",
-            batch_tokens: int = 16384) -> list[list[str]]:
+            batch_tokens: int = 16384, context: str = "document",
+            max_length: int | None = None) -> list[list[str]]:
     """One predicted label per gold word, through the annotate stages."""
+    if context not in CONTEXTS:
+        raise ConfigError(f"unknown --context {context!r}", fix=f"use one of {CONTEXTS}")
     limit = loaded.tokenizer.model_max_length
-    max_length = min(512, limit) if limit and limit < 1_000_000 else 512
+    default = trained_window(loaded.metadata) or DEFAULT_WINDOW
+    max_length = max_length or (min(default, limit) if limit and limit < 1_000_000 else default)
     tokenize = Tokenizer(loaded.tokenizer, WindowSpec(max_length, max_length // 4))
     tag = Tagger(loaded, batch_tokens)
     provenance = Provenance("evaluate", loaded.name, loaded.revision,
                             datetime.now(timezone.utc))
     decode = Decoder(loaded.labels, schema.documents_schema(pa.schema([])), provenance, decoder)
+    units = documents(sentences) if context == "document" else [[s] for s in sentences]
     predicted: list[list[str]] = []
-    for start in range(0, len(sentences), BATCH_SENTENCES):
-        chunk = sentences[start : start + BATCH_SENTENCES]
-        texts = [sentence_text(s.words) for s in chunk]
-        documents = decode(tag(tokenize(_batch(start, [t for t, _ in texts]))))
-        for (_, offsets), tokens, status in zip(
-                texts, documents.column("tokens").to_pylist(),
-                documents.column(schema.STATUS).to_pylist()):
+    for batch in _batches(units, BATCH_SENTENCES):
+        texts = [sentence_text([w for s in unit for w in s.words]) for unit in batch]
+        rows = decode(tag(tokenize(_batch(len(predicted), [t for t, _ in texts]))))
+        for unit, (_, offsets), tokens, status in zip(
+                batch, texts, rows.column("tokens").to_pylist(),
+                rows.column(schema.STATUS).to_pylist()):
             by_start = {t["start_char"]: t["label"] for t in tokens or []}
             if status != schema.OK:
-                log.warning("a sentence could not be tagged (%s); its words count as wrong",
-                            status)
-            predicted.append([by_start.get(offset, MISSING) for offset in offsets])
+                log.warning("a text could not be tagged (%s); its words count as wrong", status)
+            words = iter(offsets)
+            for sentence in unit:
+                predicted.append([by_start.get(next(words), MISSING) for _ in sentence.words])
         log.info("tagged %d of %d sentences", len(predicted), len(sentences))
     return predicted
+
+
+def _batches(units: list[list[Sentence]], size: int):
+    """Consecutive units, about ``size`` sentences at a time."""
+    batch: list[list[Sentence]] = []
+    for unit in units:
+        batch.append(unit)
+        if sum(len(u) for u in batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
 
 
 def _batch(first: int, texts: list[str]) -> pa.RecordBatch:
@@ -97,14 +119,17 @@ def gold_in_scheme(sentences: list[Sentence], labels: LabelSet) -> list[list[str
 
 def evaluate(model: str, data: str, format: str | None = None, column: str | None = None,
              decoder: str = "greedy", device: str = "auto", batch_tokens: int = 16384,
-             report: str | None = None, loaded: LoadedModel | None = None) -> dict:
+             report: str | None = None, loaded: LoadedModel | None = None,
+             context: str = "document", max_length: int | None = None) -> dict:
     """Scores of ``model`` on the labelled file ``data``: ``{"f1", "precision", "recall",
     "accuracy", "per_label"}``; with ``report`` a directory, also a confusion matrix image
-    and a markdown table there."""
+    and a markdown table there. ``context`` is ``"document"`` (each sentence read within its
+    document, as annotate reads documents) or ``"sentence"``; ``max_length`` sets the window
+    (default as ``seqlab annotate``: the length the model was trained on, else 512)."""
     loaded = loaded or load_model(ModelSpec(name=model, device=device))
     sentences = read_sentences(data, format, column)
     gold = gold_in_scheme(sentences, loaded.labels)
-    pred = predict(loaded, sentences, decoder, batch_tokens)
+    pred = predict(loaded, sentences, decoder, batch_tokens, context, max_length)
     if loaded.labels.has_entities:  # words with no prediction are outside any entity
         pred = [[OUTSIDE if p == MISSING else p for p in row] for row in pred]
     scores = score(gold, pred, loaded.labels.has_entities)

@@ -9,7 +9,12 @@ opened through fsspec, so URLs work as paths. Quirks of the public files are han
   a byte-order mark inside a token of the dev file (``Dubbz\\ufeff``).
 - CoNLL-U carries multiword-token lines (ID ``19-20``) and empty nodes (ID ``8.1``) next to
   the words; only plain word lines are kept.
-- Parquet holds one sentence per row, a list column of tokens and a list column of tags.
+- Parquet holds one sentence per row, a list column of tokens and a list column of tags, and
+  optionally a ``document`` column.
+
+Sentences remember the document they come from (CoNLL-2003's ``-DOCSTART-``, CoNLL-U's
+``# newdoc`` comments): training and evaluation read each sentence with its neighbours, as
+``seqlab annotate`` reads a document.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ log = logging.getLogger(__name__)
 
 FORMATS = ("conll", "wnut", "conllu", "parquet")
 COLUMNS = ("ner", "upos", "xpos")
+# what a sentence is read with, in training and evaluation: its document, or nothing
+CONTEXTS = ("document", "sentence")
 # Characters that are no text: a byte-order mark may sit at a file's start or inside a token.
 _INVISIBLE = "\ufeff"
 _CONLLU_COLUMN = {"upos": 3, "xpos": 4}
@@ -36,10 +43,11 @@ DOCSTART = "-DOCSTART-"
 
 @dataclass(frozen=True)
 class Sentence:
-    """Words and one label per word."""
+    """Words, one label per word, and the document the sentence belongs to (None: its own)."""
 
     words: tuple[str, ...]
     labels: tuple[str, ...]
+    document: str | None = None
 
     def __post_init__(self) -> None:
         if len(self.words) != len(self.labels):
@@ -94,6 +102,22 @@ def read_sentences(path: str, format: str | None = None,
     return sentences
 
 
+def documents(sentences: Sequence[Sentence]) -> list[list[Sentence]]:
+    """Consecutive sentences of one document grouped; a sentence with no document stands alone.
+
+    >>> [len(d) for d in documents([Sentence(("a",), ("O",), "d1"), Sentence(("b",), ("O",), "d1"),
+    ...                              Sentence(("c",), ("O",)), Sentence(("d",), ("O",), "d2")])]
+    [2, 1, 1]
+    """
+    groups: list[list[Sentence]] = []
+    for sentence in sentences:
+        if groups and sentence.document is not None and groups[-1][-1].document == sentence.document:
+            groups[-1].append(sentence)
+        else:
+            groups.append([sentence])
+    return groups
+
+
 def _lines(path: str) -> Iterator[str]:
     try:
         with fsspec.open(path, "rt", encoding="utf-8") as handle:
@@ -102,7 +126,7 @@ def _lines(path: str) -> Iterator[str]:
         raise InputError(f"no file at {path}", fix="check the path") from exc
 
 
-def _blocks(lines: Iterable[str], skip: Sequence[str] = ()) -> Iterator[list[str]]:
+def _blocks(lines: Iterable[str]) -> Iterator[list[str]]:
     """Groups of non-blank lines; a line that is blank after strip (even a lone TAB) ends one."""
     block: list[str] = []
     for raw in lines:
@@ -111,7 +135,7 @@ def _blocks(lines: Iterable[str], skip: Sequence[str] = ()) -> Iterator[list[str
             if block:
                 yield block
             block = []
-        elif not (skip and line.startswith(tuple(skip))):
+        else:
             block.append(line)
     if block:
         yield block
@@ -123,12 +147,14 @@ def _clean(word: str) -> str:
 
 def read_conll(path: str) -> list[Sentence]:
     """CoNLL-2003: the first column is the word and the last the (IOB1) NER tag."""
-    sentences = []
+    sentences, document, n_documents = [], None, 0
     for block in _blocks(_lines(path)):
+        if any(line.startswith(DOCSTART) for line in block):
+            document, n_documents = f"doc{n_documents}", n_documents + 1
         rows = [line.split() for line in block if not line.startswith(DOCSTART)]
         if rows:
             sentences.append(Sentence(tuple(_clean(r[0]) for r in rows),
-                                      tuple(r[-1] for r in rows)))
+                                      tuple(r[-1] for r in rows), document))
     return sentences
 
 
@@ -148,10 +174,15 @@ def read_conllu(path: str, column: str = "upos") -> list[Sentence]:
         raise ConfigError(f"--column {column} does not exist in CoNLL-U",
                           fix="use --column upos or --column xpos")
     index = _CONLLU_COLUMN[column]
-    sentences = []
-    for block in _blocks(_lines(path), skip=("#",)):
+    sentences, document = [], None
+    for block in _blocks(_lines(path)):
         words, tags = [], []
         for line in block:
+            if line.startswith("#"):
+                key, _, value = line[1:].partition("=")
+                if key.split()[:1] == ["newdoc"]:  # "# newdoc id = ..." or a bare "# newdoc"
+                    document = value.strip() or f"doc{len(sentences)}"
+                continue
             fields = line.split("\t")
             if len(fields) != 10:
                 raise InputError(f"{path}: a CoNLL-U line has {len(fields)} columns, not 10: "
@@ -161,12 +192,14 @@ def read_conllu(path: str, column: str = "upos") -> list[Sentence]:
             words.append(_clean(fields[1]))
             tags.append(fields[index])
         if words:
-            sentences.append(Sentence(tuple(words), tuple(tags)))
+            sentences.append(Sentence(tuple(words), tuple(tags), document))
     return sentences
 
 
-def read_parquet(path: str, tokens: str = "tokens", tags: str = "tags") -> list[Sentence]:
-    """One sentence per row: a list column of tokens and a list column of tags."""
+def read_parquet(path: str, tokens: str = "tokens", tags: str = "tags",
+                 document: str = "document") -> list[Sentence]:
+    """One sentence per row: a list column of tokens, a list column of tags and, optionally,
+    a ``document`` column (consecutive rows with the same value form a document)."""
     with fsspec.open(path, "rb") as handle:
         table = pq.read_table(handle)
     missing = [c for c in (tokens, tags) if c not in table.column_names]
@@ -174,29 +207,36 @@ def read_parquet(path: str, tokens: str = "tokens", tags: str = "tags") -> list[
         raise ConfigError(f"{path} has no column(s) {missing}; it has {table.column_names}",
                           fix=f"write the words to a list column {tokens!r} and the labels "
                           f"to a list column {tags!r}")
-    return [Sentence(tuple(_clean(w) for w in ws), tuple(ls))
-            for ws, ls in zip(table.column(tokens).to_pylist(), table.column(tags).to_pylist())
+    docs = (table.column(document).cast(pa.string()).to_pylist()
+            if document in table.column_names else [None] * table.num_rows)
+    return [Sentence(tuple(_clean(w) for w in ws), tuple(ls), doc)
+            for ws, ls, doc in zip(table.column(tokens).to_pylist(),
+                                   table.column(tags).to_pylist(), docs)
             if ws]
 
 
 def write_sentences(sentences: Sequence[Sentence], path: str, format: str) -> None:
-    """Write sentences in one of ``FORMATS`` (CoNLL is written as ``word label`` lines)."""
+    """Write sentences in one of ``FORMATS``, document boundaries included (CoNLL is written
+    as ``word label`` lines)."""
     fmt = format_of(path, format)
     if fmt == "parquet":
-        table = pa.table({"tokens": pa.array([list(s.words) for s in sentences],
-                                             pa.list_(pa.string())),
-                          "tags": pa.array([list(s.labels) for s in sentences],
-                                           pa.list_(pa.string()))})
+        columns = {"tokens": pa.array([list(s.words) for s in sentences], pa.list_(pa.string())),
+                   "tags": pa.array([list(s.labels) for s in sentences], pa.list_(pa.string()))}
+        if any(s.document is not None for s in sentences):
+            columns["document"] = pa.array([s.document for s in sentences], pa.string())
         with fsspec.open(path, "wb") as handle:
-            pq.write_table(table, handle)
+            pq.write_table(pa.table(columns), handle)
         return
     with fsspec.open(path, "wt", encoding="utf-8") as handle:
-        if fmt == "conll":
-            handle.write(f"{DOCSTART} -X- -X- O\n\n")
-        for sentence in sentences:
-            handle.write("".join(_format_line(fmt, i, w, t) for i, (w, t)
-                                 in enumerate(zip(sentence.words, sentence.labels), 1)))
-            handle.write("\n")
+        for n, document in enumerate(documents(sentences)):
+            if fmt == "conll" and (n == 0 or document[0].document is not None):
+                handle.write(f"{DOCSTART} -X- -X- O\n\n")
+            elif fmt == "conllu" and document[0].document is not None:
+                handle.write(f"# newdoc id = {document[0].document}\n")
+            for sentence in document:
+                handle.write("".join(_format_line(fmt, i, w, t) for i, (w, t)
+                                     in enumerate(zip(sentence.words, sentence.labels), 1)))
+                handle.write("\n")
 
 
 def _format_line(fmt: str, i: int, word: str, label: str) -> str:

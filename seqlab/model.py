@@ -170,6 +170,16 @@ def read_metadata(source: str) -> dict:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def trained_window(metadata: dict) -> int | None:
+    """The example length a seqlab-trained model learned on: its natural annotate window.
+
+    A model trained on 256-subword examples tags worse in 512-subword windows (positions it
+    never learned from), so annotate and evaluate default to this length when it is known.
+    """
+    window = metadata.get("window")
+    return int(window) if window else None
+
+
 def write_metadata(directory: str | Path, metadata: dict) -> None:
     path = Path(directory) / METADATA_FILE
     path.write_text(json.dumps(metadata, indent=2, sort_keys=False) + "\n")

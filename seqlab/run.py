@@ -24,7 +24,7 @@ from seqlab.errors import ModelError, RunError
 from seqlab.io import Fragment, Reader, discover
 from seqlab.labels import LabelSet
 from seqlab.model import (LoadedModel, ModelSpec, load_model, load_tokenizer, local_model_dir,
-                          model_revision, read_metadata)
+                          model_revision, read_metadata, trained_window)
 from seqlab.output import FragmentRecord, OutputDir, PartInfo
 from seqlab.stages import Decoder, Provenance
 from seqlab.tag import Tagger
@@ -86,6 +86,8 @@ def plan_run(config: AnnotateConfig) -> RunPlan:
     fs, fragments = discover(config.input, config.storage_options)
     reader = Reader(fs, fragments, config.text_column, config.id_column, config.batch_docs)
     source = local_model_dir(config.model, config.model_revision)
+    metadata = read_metadata(source)
+    config = config.with_window(trained_window(metadata))
     tokenizer = load_tokenizer(config.model, config.model_revision, config.trust_remote_code)
     Tokenizer(tokenizer, WindowSpec(config.max_length, config.stride, config.max_chars))
     try:
@@ -94,7 +96,6 @@ def plan_run(config: AnnotateConfig) -> RunPlan:
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot read the model config of {config.model!r}: {exc}",
                          fix="pass a model directory or hub id with a config.json") from exc
-    metadata = read_metadata(source)
     labels = LabelSet.from_id2label(model_config.id2label, config.scheme or metadata.get("scheme"))
     revision = model_revision(source, config.model_revision, _ConfigOnly(model_config))
 

@@ -20,7 +20,7 @@ import torch
 from seqlab import schema
 from seqlab.decode import stitch_windows
 from seqlab.model import LoadedModel
-from seqlab.tokenize import plain_backend
+from seqlab.tokenize import special_affixes
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ class Tagger:
         self.device = loaded.device
         self.n_labels = len(loaded.labels.labels)
         self.batch_tokens = batch_tokens
-        self.prefix, self.suffix = _special_affixes(loaded.tokenizer)
+        self.prefix, self.suffix = special_affixes(loaded.tokenizer)
         self.pad_id = loaded.tokenizer.pad_token_id or 0
         self.windows_run = 0
         self.tokens_run = 0
@@ -137,11 +137,3 @@ class Tagger:
         self.windows_run += len(group)
         self.tokens_run += int(mask.sum())
         return [probs[i, lead : lead + len(w.ids)] for i, w in enumerate(group)]
-
-
-def _special_affixes(tokenizer) -> tuple[np.ndarray, np.ndarray]:
-    """The special tokens a tokenizer puts before and after a single sequence."""
-    encoding = plain_backend(tokenizer).encode("a", add_special_tokens=True)
-    content = [i for i, special in enumerate(encoding.special_tokens_mask) if not special]
-    ids = np.asarray(encoding.ids, dtype=np.int64)
-    return ids[: content[0]], ids[content[-1] + 1 :]

@@ -155,6 +155,14 @@ def plain_backend(tokenizer: PreTrainedTokenizerBase) -> Tokenizer_:
     return backend
 
 
+def special_affixes(tokenizer) -> tuple[np.ndarray, np.ndarray]:
+    """The special tokens a tokenizer puts before and after a single sequence."""
+    encoding = plain_backend(tokenizer).encode("a", add_special_tokens=True)
+    content = [i for i, special in enumerate(encoding.special_tokens_mask) if not special]
+    ids = np.asarray(encoding.ids, dtype=np.int64)
+    return ids[: content[0]], ids[content[-1] + 1 :]
+
+
 def _model_max_length(tokenizer: PreTrainedTokenizerBase) -> int | None:
     # tokenizers without a known limit report a huge sentinel (int(1e30))
     limit = getattr(tokenizer, "model_max_length", None)

@@ -30,15 +30,18 @@ from transformers import (AutoModelForTokenClassification, DataCollatorForTokenC
                           Trainer, TrainingArguments, set_seed)
 
 from seqlab.errors import ConfigError, missing_extra
-from seqlab.formats import Sentence, format_of, read_sentences
+from seqlab.formats import CONTEXTS, Sentence, documents, format_of, read_sentences
 from seqlab.labels import OUTSIDE, convert, detect_scheme, normalize_scheme, split_label
 from seqlab.metrics import score
 from seqlab.model import file_sha256, load_tokenizer, local_model_dir, write_metadata
+from seqlab.tokenize import special_affixes
 
 log = logging.getLogger(__name__)
 
 ENGINES = ("local", "ray")
-FULL_LR = 5e-5
+# A small encoder (all-MiniLM-L6-v2: 6 layers, 384 wide) tuned for three epochs takes a larger
+# peak step than run_ner.py's 5e-5 for BERT-base; the warmup starts it gently.
+FULL_LR = 1.5e-4
 # LoRA adapters train few weights from a zero start; they need a larger step than full tuning.
 LORA_LR = 1e-3
 _PREFIXES = {"iob2": "BI", "iob1": "BI", "bioes": "BIES", "io": "I"}
@@ -57,8 +60,11 @@ class TrainConfig:
     column: str | None = None
     epochs: float = 3
     lr: float | None = None
-    batch_size: int = 32
+    # An example is up to max_length subwords of one document (~200 on CoNLL-2003): two of
+    # them make a step about as large as 16 sentences.
+    batch_size: int = 2
     max_length: int = 256
+    context: str = "document"
     seed: int = 42
     lora_r: int | None = None
     engine: str = "local"
@@ -67,16 +73,23 @@ class TrainConfig:
     warmup: float = 0.1
     weight_decay: float = 0.01
     patience: int = 2
-    # Word embeddings frozen keep the difference from the base encoder inside the transformer
-    # layers, where a low-rank factorisation stores it compactly (seqlab.shipped).
-    train_embeddings: bool = True
+    # Word embeddings are kept from the base by default: the difference from the base encoder
+    # then sits in the transformer layers, where a low-rank factorisation stores it compactly
+    # (seqlab.shipped), and a step skips the gradient of the largest matrix.
+    train_embeddings: bool = False
+
+    def __post_init__(self) -> None:
+        if self.context not in CONTEXTS:
+            raise ConfigError(f"unknown context {self.context!r}", fix=f"use one of {CONTEXTS}")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"unknown --engine {self.engine!r}", fix=f"use one of {ENGINES}")
 
     @property
     def learning_rate(self) -> float:
         return self.lr or (LORA_LR if self.lora_r else FULL_LR)
 
     def hyper_parameters(self) -> dict:
-        keep = ("epochs", "batch_size", "max_length", "seed", "lora_r", "warmup",
+        keep = ("epochs", "batch_size", "max_length", "context", "seed", "lora_r", "warmup",
                 "weight_decay", "patience", "train_embeddings", "engine", "num_workers",
                 "use_gpu")
         return {"lr": self.learning_rate, **{k: getattr(self, k) for k in keep}}
@@ -127,8 +140,8 @@ def prepare_data(config: TrainConfig) -> TaskData:
     dev = read_sentences(config.dev, format_of(config.dev, config.format), config.column)
     scheme = target_scheme(train, config.scheme)
     if scheme != "tags":
-        train = [Sentence(s.words, tuple(convert(s.labels, scheme))) for s in train]
-        dev = [Sentence(s.words, tuple(convert(s.labels, scheme))) for s in dev]
+        train = [dataclasses.replace(s, labels=tuple(convert(s.labels, scheme))) for s in train]
+        dev = [dataclasses.replace(s, labels=tuple(convert(s.labels, scheme))) for s in dev]
     labels = label_list(train + dev, scheme)
     return TaskData(train, dev, labels, scheme)
 
@@ -146,28 +159,122 @@ class Encoded(torch.utils.data.Dataset):
         return self.items[i]
 
 
-def encode(sentences: list[Sentence], tokenizer: PreTrainedTokenizerBase,
-           label2id: dict[str, int], max_length: int) -> Encoded:
-    """First-subword labels: the first subword of a word carries its label, the rest -100."""
-    items, cut = [], 0
+def pack(lengths: list[int], budget: int) -> list[list[int]]:
+    """Consecutive units (sentences) packed into chunks of at most ``budget`` subwords.
+
+    A document needing ``n`` chunks is cut into ``n`` chunks of about equal size rather than
+    ``n - 1`` full ones and a short tail, so every chunk carries context on both sides.
+    Units must fit the budget (``split_long`` makes them).
+
+    >>> pack([30, 30, 30, 30, 30], 100)
+    [[0, 1, 2], [3, 4]]
+    >>> pack([60, 50, 10], 100)
+    [[0], [1, 2]]
+    """
+    total = sum(lengths)
+    target = -(-total // max(1, -(-total // budget)))
+    chunks: list[list[int]] = []
+    current: list[int] = []
+    size = 0
+    for i, length in enumerate(lengths):
+        if current and size + length > budget:
+            chunks.append(current)
+            current, size = [], 0
+        current.append(i)
+        size += length
+        if size >= target:
+            chunks.append(current)
+            current, size = [], 0
+    if current:
+        chunks.append(current)
+    return chunks
+
+
+def split_long(words: list[list[int]], labels: list[int], budget: int
+               ) -> list[tuple[list[list[int]], list[int]]]:
+    """A sentence's words (subword ids each) cut at word boundaries into pieces that fit
+    ``budget`` subwords; a single word longer than the budget keeps its first subwords.
+
+    >>> split_long([[1, 2], [3], [4, 5, 6]], [7, 8, 9], 3)
+    [([[1, 2], [3]], [7, 8]), ([[4, 5, 6]], [9])]
+    """
+    pieces: list[tuple[list[list[int]], list[int]]] = []
+    current: tuple[list[list[int]], list[int]] = ([], [])
+    size = 0
+    for word, label in zip(words, labels):
+        word = word[:budget]
+        if current[0] and size + len(word) > budget:
+            pieces.append(current)
+            current, size = ([], []), 0
+        current[0].append(word)
+        current[1].append(label)
+        size += len(word)
+    if current[0]:
+        pieces.append(current)
+    return pieces
+
+
+def _subwords(sentences: list[Sentence], tokenizer: PreTrainedTokenizerBase) -> list[list[list[int]]]:
+    """Each sentence's words as lists of subword ids (no special tokens)."""
+    out = []
     for start in range(0, len(sentences), 1000):
         chunk = sentences[start : start + 1000]
         batch = tokenizer([list(s.words) for s in chunk], is_split_into_words=True,
-                          truncation=True, max_length=max_length)
+                          add_special_tokens=False)
         for i, sentence in enumerate(chunk):
-            word_ids = batch.word_ids(i)
-            labels, previous = [], None
-            for word in word_ids:
-                first = word is not None and word != previous
-                labels.append(label2id[sentence.labels[word]] if first else -100)
-                previous = word
-            cut += len(sentence.words) - len({w for w in word_ids if w is not None})
-            items.append({"input_ids": batch["input_ids"][i],
-                          "attention_mask": batch["attention_mask"][i], "labels": labels})
-    if cut:
-        log.warning("%d words were cut by --max-length %d or have no subwords; they are not "
-                    "trained on", cut, max_length)
+            words: list[list[int]] = [[] for _ in sentence.words]
+            for token, word in zip(batch["input_ids"][i], batch.word_ids(i)):
+                words[word].append(token)
+            out.append(words)
+    return out
+
+
+def encode(sentences: list[Sentence], tokenizer: PreTrainedTokenizerBase,
+           label2id: dict[str, int], max_length: int, context: str = "document") -> Encoded:
+    """Examples of up to ``max_length`` subwords with first-subword labels (the others -100).
+
+    With ``context="document"`` consecutive sentences of a document share an example, so
+    each word is learned with its neighbours as ``seqlab annotate`` will see it in a document
+    (the costs are the same: every subword is still seen once per epoch). With
+    ``"sentence"`` each sentence is its own example. A sentence longer than ``max_length``
+    is cut at word boundaries into several examples; no word is dropped.
+    """
+    if context not in CONTEXTS:
+        raise ConfigError(f"unknown context {context!r}", fix=f"use one of {CONTEXTS}")
+    budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
+    if budget < 1:
+        raise ConfigError(f"--max-length {max_length} leaves no room for words",
+                          fix="pass a larger --max-length")
+    affixes = tuple(a.tolist() for a in special_affixes(tokenizer))
+    subwords = iter(_subwords(sentences, tokenizer))
+    groups = documents(sentences) if context == "document" else [[s] for s in sentences]
+    items, empty = [], 0
+    for group in groups:
+        pieces = []
+        for sentence in group:
+            words = next(subwords)
+            empty += sum(not w for w in words)
+            pieces += split_long(words, [label2id[label] for label in sentence.labels], budget)
+        lengths = [sum(len(w) for w in words) for words, _ in pieces]
+        for chunk in pack(lengths, budget):
+            items.append(_example([pieces[i] for i in chunk], affixes))
+    if empty:
+        log.warning("%d words have no subwords (only characters the tokenizer drops); they "
+                    "are not trained on", empty)
     return Encoded(items)
+
+
+def _example(pieces: list[tuple[list[list[int]], list[int]]],
+             affixes: tuple[list[int], list[int]]) -> dict:
+    ids, labels = [], []
+    for words, word_labels in pieces:
+        for word, label in zip(words, word_labels):
+            ids += word
+            labels += [label] + [-100] * (len(word) - 1)
+    before, after = affixes
+    input_ids = before + ids + after
+    return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids),
+            "labels": [-100] * len(before) + labels + [-100] * len(after)}
 
 
 def build_model(base: str, labels: list[str], lora_r: int | None,
@@ -220,7 +327,7 @@ def training_arguments(config: TrainConfig, output_dir: str, best_metric: str,
     options: dict = dict(
         output_dir=output_dir, learning_rate=config.learning_rate,
         per_device_train_batch_size=config.batch_size,
-        per_device_eval_batch_size=config.batch_size * 2, num_train_epochs=config.epochs,
+        per_device_eval_batch_size=max(16, config.batch_size * 2), num_train_epochs=config.epochs,
         weight_decay=config.weight_decay, lr_scheduler_type="linear",
         eval_strategy="epoch", save_strategy="epoch", save_total_limit=1, save_only_model=True,
         load_best_model_at_end=True, metric_for_best_model=best_metric, greater_is_better=True,
@@ -252,8 +359,10 @@ def prepare(config: TrainConfig) -> Prepared:
         raise ConfigError(f"the tokenizer of {config.base!r} is not a fast tokenizer",
                           fix="use a base encoder that ships tokenizer.json")
     label2id = {label: i for i, label in enumerate(data.labels)}
-    return Prepared(data, tokenizer, encode(data.train, tokenizer, label2id, config.max_length),
-                    encode(data.dev, tokenizer, label2id, config.max_length))
+    return Prepared(
+        data, tokenizer,
+        encode(data.train, tokenizer, label2id, config.max_length, config.context),
+        encode(data.dev, tokenizer, label2id, config.max_length, config.context))
 
 
 def build_trainer(config: TrainConfig, prepared: Prepared, output_dir: str,
@@ -295,6 +404,8 @@ def metadata(config: TrainConfig, data: TaskData, best: dict, epochs: list[dict]
         "data": {"train": data_file(config.train, data.train),
                  "dev": data_file(config.dev, data.dev)},
         "hyper_parameters": config.hyper_parameters(),
+        # examples were up to this many subwords: annotate's default window for this model
+        "window": config.max_length,
         "dev_metrics": best,
         "dev_history": epochs,
         "train_seconds": round(seconds, 1),
@@ -347,8 +458,6 @@ def save_trained(trainer: Trainer, prepared: Prepared, config: TrainConfig,
 
 def train(config: TrainConfig) -> dict:
     """Fine-tune, save the best model to ``config.out`` and return its metadata."""
-    if config.engine not in ENGINES:
-        raise ConfigError(f"unknown --engine {config.engine!r}", fix=f"use one of {ENGINES}")
     if config.use_gpu and config.engine == "local" and not torch.cuda.is_available():
         raise ConfigError("--use-gpu was given but torch sees no CUDA device",
                           fix="leave --use-gpu out, or install a CUDA build of torch")

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 
 from seqlab.cli import command
-from seqlab.formats import COLUMNS, FORMATS
+from seqlab.formats import COLUMNS, CONTEXTS, FORMATS
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
     from seqlab.decode import DECODERS
     from seqlab.labels import SCHEMES
-    from seqlab.train import ENGINES
+    from seqlab.train import ENGINES, FULL_LR, LORA_LR, TrainConfig
+
+    default = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
     p = sub.add_parser("train", help="fine-tune an encoder for token classification")
     p.add_argument("--train", required=True, help="training file (any fsspec URL)")
@@ -24,17 +27,23 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scheme", choices=SCHEMES,
                    help="scheme the model predicts (default: iob2 for spans, tags for tags)")
     p.add_argument("--column", choices=COLUMNS, help="CoNLL-U column to learn (default: upos)")
-    p.add_argument("--epochs", type=float, default=3)
-    p.add_argument("--lr", type=float, help="peak learning rate (default: 5e-5; 1e-3 with "
-                   "--lora-r)")
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--max-length", type=int, default=256, help="subwords per sentence")
-    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--epochs", type=float, default=default["epochs"])
+    p.add_argument("--lr", type=float, help=f"peak learning rate (default: {FULL_LR:g}; "
+                   f"{LORA_LR:g} with --lora-r)")
+    p.add_argument("--batch-size", type=int, default=default["batch_size"],
+                   help="examples per step (default: %(default)s)")
+    p.add_argument("--max-length", type=int, default=default["max_length"],
+                   help="subwords per example (default: %(default)s)")
+    p.add_argument("--context", choices=CONTEXTS, default="document",
+                   help="an example holds consecutive sentences of one document (default), "
+                   "or one sentence")
+    p.add_argument("--seed", type=int, default=default["seed"])
     p.add_argument("--lora-r", type=int, help="train a LoRA adapter of this rank")
-    p.add_argument("--freeze-embeddings", action="store_true",
-                   help="keep the word embeddings of the base encoder")
+    p.add_argument("--train-embeddings", action="store_true",
+                   help="also train the word embeddings (default: keep the base encoder's, "
+                   "which the compact shipped form needs)")
     p.add_argument("--engine", choices=ENGINES, default="local")
-    p.add_argument("--num-workers", type=int, default=2, help="Ray Train workers")
+    p.add_argument("--num-workers", type=int, default=default["num_workers"], help="Ray Train workers")
     p.add_argument("--use-gpu", action="store_true", help="train on GPU(s), bf16 when possible")
 
     p = sub.add_parser("evaluate", help="score a model on a labelled file")
@@ -43,6 +52,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--format", choices=FORMATS, help="input format (default: from file name)")
     p.add_argument("--column", choices=COLUMNS, help="CoNLL-U column (default: upos)")
     p.add_argument("--decoder", choices=DECODERS, default="greedy")
+    p.add_argument("--context", choices=CONTEXTS, default="document",
+                   help="tag each document's text (default; as annotate does) or each sentence")
+    p.add_argument("--max-length", type=int, help="window in subwords (default as annotate: "
+                   "the length the model was trained on, else 512)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--report", help="directory for a confusion matrix image and a markdown "
@@ -57,9 +70,10 @@ def train_cli(args: argparse.Namespace) -> int:
     config = TrainConfig(
         train=args.train, dev=args.dev, base=args.base or base_encoder(), out=args.out,
         format=args.format, scheme=args.scheme, column=args.column, epochs=args.epochs,
-        lr=args.lr, batch_size=args.batch_size, max_length=args.max_length, seed=args.seed,
-        lora_r=args.lora_r, engine=args.engine, num_workers=args.num_workers,
-        use_gpu=args.use_gpu, train_embeddings=not args.freeze_embeddings)
+        lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
+        context=args.context, seed=args.seed, lora_r=args.lora_r, engine=args.engine,
+        num_workers=args.num_workers, use_gpu=args.use_gpu,
+        train_embeddings=args.train_embeddings)
     meta = train(config)
     best = meta["dev_metrics"]
     key = "f1" if meta["scheme"] != "tags" else "accuracy"
@@ -73,7 +87,8 @@ def evaluate_cli(args: argparse.Namespace) -> int:
     from seqlab.evaluate import evaluate
 
     scores = evaluate(args.model, args.data, format=args.format, column=args.column,
-                      decoder=args.decoder, device=args.device, report=args.report)
+                      decoder=args.decoder, device=args.device, report=args.report,
+                      context=args.context, max_length=args.max_length)
     if args.json:
         print(json.dumps(scores))
         return 0

@@ -40,13 +40,32 @@ def test_scores_what_annotate_predicts(ner_setup):
     assert set(scores) == {"f1", "precision", "recall", "accuracy", "per_label"}
 
 
+def test_document_context_reads_sentences_within_their_document(ner_setup, tmp_path):
+    model, _ = ner_setup
+    loaded = load_model(ModelSpec(str(model), device="cpu"))
+    doc = [Sentence(s.words, s.labels, "d0") for s in ner_sentences(6, 5)]
+    joined = [Sentence(tuple(w for s in doc for w in s.words),
+                      tuple(l for s in doc for l in s.labels))]
+    in_document = predict(loaded, doc)
+    alone = predict(loaded, doc, context="sentence")
+    # within its document a sentence is tagged as the words of one text ...
+    assert [label for row in in_document for label in row] == predict(loaded, joined)[0]
+    assert [len(row) for row in in_document] == [len(s.words) for s in doc]
+    # ... and context changes what a small random model predicts somewhere
+    assert in_document != alone
+    write_sentences(doc, str(tmp_path / "doc.conll"), "conll")
+    assert evaluate(str(model), str(tmp_path / "doc.conll"), loaded=loaded, max_length=16)
+
+
 def test_viterbi_predicts_only_valid_sequences(ner_setup):
     model, data = ner_setup
     loaded = load_model(ModelSpec(str(model), device="cpu"))
     predicted = predict(loaded, read_sentences(data), decoder="viterbi")
-    for row in predicted:
-        for previous, label in zip(["O"] + row, row):
-            assert not (label.startswith("I-") and previous[2:] != label[2:])
+    # valid over each whole document text (a sentence may open inside an entity of the last)
+    labels = [label for row in predicted for label in row]
+    assert any(label.startswith("I-") for label in labels)
+    for previous, label in zip(["O"] + labels, labels):
+        assert not (label.startswith("I-") and previous[2:] != label[2:])
 
 
 def test_cli_json_and_report(ner_setup, tmp_path, capsys):

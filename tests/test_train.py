@@ -38,7 +38,8 @@ def tiny_encoder(directory: Path, labels: list[str] = NER_LABELS, seed: int = 0)
 
 
 def ner_sentences(n: int, seed: int) -> list[Sentence]:
-    """IOB1 sentences (as CoNLL-2003 writes them), adjacent same-type entities included."""
+    """IOB1 sentences (as CoNLL-2003 writes them), adjacent same-type entities included, four
+    to a document."""
     rng = random.Random(seed)
     sentences = []
     for _ in range(n):
@@ -54,7 +55,7 @@ def ner_sentences(n: int, seed: int) -> list[Sentence]:
                 words.append(rng.choice(FILLER))
                 labels.append("O")
                 previous = None
-        sentences.append(Sentence(tuple(words), tuple(labels)))
+        sentences.append(Sentence(tuple(words), tuple(labels), f"doc{len(sentences) // 4}"))
     return sentences
 
 
@@ -70,7 +71,8 @@ def ner_files(tmp_path_factory) -> dict[str, str]:
 def config(files: dict, out: Path, **options) -> TrainConfig:
     return TrainConfig(train=files["train"], dev=files["dev"], base=files["base"],
                        out=str(out), epochs=options.pop("epochs", 2),
-                       lr=options.pop("lr", 1e-2), batch_size=16, **options)
+                       lr=options.pop("lr", 1e-2), batch_size=options.pop("batch_size", 4),
+                       max_length=options.pop("max_length", 48), **options)
 
 
 def test_labels_and_schemes():
@@ -91,11 +93,34 @@ def test_first_subword_labels(ner_files):
     assert encoded[0]["labels"] == [-100, 0, -100, 1, -100]
 
 
+def test_document_context_packs_whole_sentences(ner_files):
+    tokenizer = AutoTokenizer.from_pretrained(ner_files["base"])
+    label2id = {"O": 0, "B-LOC": 1, "I-LOC": 2}
+    doc = [Sentence(("paris", "banked", "the"), ("B-LOC", "O", "O"), "d0"),
+           Sentence(("new", "york"), ("B-LOC", "I-LOC"), "d0"),
+           Sentence(("the",) * 9, ("O",) * 9, "d0"),  # longer than one example: cut
+           Sentence(("paris",), ("B-LOC",), "d1")]
+    words = [label2id[label] for s in doc for label in s.labels]
+    for context, expected in (("document", 4), ("sentence", 5)):
+        encoded = encode(doc, tokenizer, label2id, 8, context)
+        assert len(encoded) == expected
+        assert all(len(item["input_ids"]) <= 8 for item in encoded.items)
+        # every word labelled once, in order, on its first subword; specials unlabelled
+        assert [v for item in encoded.items for v in item["labels"] if v != -100] == words
+        assert all(item["labels"][0] == item["labels"][-1] == -100 for item in encoded.items)
+    # document context: the first two sentences share an example; d1 never joins d0
+    first = tokenizer.convert_ids_to_tokens(encode(doc, tokenizer, label2id, 8)[0]["input_ids"])
+    assert first == ["[CLS]", "paris", "bank", "##ed", "the", "new", "york", "[SEP]"]
+    last = encode(doc, tokenizer, label2id, 8)[3]["input_ids"]
+    assert tokenizer.convert_ids_to_tokens(last) == ["[CLS]", "paris", "[SEP]"]
+
+
 def test_iob1_data_is_converted(ner_files, tmp_path):
     data = prepare_data(config(ner_files, tmp_path))
     assert data.scheme == "iob2"
     assert all(not (a == "O" and b.startswith("I-"))
                for s in data.train for a, b in zip(("O",) + s.labels, s.labels))
+    assert len({s.document for s in data.train}) == 40  # conversion keeps the documents
 
 
 @pytest.fixture(scope="module")
@@ -184,7 +209,9 @@ def test_tags_train(tmp_path):
 
 def test_bad_options(ner_files, tmp_path):
     with pytest.raises(ConfigError, match="engine"):
-        train(config(ner_files, tmp_path, engine="spark"))
+        config(ner_files, tmp_path, engine="spark")
+    with pytest.raises(ConfigError, match="context"):
+        config(ner_files, tmp_path, context="paragraph")
 
 
 @pytest.mark.timeout(240)
@@ -207,9 +234,11 @@ def test_cli_train(ner_files, tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["train", "--train", ner_files["train"], "--dev", ner_files["dev"], "--base",
                  ner_files["base"], "--out", str(out), "--epochs", "1", "--lr", "1e-2",
-                 "--batch-size", "16", "--freeze-embeddings"]) == 0
+                 "--batch-size", "16", "--train-embeddings", "--context", "sentence"]) == 0
     assert "dev f1" in capsys.readouterr().out
-    assert read_metadata(str(out))["hyper_parameters"]["train_embeddings"] is False
+    hyper_parameters = read_metadata(str(out))["hyper_parameters"]
+    assert hyper_parameters["train_embeddings"] is True
+    assert hyper_parameters["context"] == "sentence"
 
 
 def test_shipped_name_resolves_to_compact_model(trained, tmp_path, monkeypatch):
@@ -225,3 +254,22 @@ def test_shipped_name_resolves_to_compact_model(trained, tmp_path, monkeypatch):
     assert AutoConfig.from_pretrained(local_model_dir("ner")).id2label[0] == "O"
     loaded = load_model(ModelSpec("ner", device="cpu"))
     assert loaded.revision.startswith("sha256:") and loaded.labels.scheme == "iob2"
+
+
+def test_annotate_window_defaults_to_the_trained_length(trained, tmp_path):
+    from seqlab.config import build_config
+    from seqlab.run import plan_run
+
+    out, meta = trained
+    assert meta["window"] == 48
+    (tmp_path / "in.jsonl").write_text('{"text": "john smith went to paris"}\n')
+
+    def window(**options) -> tuple[int, int]:
+        config = plan_run(build_config(input=str(tmp_path / "in.jsonl"),
+                                       output=str(tmp_path / "out"), model=str(out),
+                                       overwrite=True, **options)).config
+        return config.max_length, config.stride
+
+    assert window() == (48, 12)
+    assert window(max_length=128) == (128, 32)
+    assert window(max_length=128, stride=0) == (128, 0)

@@ -111,7 +111,8 @@ def documents(sentences: Sequence[Sentence]) -> list[list[Sentence]]:
     """
     groups: list[list[Sentence]] = []
     for sentence in sentences:
-        if groups and sentence.document is not None and groups[-1][-1].document == sentence.document:
+        same = groups and groups[-1][-1].document == sentence.document
+        if same and sentence.document is not None:
             groups[-1].append(sentence)
         else:
             groups.append([sentence])

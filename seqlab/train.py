@@ -214,7 +214,8 @@ def split_long(words: list[list[int]], labels: list[int], budget: int
     return pieces
 
 
-def _subwords(sentences: list[Sentence], tokenizer: PreTrainedTokenizerBase) -> list[list[list[int]]]:
+def _subwords(sentences: list[Sentence],
+              tokenizer: PreTrainedTokenizerBase) -> list[list[list[int]]]:
     """Each sentence's words as lists of subword ids (no special tokens)."""
     out = []
     for start in range(0, len(sentences), 1000):

@@ -43,7 +43,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="also train the word embeddings (default: keep the base encoder's, "
                    "which the compact shipped form needs)")
     p.add_argument("--engine", choices=ENGINES, default="local")
-    p.add_argument("--num-workers", type=int, default=default["num_workers"], help="Ray Train workers")
+    p.add_argument("--num-workers", type=int, default=default["num_workers"],
+                   help="Ray Train workers")
     p.add_argument("--use-gpu", action="store_true", help="train on GPU(s), bf16 when possible")
 
     p = sub.add_parser("evaluate", help="score a model on a labelled file")

@@ -193,25 +193,15 @@ def pack(lengths: list[int], budget: int) -> list[list[int]]:
 def split_long(words: list[list[int]], labels: list[int], budget: int
                ) -> list[tuple[list[list[int]], list[int]]]:
     """A sentence's words (subword ids each) cut at word boundaries into pieces that fit
-    ``budget`` subwords; a single word longer than the budget keeps its first subwords.
+    ``budget`` subwords (packed as ``pack`` packs sentences); a single word longer than the
+    budget keeps its first subwords.
 
     >>> split_long([[1, 2], [3], [4, 5, 6]], [7, 8, 9], 3)
     [([[1, 2], [3]], [7, 8]), ([[4, 5, 6]], [9])]
     """
-    pieces: list[tuple[list[list[int]], list[int]]] = []
-    current: tuple[list[list[int]], list[int]] = ([], [])
-    size = 0
-    for word, label in zip(words, labels):
-        word = word[:budget]
-        if current[0] and size + len(word) > budget:
-            pieces.append(current)
-            current, size = ([], []), 0
-        current[0].append(word)
-        current[1].append(label)
-        size += len(word)
-    if current[0]:
-        pieces.append(current)
-    return pieces
+    words = [word[:budget] for word in words]
+    return [([words[i] for i in chunk], [labels[i] for i in chunk])
+            for chunk in pack([len(word) for word in words], budget)]
 
 
 def _subwords(sentences: list[Sentence],

@@ -16,6 +16,25 @@ DEFAULT_MODEL = "ner"
 DEFAULT_WINDOW = 512
 
 
+def settle_window(max_length: int | None, stride: int | None, trained: int | None,
+                  limit: int | None = None) -> tuple[int, int]:
+    """The window and stride to use: the ones asked for, else the length the model was trained
+    on (else 512, capped at the tokenizer's ``limit`` when known) and a quarter of the window.
+
+    >>> settle_window(None, None, 256)
+    (256, 64)
+    >>> settle_window(128, 0, 256)
+    (128, 0)
+    >>> settle_window(None, None, None, limit=128)
+    (128, 32)
+    """
+    default = trained or DEFAULT_WINDOW
+    if limit:
+        default = min(default, limit)
+    max_length = max_length or default
+    return max_length, stride if stride is not None else max_length // 4
+
+
 @dataclass
 class AnnotateConfig:
     """Everything ``seqlab annotate`` needs. Field names match the CLI flags."""
@@ -75,8 +94,7 @@ class AnnotateConfig:
         >>> AnnotateConfig("in", "out", max_length=128).with_window(256).max_length
         128
         """
-        max_length = self.max_length or trained or DEFAULT_WINDOW
-        stride = self.stride if self.stride is not None else max_length // 4
+        max_length, stride = settle_window(self.max_length, self.stride, trained)
         return dataclasses.replace(self, max_length=max_length, stride=stride)
 
     def fingerprint(self) -> dict[str, Any]:

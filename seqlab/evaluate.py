@@ -20,7 +20,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from seqlab import schema
-from seqlab.config import DEFAULT_WINDOW
+from seqlab.config import settle_window
 from seqlab.errors import ConfigError
 from seqlab.formats import CONTEXTS, Sentence, documents, read_sentences
 from seqlab.labels import OUTSIDE, LabelSet, convert
@@ -64,9 +64,9 @@ def predict(loaded: LoadedModel, sentences: list[Sentence], decoder: str = "gree
     if context not in CONTEXTS:
         raise ConfigError(f"unknown --context {context!r}", fix=f"use one of {CONTEXTS}")
     limit = loaded.tokenizer.model_max_length
-    default = trained_window(loaded.metadata) or DEFAULT_WINDOW
-    max_length = max_length or (min(default, limit) if limit and limit < 1_000_000 else default)
-    tokenize = Tokenizer(loaded.tokenizer, WindowSpec(max_length, max_length // 4))
+    window = settle_window(max_length, None, trained_window(loaded.metadata),
+                           limit if limit and limit < 1_000_000 else None)
+    tokenize = Tokenizer(loaded.tokenizer, WindowSpec(*window))
     tag = Tagger(loaded, batch_tokens)
     provenance = Provenance("evaluate", loaded.name, loaded.revision,
                             datetime.now(timezone.utc))

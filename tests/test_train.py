@@ -170,6 +170,25 @@ def test_low_rank_export_loads_through_seqlab(trained, ner_files, tmp_path):
     assert "base_model.model.bert.embeddings.word_embeddings.weight" not in tensors
 
 
+def test_low_rank_export_int8_matches_fp16(trained, tmp_path):
+    out, _ = trained
+    forms = {bits: export_low_rank_model(out, tmp_path / f"b{bits}", rank=8, bits=bits,
+                                         hub_id=None, package=None) for bits in (8, 16)}
+    int8 = load_file(str(forms[8] / "adapter_model.safetensors"))
+    factors = [k for k in int8 if ".lora_" in k and k.endswith(".weight")]
+    assert factors and all(int8[k].dtype == torch.int8 for k in factors)
+    assert all(k.removesuffix(".weight") + ".scale" in int8 for k in factors)
+    fp16 = load_file(str(forms[16] / "adapter_model.safetensors"))
+    assert all(fp16[k].dtype == torch.float16 for k in factors)
+    ids = torch.tensor([[2, 50, 60, 70, 3]])
+    with torch.no_grad():
+        a, b = (load_model(ModelSpec(str(forms[bits]), device="cpu")).model(input_ids=ids).logits
+                for bits in (8, 16))
+    assert torch.allclose(a, b, atol=2e-2 * b.abs().max().item())
+    with pytest.raises(ModelError, match="bits"):
+        export_low_rank_model(out, tmp_path / "b4", rank=8, bits=4, hub_id=None, package=None)
+
+
 def test_lora_train_and_export(ner_files, tmp_path):
     out = tmp_path / "lora"
     meta = train(config(ner_files, out, epochs=1, lora_r=4, lr=1e-2))

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
-from transformers import AutoConfig, AutoModelForTokenClassification, PreTrainedModel
+from transformers import (AutoConfig, AutoModelForTokenClassification, PreTrainedConfig,
+                          PreTrainedModel)
 from transformers.utils import logging as hf_logging
 
 from seqlab.errors import ModelError
@@ -127,18 +128,25 @@ def load_adapter_model(source: str, dtype: torch.dtype) -> PreTrainedModel:
     """The base encoder with the directory's LoRA adapter and head merged in."""
     base = resolve_base(base_pin(source))
     config = AutoConfig.from_pretrained(source)
-    # the head comes from the adapter: a base that is itself a tagger loses its own. Its load
-    # report ("classifier newly initialized, consider training") would only mislead here.
+    # the head comes from the adapter: a base that is itself a tagger loses its own
+    model = _base_tagger(base, config)
+    merge_adapter(model, Path(source))
+    return model.to(dtype)
+
+
+def _base_tagger(base: str | Path, config: PreTrainedConfig) -> PreTrainedModel:
+    """The base encoder under ``config``'s head (new weights, overwritten by the caller).
+
+    Its load report ("classifier newly initialized, consider training") would only mislead
+    here, so it is silenced."""
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
-        model = AutoModelForTokenClassification.from_pretrained(
+        return AutoModelForTokenClassification.from_pretrained(
             str(base), config=config, use_safetensors=True, dtype=torch.float32,
             ignore_mismatched_sizes=True)
     finally:
         hf_logging.set_verbosity(verbosity)
-    merge_adapter(model, Path(source))
-    return model.to(dtype)
 
 
 def merge_adapter(model: PreTrainedModel, directory: Path) -> None:
@@ -206,8 +214,7 @@ def export_low_rank_model(trained: str | Path, target: str | Path, rank: int, bi
     trained, target = Path(trained), Path(target)
     base_dir = resolve_base(_pin(read_metadata(str(trained)), None, None))
     tuned = AutoModelForTokenClassification.from_pretrained(str(trained), dtype=torch.float32)
-    base = AutoModelForTokenClassification.from_pretrained(
-        str(base_dir), config=tuned.config, dtype=torch.float32, ignore_mismatched_sizes=True)
+    base = _base_tagger(base_dir, tuned.config)
     base_params = dict(base.named_parameters())
     tensors, targets, whole = {}, [], []
     for name, weight in tuned.named_parameters():

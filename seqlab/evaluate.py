@@ -28,7 +28,7 @@ from seqlab.metrics import confusion_matrix, label_class, score
 from seqlab.model import LoadedModel, ModelSpec, load_model, trained_window
 from seqlab.stages import Decoder, Provenance
 from seqlab.tag import Tagger
-from seqlab.tokenize import Tokenizer, WindowSpec
+from seqlab.tokenize import Tokenizer, WindowSpec, model_max_length
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +63,8 @@ def predict(loaded: LoadedModel, sentences: list[Sentence], decoder: str = "gree
     """One predicted label per gold word, through the annotate stages."""
     if context not in CONTEXTS:
         raise ConfigError(f"unknown --context {context!r}", fix=f"use one of {CONTEXTS}")
-    limit = loaded.tokenizer.model_max_length
     window = settle_window(max_length, None, trained_window(loaded.metadata),
-                           limit if limit and limit < 1_000_000 else None)
+                           model_max_length(loaded.tokenizer))
     tokenize = Tokenizer(loaded.tokenizer, WindowSpec(*window))
     tag = Tagger(loaded, batch_tokens)
     provenance = Provenance("evaluate", loaded.name, loaded.revision,

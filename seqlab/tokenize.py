@@ -91,7 +91,7 @@ class Tokenizer:
             )
         self.backend = plain_backend(tokenizer)
         self.n_special = tokenizer.num_special_tokens_to_add(pair=False)
-        spec.validate(self.n_special, _model_max_length(tokenizer))
+        spec.validate(self.n_special, model_max_length(tokenizer))
         self.spec = spec
         self.content = spec.content_length(self.n_special)
 
@@ -163,7 +163,8 @@ def special_affixes(tokenizer) -> tuple[np.ndarray, np.ndarray]:
     return ids[: content[0]], ids[content[-1] + 1 :]
 
 
-def _model_max_length(tokenizer: PreTrainedTokenizerBase) -> int | None:
+def model_max_length(tokenizer: PreTrainedTokenizerBase) -> int | None:
+    """The longest input the model takes, or None when the tokenizer does not know it."""
     # tokenizers without a known limit report a huge sentinel (int(1e30))
     limit = getattr(tokenizer, "model_max_length", None)
     return limit if limit and limit < 1_000_000 else None

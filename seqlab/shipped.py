@@ -239,8 +239,9 @@ def export_low_rank_model(trained: str | Path, target: str | Path, rank: int, bi
                 "target_modules": sorted(targets), "whole_tensors": sorted(whole), "bits": bits,
                 "base_model_name_or_path": None}
     (target / "adapter_config.json").write_text(json.dumps(settings, indent=2) + "\n")
-    _finish_export(trained, target, hub_id, package,
-                   f"rank-{rank} factorisation ({'int8' if bits == 8 else 'fp16'} factors) of a full fine-tune over the pinned base encoder")
+    precision = "int8" if bits == 8 else "fp16"
+    _finish_export(trained, target, hub_id, package, f"rank-{rank} factorisation ({precision} "
+                   "factors) of a full fine-tune over the pinned base encoder")
     return target
 
 

@@ -3,7 +3,7 @@
 Both train the same encoder on the same data for the same epochs and are scored on dev after
 every epoch. The plain recipe is ``run_ner.py``'s defaults: one sentence per example, lr 5e-5,
 batch 8, no warmup, no weight decay, random batches, all weights trained, first-subword labels,
-the last epoch kept. ``seqlab train`` runs with its own defaults (plus ``--lora-r`` when
+the text as the tokenizer gives it (no case feature), the last epoch kept. ``seqlab train`` runs with its own defaults (plus ``--lora-r`` when
 asked). They run one after the other in this process, ``seqlab train`` first; wall times
 include reading and tokenizing the data.
 
@@ -37,7 +37,7 @@ from seqlab.train import (TrainConfig, build_model, compute_metrics_fn, argmax_l
 def plain_recipe(config: TrainConfig) -> dict:
     """run_ner.py's recipe through transformers' Trainer; dev scores after each epoch."""
     started = time.time()
-    prepared = prepare(replace(config, context="sentence"))
+    prepared = prepare(replace(config, context="sentence", case_feature=False))
     set_seed(config.seed)
     model = build_model(config.base, prepared.data.labels, None, train_embeddings=True)
     args = TrainingArguments(

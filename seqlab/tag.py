@@ -6,6 +6,10 @@ a batch holding one 25,000-word article cost the same memory. Each window is pad
 multiple of ``PAD_MULTIPLE`` tokens whatever its batch neighbours are: the kernels then see
 the same shapes per row, so a document gets bit-identical scores however an engine batches it
 (and tensor cores prefer such shapes on GPU).
+
+Models trained with ``case_feature`` (``seqlab.json``) also get BERT's token type ids: 1 on
+subwords that hold an upper-case letter of the original text, computed from the character
+offsets as training computed them (``seqlab.tokenize.case_types``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import torch
 from seqlab import schema
 from seqlab.decode import stitch_windows
 from seqlab.model import LoadedModel
-from seqlab.tokenize import special_affixes
+from seqlab.tokenize import case_types, special_affixes
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,7 @@ class Window:
     row: int
     index: int  # window number inside its document
     ids: np.ndarray  # content subword ids, no special tokens
+    types: np.ndarray | None = None  # their case types, for models trained with case_feature
 
 
 class Tagger:
@@ -45,6 +50,7 @@ class Tagger:
         self.batch_tokens = batch_tokens
         self.prefix, self.suffix = special_affixes(loaded.tokenizer)
         self.pad_id = loaded.tokenizer.pad_token_id or 0
+        self.case_feature = bool(loaded.metadata.get("case_feature"))
         self.windows_run = 0
         self.tokens_run = 0
 
@@ -82,11 +88,20 @@ class Tagger:
             if status[row] != schema.OK:
                 continue
             ids = ids_col[row].values.to_numpy()
+            types = self._case_types(batch, row) if self.case_feature else None
             starts = starts_col[row].values.to_numpy()
             lens = lens_col[row].values.to_numpy()
             for w, (start, length) in enumerate(zip(starts, lens)):
-                windows.append(Window(row, w, ids[start : start + length]))
+                end = start + length
+                windows.append(Window(row, w, ids[start:end],
+                                      None if types is None else types[start:end]))
         return windows
+
+    @staticmethod
+    def _case_types(batch: pa.RecordBatch, row: int) -> np.ndarray:
+        text = batch.column(schema.TEXT)[row].as_py()
+        return case_types(text, batch.column("_starts")[row].values.to_numpy(),
+                          batch.column("_ends")[row].values.to_numpy())
 
     def _padded_length(self, window: Window) -> int:
         n = len(self.prefix) + len(window.ids) + len(self.suffix)
@@ -124,14 +139,19 @@ class Tagger:
         length = max(self._padded_length(w) for w in group)
         input_ids = np.full((len(group), length), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(group), length), dtype=np.int64)
+        types = np.zeros((len(group), length), dtype=np.int64)
         lead = len(self.prefix)
         for i, window in enumerate(group):
             row = np.concatenate([self.prefix, window.ids, self.suffix])
             input_ids[i, : len(row)] = row
             mask[i, : len(row)] = 1
+            if window.types is not None:
+                types[i, lead : lead + len(window.types)] = window.types
+        inputs = {"input_ids": input_ids, "attention_mask": mask}
+        if self.case_feature:
+            inputs["token_type_ids"] = types
         logits = self.model(
-            input_ids=torch.from_numpy(input_ids).to(self.device),
-            attention_mask=torch.from_numpy(mask).to(self.device),
+            **{name: torch.from_numpy(value).to(self.device) for name, value in inputs.items()}
         ).logits
         probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
         self.windows_run += len(group)

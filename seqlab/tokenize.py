@@ -163,6 +163,28 @@ def special_affixes(tokenizer) -> tuple[np.ndarray, np.ndarray]:
     return ids[: content[0]], ids[content[-1] + 1 :]
 
 
+def case_types(text: str, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """1 for each subword whose characters ``text[start:end]`` hold an upper-case letter, else 0.
+
+    Uncased vocabularies (all-MiniLM-L6-v2's among them) lower-case text before it reaches the
+    encoder, dropping the strongest single cue for names and proper nouns. Models trained with
+    ``case_feature`` get it back as BERT's token type ids (see ``seqlab.train``).
+
+    >>> case_types("Hello world NYC", np.array([0, 6, 12]), np.array([5, 11, 15])).tolist()
+    [1, 0, 1]
+    """
+    upper = np.fromiter(map(str.isupper, text), dtype=np.int32, count=len(text))
+    before = np.concatenate([[0], np.cumsum(upper)])
+    return (before[ends] > before[starts]).astype(np.int64)
+
+
+def lower_cases(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether the tokenizer folds case (an uncased vocabulary): ``A`` and ``a`` encode alike."""
+    backend = plain_backend(tokenizer)
+    return backend.encode("A", add_special_tokens=False).ids == \
+        backend.encode("a", add_special_tokens=False).ids
+
+
 def model_max_length(tokenizer: PreTrainedTokenizerBase) -> int | None:
     """The longest input the model takes, or None when the tokenizer does not know it."""
     # tokenizers without a known limit report a huge sentinel (int(1e30))

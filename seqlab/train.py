@@ -4,12 +4,13 @@ The recipe: labels converted to the scheme the model will predict (IOB2 for span
 asked otherwise), the label on each word's first subword and -100 on the others (ignored by the
 loss), dynamic padding over length-grouped batches, linear warmup and decay, evaluation on dev
 after every epoch, the best epoch kept by dev F1 (accuracy for plain tags), early stopping.
-``lora_r`` trains a PEFT LoRA adapter and the head instead of all weights; the saved model is
+Over an uncased encoder, each subword's casing goes in as its token type id (``case_feature``;
+examples are built in ``seqlab.examples``). ``lora_r`` trains a PEFT LoRA adapter and the head instead of all weights; the saved model is
 then the merged, normal checkpoint, with the compact adapter kept next to it in ``adapter/``.
 
 The saved directory is a plain Hugging Face checkpoint (safetensors, ``id2label``, fast
 tokenizer) plus ``seqlab.json``: task, scheme, base encoder, data files with hashes,
-hyper-parameters and dev metrics.
+hyper-parameters, dev metrics, and whether the tag stage must pass the case feature.
 """
 
 from __future__ import annotations
@@ -25,16 +26,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import (AutoModelForTokenClassification, DataCollatorForTokenClassification,
-                          EarlyStoppingCallback, PreTrainedModel, PreTrainedTokenizerBase,
-                          Trainer, TrainingArguments, set_seed)
+from transformers import (AutoConfig, AutoModelForTokenClassification,
+                          DataCollatorForTokenClassification, EarlyStoppingCallback,
+                          PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments,
+                          set_seed)
 
 from seqlab.errors import ConfigError, missing_extra
-from seqlab.formats import CONTEXTS, Sentence, documents, format_of, read_sentences
+from seqlab.examples import Encoded, encode
+from seqlab.formats import CONTEXTS, Sentence, format_of, read_sentences
 from seqlab.labels import OUTSIDE, convert, detect_scheme, normalize_scheme, split_label
 from seqlab.metrics import score
 from seqlab.model import file_sha256, load_tokenizer, local_model_dir, write_metadata
-from seqlab.tokenize import special_affixes
+from seqlab.tokenize import lower_cases
 
 log = logging.getLogger(__name__)
 
@@ -77,12 +80,22 @@ class TrainConfig:
     # then sits in the transformer layers, where a low-rank factorisation stores it compactly
     # (seqlab.shipped), and a step skips the gradient of the largest matrix.
     train_embeddings: bool = False
+    # Upper-case letters reach the model as token type ids (``seqlab.tokenize.case_types``):
+    # uncased vocabularies lower-case the text and lose them otherwise. None (the default):
+    # on when the tokenizer lower-cases and the encoder has a second token type.
+    case_feature: bool | None = None
+    # The share of training examples shown without casing, as if lower-cased: a model that
+    # always saw capitals would lean on them and fail on text that has none.
+    caseless: float = 0.25
 
     def __post_init__(self) -> None:
         if self.context not in CONTEXTS:
             raise ConfigError(f"unknown context {self.context!r}", fix=f"use one of {CONTEXTS}")
         if self.engine not in ENGINES:
             raise ConfigError(f"unknown --engine {self.engine!r}", fix=f"use one of {ENGINES}")
+        if not 0 <= self.caseless <= 1:
+            raise ConfigError(f"--caseless {self.caseless} is not a share",
+                              fix="pass a value between 0 and 1")
 
     @property
     def learning_rate(self) -> float:
@@ -90,8 +103,8 @@ class TrainConfig:
 
     def hyper_parameters(self) -> dict:
         keep = ("epochs", "batch_size", "max_length", "context", "seed", "lora_r", "warmup",
-                "weight_decay", "patience", "train_embeddings", "engine", "num_workers",
-                "use_gpu")
+                "weight_decay", "patience", "train_embeddings", "case_feature", "caseless",
+                "engine", "num_workers", "use_gpu")
         return {"lr": self.learning_rate, **{k: getattr(self, k) for k in keep}}
 
 
@@ -144,128 +157,6 @@ def prepare_data(config: TrainConfig) -> TaskData:
         dev = [dataclasses.replace(s, labels=tuple(convert(s.labels, scheme))) for s in dev]
     labels = label_list(train + dev, scheme)
     return TaskData(train, dev, labels, scheme)
-
-
-class Encoded(torch.utils.data.Dataset):
-    """Tokenized sentences; each item is a dict of ``input_ids``, ``attention_mask``, ``labels``."""
-
-    def __init__(self, items: list[dict]) -> None:
-        self.items = items
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int) -> dict:
-        return self.items[i]
-
-
-def pack(lengths: list[int], budget: int) -> list[list[int]]:
-    """Consecutive units (sentences) packed into chunks of at most ``budget`` subwords.
-
-    A document needing ``n`` chunks is cut into ``n`` chunks of about equal size rather than
-    ``n - 1`` full ones and a short tail, so every chunk carries context on both sides.
-    Units must fit the budget (``split_long`` makes them).
-
-    >>> pack([30, 30, 30, 30, 30], 100)
-    [[0, 1, 2], [3, 4]]
-    >>> pack([60, 50, 10], 100)
-    [[0], [1, 2]]
-    """
-    total = sum(lengths)
-    target = -(-total // max(1, -(-total // budget)))
-    chunks: list[list[int]] = []
-    current: list[int] = []
-    size = 0
-    for i, length in enumerate(lengths):
-        if current and size + length > budget:
-            chunks.append(current)
-            current, size = [], 0
-        current.append(i)
-        size += length
-        if size >= target:
-            chunks.append(current)
-            current, size = [], 0
-    if current:
-        chunks.append(current)
-    return chunks
-
-
-def split_long(words: list[list[int]], labels: list[int], budget: int
-               ) -> list[tuple[list[list[int]], list[int]]]:
-    """A sentence's words (subword ids each) cut at word boundaries into pieces that fit
-    ``budget`` subwords (packed as ``pack`` packs sentences); a single word longer than the
-    budget keeps its first subwords.
-
-    >>> split_long([[1, 2], [3], [4, 5, 6]], [7, 8, 9], 3)
-    [([[1, 2], [3]], [7, 8]), ([[4, 5, 6]], [9])]
-    """
-    words = [word[:budget] for word in words]
-    return [([words[i] for i in chunk], [labels[i] for i in chunk])
-            for chunk in pack([len(word) for word in words], budget)]
-
-
-def _subwords(sentences: list[Sentence],
-              tokenizer: PreTrainedTokenizerBase) -> list[list[list[int]]]:
-    """Each sentence's words as lists of subword ids (no special tokens)."""
-    out = []
-    for start in range(0, len(sentences), 1000):
-        chunk = sentences[start : start + 1000]
-        batch = tokenizer([list(s.words) for s in chunk], is_split_into_words=True,
-                          add_special_tokens=False)
-        for i, sentence in enumerate(chunk):
-            words: list[list[int]] = [[] for _ in sentence.words]
-            for token, word in zip(batch["input_ids"][i], batch.word_ids(i)):
-                words[word].append(token)
-            out.append(words)
-    return out
-
-
-def encode(sentences: list[Sentence], tokenizer: PreTrainedTokenizerBase,
-           label2id: dict[str, int], max_length: int, context: str = "document") -> Encoded:
-    """Examples of up to ``max_length`` subwords with first-subword labels (the others -100).
-
-    With ``context="document"`` consecutive sentences of a document share an example, so
-    each word is learned with its neighbours as ``seqlab annotate`` will see it in a document
-    (the costs are the same: every subword is still seen once per epoch). With
-    ``"sentence"`` each sentence is its own example. A sentence longer than ``max_length``
-    is cut at word boundaries into several examples; no word is dropped.
-    """
-    if context not in CONTEXTS:
-        raise ConfigError(f"unknown context {context!r}", fix=f"use one of {CONTEXTS}")
-    budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
-    if budget < 1:
-        raise ConfigError(f"--max-length {max_length} leaves no room for words",
-                          fix="pass a larger --max-length")
-    affixes = tuple(a.tolist() for a in special_affixes(tokenizer))
-    subwords = iter(_subwords(sentences, tokenizer))
-    groups = documents(sentences) if context == "document" else [[s] for s in sentences]
-    items, empty = [], 0
-    for group in groups:
-        pieces = []
-        for sentence in group:
-            words = next(subwords)
-            empty += sum(not w for w in words)
-            pieces += split_long(words, [label2id[label] for label in sentence.labels], budget)
-        lengths = [sum(len(w) for w in words) for words, _ in pieces]
-        for chunk in pack(lengths, budget):
-            items.append(_example([pieces[i] for i in chunk], affixes))
-    if empty:
-        log.warning("%d words have no subwords (only characters the tokenizer drops); they "
-                    "are not trained on", empty)
-    return Encoded(items)
-
-
-def _example(pieces: list[tuple[list[list[int]], list[int]]],
-             affixes: tuple[list[int], list[int]]) -> dict:
-    ids, labels = [], []
-    for words, word_labels in pieces:
-        for word, label in zip(words, word_labels):
-            ids += word
-            labels += [label] + [-100] * (len(word) - 1)
-    before, after = affixes
-    input_ids = before + ids + after
-    return {"input_ids": input_ids, "attention_mask": [1] * len(input_ids),
-            "labels": [-100] * len(before) + labels + [-100] * len(after)}
 
 
 def build_model(base: str, labels: list[str], lora_r: int | None,
@@ -352,8 +243,10 @@ def prepare(config: TrainConfig) -> Prepared:
     label2id = {label: i for i, label in enumerate(data.labels)}
     return Prepared(
         data, tokenizer,
-        encode(data.train, tokenizer, label2id, config.max_length, config.context),
-        encode(data.dev, tokenizer, label2id, config.max_length, config.context))
+        encode(data.train, tokenizer, label2id, config.max_length, config.context,
+               config.case_feature, config.caseless, config.seed),
+        encode(data.dev, tokenizer, label2id, config.max_length, config.context,
+               config.case_feature))
 
 
 def build_trainer(config: TrainConfig, prepared: Prepared, output_dir: str,
@@ -397,6 +290,8 @@ def metadata(config: TrainConfig, data: TaskData, best: dict, epochs: list[dict]
         "hyper_parameters": config.hyper_parameters(),
         # examples were up to this many subwords: annotate's default window for this model
         "window": config.max_length,
+        # the tag stage must then pass seqlab.tokenize.case_types as token type ids
+        "case_feature": config.case_feature,
         "dev_metrics": best,
         "dev_history": epochs,
         "train_seconds": round(seconds, 1),
@@ -447,11 +342,28 @@ def save_trained(trainer: Trainer, prepared: Prepared, config: TrainConfig,
     return meta
 
 
+def settle_case_feature(config: TrainConfig) -> TrainConfig:
+    """``case_feature`` decided: as asked, or on when the base tokenizer lower-cases text and
+    the encoder has a second token type to carry the casing (BERT's ``type_vocab_size``)."""
+    if config.case_feature is False:
+        return config
+    types = getattr(AutoConfig.from_pretrained(local_model_dir(config.base)),
+                    "type_vocab_size", 0) or 0
+    if types < 2:
+        if config.case_feature:
+            raise ConfigError(f"{config.base!r} has no second token type to carry the casing",
+                              fix="pass --no-case-feature for this encoder")
+        return dataclasses.replace(config, case_feature=False)
+    return dataclasses.replace(
+        config, case_feature=bool(config.case_feature or lower_cases(load_tokenizer(config.base))))
+
+
 def train(config: TrainConfig) -> dict:
     """Fine-tune, save the best model to ``config.out`` and return its metadata."""
     if config.use_gpu and config.engine == "local" and not torch.cuda.is_available():
         raise ConfigError("--use-gpu was given but torch sees no CUDA device",
                           fix="leave --use-gpu out, or install a CUDA build of torch")
+    config = settle_case_feature(config)
     if config.engine == "ray":
         try:
             module = importlib.import_module("pipelines.ray_train")

@@ -42,6 +42,13 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--train-embeddings", action="store_true",
                    help="also train the word embeddings (default: keep the base encoder's, "
                    "which the compact shipped form needs)")
+    p.add_argument("--case-feature", action=argparse.BooleanOptionalAction,
+                   default=default["case_feature"],
+                   help="give the model each subword's casing as its token type id (default: "
+                   "on when the base tokenizer lower-cases text, as uncased encoders do)")
+    p.add_argument("--caseless", type=float, default=default["caseless"],
+                   help="share of training examples shown without casing, so the model also "
+                   "tags lower-case text (default: %(default)s)")
     p.add_argument("--engine", choices=ENGINES, default="local")
     p.add_argument("--num-workers", type=int, default=default["num_workers"],
                    help="Ray Train workers")
@@ -74,7 +81,8 @@ def train_cli(args: argparse.Namespace) -> int:
         lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
         context=args.context, seed=args.seed, lora_r=args.lora_r, engine=args.engine,
         num_workers=args.num_workers, use_gpu=args.use_gpu,
-        train_embeddings=args.train_embeddings)
+        train_embeddings=args.train_embeddings, case_feature=args.case_feature,
+        caseless=args.caseless)
     meta = train(config)
     best = meta["dev_metrics"]
     key = "f1" if meta["scheme"] != "tags" else "accuracy"

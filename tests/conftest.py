@@ -16,6 +16,13 @@ def ner_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def cased_ner_model(tmp_path_factory) -> Path:
+    """The tiny NER model, marked as trained with the case feature (token type ids)."""
+    return build_tiny_model(tmp_path_factory.mktemp("models") / "cased-ner", NER_LABELS,
+                            case_feature=True)
+
+
+@pytest.fixture(scope="session")
 def pos_model(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("models") / "pos", POS_LABELS, seed=1)
 

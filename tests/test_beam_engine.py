@@ -48,7 +48,8 @@ def read(out: Path, table: str) -> pa.Table:
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    return build_tiny_model(tmp_path_factory.mktemp("beam-model") / "ner")
+    # trained-with-casing: the token type ids must reach the model on every engine
+    return build_tiny_model(tmp_path_factory.mktemp("beam-model") / "ner", case_feature=True)
 
 
 @pytest.fixture(scope="module")

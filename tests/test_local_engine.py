@@ -282,3 +282,25 @@ def test_a_document_that_breaks_the_model_fails_alone(corpus_parquet, ner_model,
     assert manifest["rows"]["out"] == 53 and 0 < len(failed) < 40
     assert all("device-side assert" in d["error"] and d["tokens"] is None for d in failed)
     assert sum(d["status"] == "ok" for d in docs) == 50 - len(failed)
+
+
+def test_casing_reaches_models_trained_with_the_case_feature(ner_model, cased_ner_model,
+                                                             tmp_path):
+    """Models trained with casing get it as token type ids (1 on subwords holding a capital);
+    other models see the lower-cased text only, as their tokenizer gives it."""
+    rows = [{"id": "upper", "text": "John SMITH went to Paris"},
+            {"id": "lower", "text": "john smith went to paris"}]
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "in.parquet")
+
+    def scores(model) -> dict[str, list[float]]:
+        out = tmp_path / model.name
+        run(tmp_path / "in.parquet", out, model, id_column="id")
+        docs = read_output(out)["documents"].to_pylist()
+        return {d["doc_id"]: [t["score"] for t in d["tokens"]] for d in docs}
+
+    plain, cased = scores(ner_model), scores(cased_ner_model)
+    assert plain["upper"] == plain["lower"]
+    assert cased["lower"] == plain["lower"]  # no capital: all token types are 0
+    assert cased["upper"] != cased["lower"]
+    # an upper-case word changes its own score, not only its neighbours'
+    assert all(cased["upper"][i] != cased["lower"][i] for i in (0, 1, 4))

@@ -14,7 +14,8 @@ from seqlab.errors import ConfigError, ModelError
 from seqlab.formats import Sentence, write_sentences
 from seqlab.model import ModelSpec, load_model, read_metadata, write_metadata
 from seqlab.shipped import export_adapter_model, export_low_rank_model
-from seqlab.train import TrainConfig, encode, label_list, prepare_data, target_scheme, train
+from seqlab.examples import encode
+from seqlab.train import TrainConfig, label_list, prepare_data, target_scheme, train
 from tests.tiny import NER_LABELS, write_vocab
 
 ENTITIES = [(["john", "smith"], "PER"), (["mary"], "PER"), (["new", "york"], "LOC"),
@@ -253,11 +254,13 @@ def test_cli_train(ner_files, tmp_path, capsys):
     out = tmp_path / "cli"
     assert main(["train", "--train", ner_files["train"], "--dev", ner_files["dev"], "--base",
                  ner_files["base"], "--out", str(out), "--epochs", "1", "--lr", "1e-2",
-                 "--batch-size", "16", "--train-embeddings", "--context", "sentence"]) == 0
+                 "--batch-size", "16", "--train-embeddings", "--context", "sentence",
+                 "--no-case-feature", "--caseless", "0.5"]) == 0
     assert "dev f1" in capsys.readouterr().out
     hyper_parameters = read_metadata(str(out))["hyper_parameters"]
     assert hyper_parameters["train_embeddings"] is True
     assert hyper_parameters["context"] == "sentence"
+    assert hyper_parameters["case_feature"] is False and hyper_parameters["caseless"] == 0.5
 
 
 def test_shipped_name_resolves_to_compact_model(trained, tmp_path, monkeypatch):
@@ -292,3 +295,94 @@ def test_annotate_window_defaults_to_the_trained_length(trained, tmp_path):
     assert window() == (48, 12)
     assert window(max_length=128) == (128, 32)
     assert window(max_length=128, stride=0) == (128, 0)
+
+
+def cased_sentences(n: int, seed: int) -> list[Sentence]:
+    """Entities told from other words by their casing alone: ``Bank`` is an ORG, ``bank``
+    is not; the same words in the same contexts otherwise."""
+    rng = random.Random(seed)
+    sentences = []
+    for i in range(n):
+        words, labels = [], []
+        for _ in range(rng.randint(3, 7)):
+            word = rng.choice(["bank", "paris", "smith", "university"] + FILLER[:4])
+            if word in FILLER or rng.random() < 0.5:
+                words.append(word)
+                labels.append("O")
+            else:
+                words.append(word.capitalize() if rng.random() < 0.5 else word.upper())
+                labels.append("B-ORG")
+        sentences.append(Sentence(tuple(words), tuple(labels), f"doc{i // 4}"))
+    return sentences
+
+
+def test_case_feature_encodes_casing_as_token_types(ner_files):
+    tokenizer = AutoTokenizer.from_pretrained(ner_files["base"])
+    sentence = Sentence(("Banked", "PARIS", "the", "xY"), ("O", "B-LOC", "O", "O"))
+    item = encode([sentence], tokenizer, {"O": 0, "B-LOC": 1}, 32, case_feature=True)[0]
+    tokens = tokenizer.convert_ids_to_tokens(item["input_ids"])
+    # [CLS] bank ##ed paris the x ##y [SEP]: a subword is 1 when its own characters hold an
+    # upper-case letter; special tokens are 0
+    assert tokens == ["[CLS]", "bank", "##ed", "paris", "the", "x", "##y", "[SEP]"]
+    assert item["token_type_ids"] == [0, 1, 0, 1, 0, 0, 1, 0]
+    assert "token_type_ids" not in encode([sentence], tokenizer, {"O": 0, "B-LOC": 1}, 32)[0]
+
+
+def test_case_feature_is_learned_and_used_when_annotating(ner_files, tmp_path):
+    """A task that only casing can solve: the model trained with the case feature solves it
+    through the annotate path (tokenize -> tag -> decode); one without it cannot."""
+    from seqlab.evaluate import evaluate
+
+    write_sentences(cased_sentences(200, 0), str(tmp_path / "train.conll"), "conll")
+    write_sentences(cased_sentences(40, 1), str(tmp_path / "dev.conll"), "conll")
+    files = {"train": str(tmp_path / "train.conll"), "dev": str(tmp_path / "dev.conll"),
+             "base": ner_files["base"]}
+    scores = {}
+    for case_feature in (True, False):
+        out = tmp_path / f"case-{case_feature}"
+        meta = train(config(files, out, epochs=3, lr=1e-2, case_feature=case_feature))
+        assert meta["case_feature"] is case_feature
+        scores[case_feature] = evaluate(str(out), files["dev"])["f1"]
+    assert scores[True] > 0.95
+    assert scores[False] < 0.8
+
+
+def test_case_feature_defaults_to_on_for_uncased_encoders(ner_files, tmp_path):
+    from seqlab.train import settle_case_feature
+
+    assert settle_case_feature(config(ner_files, tmp_path)).case_feature is True
+    assert settle_case_feature(config(ner_files, tmp_path, case_feature=False)).case_feature \
+        is False
+    cased = tmp_path / "cased"
+    cased.mkdir()
+    BertTokenizerFast(vocab=str(write_vocab(cased / "vocab.txt")),
+                      do_lower_case=False).save_pretrained(cased)
+    BertConfig(vocab_size=200, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+               intermediate_size=64).save_pretrained(cased)
+    files = {**ner_files, "base": str(cased)}
+    assert settle_case_feature(config(files, tmp_path)).case_feature is False
+    assert settle_case_feature(config(files, tmp_path, case_feature=True)).case_feature is True
+    BertConfig(vocab_size=200, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+               intermediate_size=64, type_vocab_size=1).save_pretrained(cased)
+    assert settle_case_feature(config(files, tmp_path)).case_feature is False
+    with pytest.raises(ConfigError, match="--no-case-feature"):
+        settle_case_feature(config(files, tmp_path, case_feature=True))
+
+
+def test_a_caseless_share_of_examples_hides_the_casing(ner_files):
+    tokenizer = AutoTokenizer.from_pretrained(ner_files["base"])
+    sentences = [Sentence(("Paris",), ("B-LOC",), f"d{i}") for i in range(400)]
+    label2id = {"O": 0, "B-LOC": 1}
+
+    def hidden(caseless: float, seed: int = 0) -> list[bool]:
+        items = encode(sentences, tokenizer, label2id, 16, case_feature=True,
+                       caseless=caseless, seed=seed).items
+        # [CLS] paris [SEP]: the capital shows as type 1 unless the example is caseless
+        assert all(item["token_type_ids"] in ([0, 1, 0], [0, 0, 0]) for item in items)
+        return [item["token_type_ids"][1] == 0 for item in items]
+
+    assert not any(hidden(0.0)) and all(hidden(1.0))
+    assert 0.15 < sum(hidden(0.25)) / len(sentences) < 0.35
+    assert hidden(0.25) == hidden(0.25) != hidden(0.25, seed=1)  # drawn with the seed
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        config(ner_files, Path("unused"), caseless=1.5)

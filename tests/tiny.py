@@ -8,6 +8,8 @@ from pathlib import Path
 import torch
 from transformers import BertConfig, BertForTokenClassification, BertTokenizerFast
 
+from seqlab.model import write_metadata
+
 NER_LABELS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-MISC", "I-MISC"]
 POS_LABELS = ["NOUN", "VERB", "ADJ", "ADP", "DET", "PROPN", "PUNCT", "NUM", "PRON", "X"]
 WORDS = """the a of and in to is was for on with as by at from that it his her their
@@ -26,8 +28,9 @@ def write_vocab(path: Path) -> Path:
 
 
 def build_tiny_model(directory: Path, labels: list[str] = NER_LABELS, seed: int = 0,
-                     max_position: int = 512) -> Path:
-    """Save a 2-layer, 32-wide BERT tagger with a fast tokenizer to ``directory``."""
+                     max_position: int = 512, case_feature: bool = False) -> Path:
+    """Save a 2-layer, 32-wide BERT tagger with a fast tokenizer to ``directory``;
+    ``case_feature`` marks it as trained with casing in its token type ids."""
     directory.mkdir(parents=True, exist_ok=True)
     tokenizer = BertTokenizerFast(vocab=str(write_vocab(directory / "vocab.txt")),
                                   do_lower_case=True, model_max_length=max_position)
@@ -46,4 +49,6 @@ def build_tiny_model(directory: Path, labels: list[str] = NER_LABELS, seed: int 
             model.classifier.bias[i] = 2.0 if label == "O" else 0.8 if label[:2] == "I-" else 0.0
     model.save_pretrained(directory, safe_serialization=True)
     tokenizer.save_pretrained(directory)
+    if case_feature:
+        write_metadata(directory, {"case_feature": True})
     return directory

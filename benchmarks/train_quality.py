@@ -3,9 +3,9 @@
 Both train the same encoder on the same data for the same epochs and are scored on dev after
 every epoch. The plain recipe is ``run_ner.py``'s defaults: one sentence per example, lr 5e-5,
 batch 8, no warmup, no weight decay, random batches, all weights trained, first-subword labels,
-the text as the tokenizer gives it (no case feature), the last epoch kept. ``seqlab train`` runs with its own defaults (plus ``--lora-r`` when
-asked). They run one after the other in this process, ``seqlab train`` first; wall times
-include reading and tokenizing the data.
+the text as the tokenizer gives it (no case feature), the last epoch kept. ``seqlab train``
+runs with its own defaults (plus ``--lora-r`` when asked). They run one after the other in
+this process, ``seqlab train`` first; wall times include reading and tokenizing the data.
 
 Each recipe's per-epoch scores are the ``Trainer``'s own, on its own dev examples (sentences for
 the plain recipe, document chunks for seqlab). The kept model of each is then also scored the

@@ -5,8 +5,9 @@ asked otherwise), the label on each word's first subword and -100 on the others 
 loss), dynamic padding over length-grouped batches, linear warmup and decay, evaluation on dev
 after every epoch, the best epoch kept by dev F1 (accuracy for plain tags), early stopping.
 Over an uncased encoder, each subword's casing goes in as its token type id (``case_feature``;
-examples are built in ``seqlab.examples``). ``lora_r`` trains a PEFT LoRA adapter and the head instead of all weights; the saved model is
-then the merged, normal checkpoint, with the compact adapter kept next to it in ``adapter/``.
+examples are built in ``seqlab.examples``). ``lora_r`` trains a PEFT LoRA adapter and the head
+instead of all weights; the saved model is then the merged, normal checkpoint, with the compact
+adapter kept next to it in ``adapter/``.
 
 The saved directory is a plain Hugging Face checkpoint (safetensors, ``id2label``, fast
 tokenizer) plus ``seqlab.json``: task, scheme, base encoder, data files with hashes,

@@ -12,7 +12,6 @@ and the decoder (greedy or Viterbi) all count.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +21,7 @@ import pyarrow as pa
 from seqlab import schema
 from seqlab.config import settle_window
 from seqlab.errors import ConfigError
-from seqlab.formats import CONTEXTS, Sentence, documents, read_sentences
+from seqlab.formats import CONTEXTS, Sentence, documents, read_sentences, sentence_text
 from seqlab.labels import OUTSIDE, LabelSet, convert
 from seqlab.metrics import confusion_matrix, label_class, score
 from seqlab.model import LoadedModel, ModelSpec, load_model, trained_window
@@ -42,19 +41,6 @@ class Predictions:
     gold: list[list[str]]
     pred: list[list[str]]
     labels: LabelSet
-
-
-def sentence_text(words: Sequence[str]) -> tuple[str, list[int]]:
-    """The words joined by single spaces, and each word's start offset.
-
-    >>> sentence_text(("New", "York", "."))
-    ('New York .', [0, 4, 9])
-    """
-    starts, position = [], 0
-    for word in words:
-        starts.append(position)
-        position += len(word) + 1
-    return " ".join(words), starts
 
 
 def predict(loaded: LoadedModel, sentences: list[Sentence], decoder: str = "greedy",

@@ -16,7 +16,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from seqlab.errors import ConfigError
-from seqlab.formats import CONTEXTS, Sentence, documents
+from seqlab.formats import CONTEXTS, Sentence, documents, sentence_text
 from seqlab.tokenize import case_types, special_affixes
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,8 @@ Subword = tuple[int, int]  # (subword id, case type)
 
 
 class Encoded(torch.utils.data.Dataset):
-    """Tokenized sentences; each item is a dict of ``input_ids``, ``attention_mask``, ``labels``."""
+    """Tokenized examples: dicts of ``input_ids``, ``attention_mask``, ``labels`` (and
+    ``token_type_ids`` with the case feature)."""
 
     def __init__(self, items: list[dict]) -> None:
         self.items = items
@@ -96,11 +97,11 @@ def _subwords(sentences: list[Sentence],
                           add_special_tokens=False, return_offsets_mapping=True)
         for i, sentence in enumerate(chunk):
             word_ids = np.asarray(batch.word_ids(i), dtype=np.int64)
+            text, starts = sentence_text(sentence.words)
             # offsets are within each word: shift them by the word's start in the text
-            word_starts = np.cumsum([0] + [len(w) + 1 for w in sentence.words])[word_ids]
+            word_starts = np.asarray(starts, dtype=np.int64)[word_ids]
             offsets = np.asarray(batch["offset_mapping"][i], dtype=np.int64).reshape(-1, 2)
-            cases = case_types(" ".join(sentence.words), word_starts + offsets[:, 0],
-                               word_starts + offsets[:, 1])
+            cases = case_types(text, word_starts + offsets[:, 0], word_starts + offsets[:, 1])
             words: list[list[Subword]] = [[] for _ in sentence.words]
             for token, word, case in zip(batch["input_ids"][i], word_ids, cases.tolist()):
                 words[word].append((token, case))

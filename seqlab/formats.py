@@ -246,3 +246,16 @@ def _format_line(fmt: str, i: int, word: str, label: str) -> str:
     if fmt == "conllu":
         return f"{i}\t{word}\t_\t{label}\t_\t_\t{max(i - 1, 0)}\t_\t_\t_\n"
     return f"{word} {label}\n"
+
+
+def sentence_text(words: Sequence[str]) -> tuple[str, list[int]]:
+    """The words joined by single spaces, and each word's start offset.
+
+    >>> sentence_text(("New", "York", "."))
+    ('New York .', [0, 4, 9])
+    """
+    starts, position = [], 0
+    for word in words:
+        starts.append(position)
+        position += len(word) + 1
+    return " ".join(words), starts

@@ -139,17 +139,16 @@ class Tagger:
         length = max(self._padded_length(w) for w in group)
         input_ids = np.full((len(group), length), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(group), length), dtype=np.int64)
-        types = np.zeros((len(group), length), dtype=np.int64)
+        inputs = {"input_ids": input_ids, "attention_mask": mask}
+        if self.case_feature:
+            inputs["token_type_ids"] = np.zeros((len(group), length), dtype=np.int64)
         lead = len(self.prefix)
         for i, window in enumerate(group):
             row = np.concatenate([self.prefix, window.ids, self.suffix])
             input_ids[i, : len(row)] = row
             mask[i, : len(row)] = 1
             if window.types is not None:
-                types[i, lead : lead + len(window.types)] = window.types
-        inputs = {"input_ids": input_ids, "attention_mask": mask}
-        if self.case_feature:
-            inputs["token_type_ids"] = types
+                inputs["token_type_ids"][i, lead : lead + len(window.types)] = window.types
         logits = self.model(
             **{name: torch.from_numpy(value).to(self.device) for name, value in inputs.items()}
         ).logits

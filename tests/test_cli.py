@@ -15,7 +15,7 @@ def test_annotate_show_and_html(corpus_parquet, ner_model, tmp_path, capsys):
                  "viterbi", "--aggregation", "average", "--limit", "20"])
     assert code == 0
     summary = capsys.readouterr().out
-    assert "documents" in summary and "20" in summary and "tokens/s" in summary
+    assert "documents" in summary and "20" in summary and "words/s" in summary
     manifest = read_output(out)["manifest"]
     assert manifest["config"]["decoder"] == "viterbi" and manifest["rows"]["in"] == 20
 

@@ -205,25 +205,31 @@ def _stdout(text: str) -> None:
 
 def add_commands(subparsers) -> None:
     """Register ``seqlab submit`` (found by seqlab.cli)."""
-    from seqlab.cli import command
+    from seqlab.cli import command, usage_with
 
     p = subparsers.add_parser(
         "submit", help="run a seqlab command as a job on a Ray cluster",
-        description="Submit 'seqlab COMMAND...' (the words after --) as a Ray job.")
-    p.add_argument("--address", default=os.environ.get("RAY_ADDRESS") or None,
+        description="Submit 'seqlab COMMAND ...' (the words after --) as a job to a Ray\n"
+        "cluster, through its Jobs API.",
+        epilog="example:\n  seqlab submit --address http://HEAD:8265 --working-dir . --wait \\\n"
+        "      -- annotate s3://b/in s3://b/out --engine ray")
+    p.add_argument("--address", default=os.environ.get("RAY_ADDRESS") or None, metavar="URL",
                    help=f"the cluster's dashboard URL (default: $RAY_ADDRESS or "
                    f"{DEFAULT_ADDRESS})")
-    p.add_argument("--working-dir", help="upload this directory as the job's code "
-                   "(what git tracks; ignored files stay behind)")
-    p.add_argument("--pip", action="append", default=[],
+    p.add_argument("--working-dir", metavar="DIR", help="upload this directory as the job's "
+                   "code (what git tracks; ignored files stay behind)")
+    p.add_argument("--pip", action="append", default=[], metavar="REQUIREMENT",
                    help="install this requirement in the job's environment (repeatable)")
     p.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
                    help="environment variable for the job (repeatable)")
     p.add_argument("--wait", action="store_true",
                    help="stream the job's logs and exit with its status")
-    p.add_argument("--submission-id", help="job id to use (default: generated)")
-    p.add_argument("--entrypoint-num-cpus", type=float, help="CPUs reserved for the driver")
-    p.add_argument("--entrypoint-num-gpus", type=float, help="GPUs reserved for the driver")
+    p.add_argument("--submission-id", metavar="ID", help="job id to use (default: generated)")
+    p.add_argument("--entrypoint-num-cpus", type=float, metavar="N",
+                   help="CPUs reserved for the driver (default: 0)")
+    p.add_argument("--entrypoint-num-gpus", type=float, metavar="N",
+                   help="GPUs reserved for the driver (default: 0)")
+    p.usage = usage_with(p, "-- COMMAND [ARG ...]")
     command("submit")(submit_cli)
 
 

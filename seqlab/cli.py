@@ -1,11 +1,21 @@
-"""The command line. It only parses flags and prints; the work is done by library functions."""
+"""The command line. It only parses flags and prints; the work is done by library functions.
+
+``seqlab --help`` must answer at once, so nothing here imports torch or transformers at module
+level, and sub-commands defined next to heavy library code (``train``) are built only when they
+are the command being run.
+"""
 
 from __future__ import annotations
 
 import argparse
+import copy
+import importlib
+import json
 import logging
+import os
 import sys
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -13,6 +23,39 @@ from seqlab.errors import SeqlabError
 
 Command = Callable[[argparse.Namespace], int]
 COMMANDS: dict[str, Command] = {}
+
+DESCRIPTION = """\
+Annotate large text corpora with fine-tuned BERT token classifiers (named entities,
+part-of-speech tags, any token-level task) and write Parquet tables that data warehouses load:
+one documents row per input row, one mentions row per entity, per-label aggregates, and a
+manifest written last. Runs on this machine, on Ray or on Beam; an interrupted run resumes
+when the same command is run again."""
+
+EPILOG = """\
+examples:
+  seqlab annotate examples/corpus.jsonl out --id-column id
+  seqlab show out --doc news-001
+  seqlab annotate s3://bucket/corpus/ s3://bucket/out --engine ray --address auto
+  seqlab submit --address http://HEAD:8265 --working-dir . -- annotate IN OUT --engine ray
+
+Run 'seqlab COMMAND --help' for the flags of one command."""
+ANNOTATE = """\
+Annotate every row of INPUT into OUTPUT: documents/, mentions/, aggregates/ and, written
+last, _manifest.json. Rerunning the same command resumes an interrupted run."""
+SHOW = """\
+Print documents of an annotate run with their entities: coloured on a terminal, marked as
+[text](LABEL) in a pipe or a file; or list the documents, or write an HTML page."""
+
+# Sub-commands defined next to their library code, built only when run: building train's flags
+# imports seqlab.train, and with it torch and peft (seconds that --help should not wait).
+LAZY_COMMANDS = {
+    "train": ("seqlab.train_cli", "fine-tune an encoder for token classification"),
+    "evaluate": ("seqlab.train_cli", "score a model on a labelled file"),
+}
+# Sub-commands of installed packages (entry points: command name -> add_commands); these
+# are used when the metadata is missing, as in a checkout that was never pip-installed.
+PLUGIN_GROUP = "seqlab.commands"
+DEFAULT_PLUGINS = {"submit": "pipelines.ray_submit:add_commands"}
 
 
 def command(name: str) -> Callable[[Command], Command]:
@@ -23,53 +66,142 @@ def command(name: str) -> Callable[[Command], Command]:
     return register
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps descriptions as written and shows every flag's default, also for flags that
+    were given none in their help text."""
+
+    def _format_action(self, action: argparse.Action) -> str:
+        if _shows_default(action):
+            action = copy.copy(action)
+            action.help = f"{action.help or ''} (default: %(default)s)".lstrip()
+        return super()._format_action(action)
+
+
+def _shows_default(action: argparse.Action) -> bool:
+    """A flag whose default means something and whose help does not already say it."""
+    if not action.option_strings or "default" in (action.help or ""):
+        return False
+    return action.default not in (None, False, [], "", argparse.SUPPRESS)
+
+
+class Parser(argparse.ArgumentParser):
+    """No abbreviated flags (``--id-colum`` is a typo, not ``--id-column``), and help that
+    shows defaults. Sub-command parsers inherit both, those of other modules included."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+        self.register("action", "parsers", Commands)
+
+
+class Commands(argparse._SubParsersAction):
+    """Hands the words after the command to its own parser, so that a mistake in them is
+    reported with that command's usage rather than the top-level one; every command takes
+    -v and -q too."""
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        parser = super().add_parser(name, **kwargs)
+        add_verbosity_flags(parser, default=argparse.SUPPRESS)
+        return parser
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
+                 values: Sequence[str], option_string: str | None = None) -> None:
+        name, *words = values
+        setattr(namespace, self.dest, name)
+        for key, value in vars(self.choices[name].parse_args(words)).items():
+            setattr(namespace, key, value)
+
+
+def json_object(text: str) -> dict[str, Any]:
+    """An argparse type: a JSON object given on the command line.
+
+    >>> json_object('{"endpoint_url": "http://127.0.0.1:9000"}')
+    {'endpoint_url': 'http://127.0.0.1:9000'}
+    """
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        value = exc
+    if not isinstance(value, dict):
+        reason = value if isinstance(value, json.JSONDecodeError) else f"got {text!r}"
+        raise argparse.ArgumentTypeError(
+            f"not a JSON object ({reason}); fix: pass one in single quotes, e.g. "
+            """'{"endpoint_url": "http://127.0.0.1:9000"}'""")
+    return value
+
+
+def add_storage_flag(p: argparse.ArgumentParser, where: str = "INPUT and OUTPUT") -> None:
+    p.add_argument("--storage-options", type=json_object, metavar="JSON",
+                   help=f"fsspec options for {where} as a JSON object, e.g. "
+                   """'{"endpoint_url": "http://127.0.0.1:9000"}' for an S3-compatible """
+                   "server (credentials are better left to the environment, e.g. AWS_*)")
+
+
 def add_annotate_flags(p: argparse.ArgumentParser) -> None:
-    from seqlab.config import ENGINES
+    import dataclasses
+
+    from seqlab.config import ENGINES, AnnotateConfig
     from seqlab.decode import AGGREGATIONS, DECODERS
 
+    d = {f.name: f.default for f in dataclasses.fields(AnnotateConfig)}
     p.add_argument("input", help="Parquet/JSONL file, directory or glob, on any fsspec URL")
     p.add_argument("output", help="output directory (local path or fsspec URL)")
-    p.add_argument("--model", help="shipped model name, local directory, hub id or fsspec URL "
-                   "(default: the shipped 'ner' model)")
-    p.add_argument("--model-revision", help="hub revision (branch, tag or commit)")
-    p.add_argument("--engine", choices=ENGINES, help="where the stages run (default: local)")
-    p.add_argument("--text-column", help="column holding the text (default: text)")
-    p.add_argument("--id-column", help="column holding document ids (default: file:row)")
-    p.add_argument("--max-length", type=int, help="tokens per model window (default: the "
-                   "length the model was trained on, else 512)")
-    p.add_argument("--stride", type=int, help="tokens shared by adjacent windows "
+    p.add_argument("--model", metavar="NAME", help="shipped model name, local directory, hub "
+                   f"id or fsspec URL (default: the shipped {d['model']!r} model)")
+    p.add_argument("--model-revision", metavar="REV", help="hub revision: branch, tag or "
+                   "commit (default: the repository's default branch)")
+    p.add_argument("--engine", choices=ENGINES, help=f"where the stages run "
+                   f"(default: {d['engine']})")
+    p.add_argument("--text-column", metavar="COLUMN", help="column holding the text "
+                   f"(default: {d['text_column']})")
+    p.add_argument("--id-column", metavar="COLUMN", help="column holding document ids "
+                   "(default: FILE:ROW)")
+    p.add_argument("--max-length", type=int, metavar="N", help="tokens per model window "
+                   "(default: the length the model was trained on, else 512)")
+    p.add_argument("--stride", type=int, metavar="N", help="tokens shared by adjacent windows "
                    "(default: a quarter of the window)")
-    p.add_argument("--max-chars", type=int, help="longer texts get status too_long "
-                   "(default: 1000000)")
-    p.add_argument("--batch-tokens", type=int, help="padded tokens per forward pass "
-                   "(default: 16384)")
-    p.add_argument("--batch-docs", type=int, help="documents read per batch (default: 256)")
-    p.add_argument("--rows-per-part", type=int, help="rows per output Parquet part")
-    p.add_argument("--decoder", choices=DECODERS, help="label decoding (default: greedy)")
+    p.add_argument("--max-chars", type=int, metavar="N", help="longer texts get status "
+                   f"too_long (default: {d['max_chars']})")
+    p.add_argument("--batch-tokens", type=int, metavar="N", help="padded tokens per forward "
+                   f"pass (default: {d['batch_tokens']})")
+    p.add_argument("--batch-docs", type=int, metavar="N", help="documents read per batch "
+                   f"(default: {d['batch_docs']})")
+    p.add_argument("--rows-per-part", type=int, metavar="N", help="rows per output Parquet "
+                   f"part (default: {d['rows_per_part']})")
+    p.add_argument("--decoder", choices=DECODERS, help=f"label decoding "
+                   f"(default: {d['decoder']})")
     p.add_argument("--aggregation", choices=AGGREGATIONS,
-                   help="subword -> word label strategy (default: first)")
-    p.add_argument("--scheme", help="label scheme if not detected: iob1, iob2, bioes, io, tags")
-    p.add_argument("--device", help="auto, cpu, cuda or cuda:N (default: auto)")
-    p.add_argument("--dtype", help="auto, float32, bfloat16 or float16 (default: auto)")
-    p.add_argument("--limit", type=int, help="annotate only the first N rows")
+                   help=f"subword -> word label strategy (default: {d['aggregation']})")
+    p.add_argument("--scheme", help="label scheme: iob1, iob2, bioes, io or tags "
+                   "(default: detected from the model's labels)")
+    p.add_argument("--device", help=f"auto, cpu, cuda or cuda:N (default: {d['device']})")
+    p.add_argument("--dtype", help=f"auto, float32, bfloat16 or float16 "
+                   f"(default: {d['dtype']})")
+    p.add_argument("--limit", type=int, metavar="N", help="annotate only the first N rows "
+                   "(default: all)")
     p.add_argument("--drop-text", dest="keep_text", action="store_false", default=None,
                    help="leave the text column out of documents/")
     p.add_argument("--overwrite", action="store_true", default=None,
                    help="replace a finished run in OUTPUT")
     p.add_argument("--trust-remote-code", action="store_true", default=None,
                    help="allow model code from the model's repository to run")
-    p.add_argument("--config", help="YAML file of options; flags given here override it")
+    add_storage_flag(p)
+    p.add_argument("--config", metavar="YAML", help="file of options; flags given here "
+                   "override it")
 
 
 def annotate_options(args: argparse.Namespace, engine_flags: Sequence[str] = ()) -> dict:
-    """Keyword options for ``seqlab.annotate`` from a YAML file and the flags over it."""
+    """Keyword options for ``seqlab.annotate`` from a YAML file and the flags over it (a flag
+    holding a mapping, like --storage-options, updates the file's mapping key by key)."""
     from seqlab.config import load_yaml
 
     options: dict[str, Any] = load_yaml(args.config) if args.config else {}
     skip = {"command", "config", "func", "verbose", "quiet", *engine_flags}
     for key, value in vars(args).items():
         if key not in skip and value is not None:
-            options[key] = value
+            merged = isinstance(value, dict) and isinstance(options.get(key), dict)
+            options[key] = {**options[key], **value} if merged else value
     engine_options = {k: getattr(args, k) for k in engine_flags
                       if getattr(args, k, None) not in (None, [])}
 
@@ -99,83 +231,183 @@ ENGINE_FLAGS = ("address", "tag_actors", "gpus_per_actor", "cpus_per_actor", "to
 
 def add_engine_flags(p: argparse.ArgumentParser) -> None:
     ray = p.add_argument_group("Ray engine (--engine ray)")
-    ray.add_argument("--address", help="Ray cluster: auto, ray://HOST:10001 (default: local)")
-    ray.add_argument("--tag-actors", type=int, help="tagging actors (default: 1 per GPU)")
-    ray.add_argument("--gpus-per-actor", type=float, help="GPUs per tagging actor")
-    ray.add_argument("--cpus-per-actor", type=float, help="CPUs per tagging actor")
-    ray.add_argument("--tokenize-cpus", type=float, help="CPUs per tokenization task")
+    ray.add_argument("--address", help="Ray cluster: auto or ray://HOST:10001 "
+                     "(default: start a Ray on this machine)")
+    ray.add_argument("--tag-actors", type=int, metavar="N", help="tagging actors "
+                     "(default: one per GPU, else 1)")
+    ray.add_argument("--gpus-per-actor", type=float, metavar="N", help="GPUs per tagging "
+                     "actor (default: 1 on a cluster with GPUs, else 0)")
+    ray.add_argument("--cpus-per-actor", type=float, metavar="N", help="CPUs per tagging "
+                     "actor (default: 1, or half the CPUs of a 1-CPU machine)")
+    ray.add_argument("--tokenize-cpus", type=float, metavar="N", help="CPUs per "
+                     "tokenization task (default: 1 when 2 CPUs are left beside the "
+                     "actors, else 0.5)")
     beam = p.add_argument_group("Beam engine (--engine beam)")
-    beam.add_argument("--runner", help="Beam runner (default: the in-process FnApiRunner)")
-    # anything after a bare "--" goes to Beam as pipeline options (see main())
+    beam.add_argument("--runner", help="Beam runner (default: the in-process FnApiRunner); "
+                      "Beam's own pipeline options go after a bare --")
 
 
 @command("show")
 def show_cli(args: argparse.Namespace) -> int:
-    from seqlab.show import load_document, render_terminal, write_html
+    from seqlab import show
 
-    document = load_document(args.output, args.doc)
+    if args.list:
+        show.print_list(show.list_documents(args.output, args.limit, args.storage_options))
+        return 0
+    documents = show.load_documents(args.output, args.doc, args.limit or 1,
+                                    args.storage_options)
+    documents = [show.clip(document, args.chars) for document in documents]
     if args.html:
-        write_html(document, args.html)
+        show.write_html(documents, args.html)
         print(f"wrote {args.html}")
     else:
-        render_terminal(document)
+        show.print_documents(documents)
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def add_show_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("output", help="output directory of an annotate run")
+    p.add_argument("--doc", metavar="ID", help="document id (default: the first ok "
+                   "documents)")
+    p.add_argument("--limit", type=int, metavar="N", help="documents to show (default: 1) "
+                   "or to --list (default: all)")
+    p.add_argument("--chars", type=int, metavar="N", help="show only the first N characters "
+                   "of each document (default: all)")
+    p.add_argument("--list", action="store_true", help="print each document's id, status "
+                   "and number of entities, one per line")
+    p.add_argument("--html", metavar="FILE", help="write a self-contained HTML page instead")
+    add_storage_flag(p, "OUTPUT")
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line. With ``only`` (the command about to run, "" for none), the
+    lazily built sub-commands get their flags only if they are that command; the others are
+    listed with their help."""
     from seqlab import __version__
 
-    parser = argparse.ArgumentParser(prog="seqlab", description=__doc__)
+    parser = Parser(prog="seqlab", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"seqlab {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    sub = parser.add_subparsers(dest="command", required=True)
+    add_verbosity_flags(parser)
+    sub = parser.add_subparsers(dest="command", required=True, title="commands",
+                                metavar="COMMAND")
 
-    p = sub.add_parser("annotate", help="annotate a corpus")
+    p = sub.add_parser("annotate", help="annotate a corpus", description=ANNOTATE)
     add_annotate_flags(p)
     add_engine_flags(p)
+    p.usage = usage_with(p, "[-- BEAM_OPTION ...]")
 
-    p = sub.add_parser("show", help="show an annotated document")
-    p.add_argument("output", help="output directory of an annotate run")
-    p.add_argument("--doc", help="document id (default: the first ok document)")
-    p.add_argument("--html", help="write a self-contained HTML page to this file")
+    p = sub.add_parser("show", help="show annotated documents", description=SHOW)
+    add_show_flags(p)
 
-    for extension in _extensions():
-        extension(sub)
+    _add_commands(sub, only)
     return parser
 
 
-def _extensions() -> list[Callable]:
-    """Sub-commands defined next to their library code (train, evaluate, submit)."""
-    import importlib
-
-    found = []
-    for module in ("seqlab.train_cli", "pipelines.ray_submit"):
-        try:
-            found.append(importlib.import_module(module).add_commands)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
-    return found
+def usage_with(p: argparse.ArgumentParser, tail: str) -> str:
+    """The usage argparse would write, with words it does not parse itself (after --)."""
+    return f"{p.format_usage().removeprefix('usage: ').rstrip()} {tail}"
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    argv = list(sys.argv[1:] if argv is None else argv)
-    # "seqlab annotate ... --engine beam -- --project P": the tail is Beam's own options
-    extra = argv[argv.index("--") + 1 :] if "--" in argv else []
-    args = parser.parse_args(argv[: len(argv) - len(extra) - (1 if extra or "--" in argv else 0)])
-    args.beam_args = extra or None
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    if not args.verbose:
+def add_verbosity_flags(p: argparse.ArgumentParser, default: Any = False) -> None:
+    """-v and -q, also after the command (``seqlab annotate ... -v``), where a SUPPRESS
+    default leaves the top-level value alone when they are not given."""
+    p.add_argument("-v", "--verbose", action="store_true", default=default,
+                   help="debug logging, and the traceback of an unexpected error")
+    p.add_argument("-q", "--quiet", action="store_true", default=default,
+                   help="no progress line")
+
+
+def _add_commands(sub: argparse._SubParsersAction, only: str | None) -> None:
+    """The lazily built sub-commands (built when ``only`` names them or is None, else listed
+    with their help), then those of installed plugins."""
+    from importlib.metadata import entry_points
+
+    wanted = {module for name, (module, _) in LAZY_COMMANDS.items()
+              if only in (name, None)}
+    for module in sorted(wanted):
+        _load(f"{module}:add_commands")(sub)
+    for name, (_, help) in LAZY_COMMANDS.items():
+        if name not in sub.choices:
+            sub.add_parser(name, help=help, add_help=False)
+    plugins = {ep.name: ep.value for ep in entry_points(group=PLUGIN_GROUP)} or DEFAULT_PLUGINS
+    for target in plugins.values():
+        _load(target)(sub)
+
+
+def _load(target: str) -> Callable:
+    module, _, attr = target.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def command_word(argv: Sequence[str]) -> str:
+    """The sub-command in ``argv`` ("" if none): top-level flags take no values, so it is the
+    first word that is not a flag.
+
+    >>> command_word(["-v", "train", "--epochs", "2"]), command_word(["--help"])
+    ('train', '')
+    """
+    return next((word for word in argv if not word.startswith("-")), "")
+
+
+def quiet_libraries() -> None:
+    """Keep transformers to errors and without download bars. Set through the environment
+    when it is not imported yet, so that commands which never load a model never import it."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "transformers" in sys.modules:
         from transformers.utils import logging as hf_logging
 
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
+
+
+def report_error(command: str, exc: BaseException, verbose: bool) -> int:
+    """An unexpected error in one line and a fix, not a traceback; -v adds the traceback."""
+    if verbose:
+        traceback.print_exception(exc, file=sys.stderr)
+    print(f"seqlab {command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
+    again = "rerun the same command to resume the run" if command == "annotate" else None
+    if unreachable(exc):
+        fix = f"check that the storage (and its endpoint) is reachable, then {again or 'rerun'}"
+    else:
+        steps = ["see the traceback above" if verbose else "rerun with -v for the traceback",
+                 again]
+        fix = "; ".join(step for step in steps if step)
+    print(f"  fix: {fix}", file=sys.stderr)
+    return 1
+
+
+def unreachable(exc: BaseException | None) -> bool:
+    """Whether an error (or one it was raised from) is the network or storage failing: an
+    OSError, or a library's connection or timeout error (botocore's are not OSErrors).
+
+    >>> unreachable(RuntimeError("x")), unreachable(ConnectionError())
+    (False, True)
+    """
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        names = [cls.__name__ for cls in type(exc).__mro__]
+        if isinstance(exc, OSError) or any("Connection" in n or "Timeout" in n for n in names):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # "seqlab annotate ... --engine beam -- --project P": the tail is Beam's own options
+    # (for submit: the command to run)
+    cut = argv.index("--") if "--" in argv else len(argv)
+    args = build_parser(command_word(argv[:cut])).parse_args(argv[:cut])
+    args.beam_args = argv[cut + 1:] or None
+    from seqlab.progress import log_handler
+
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        handlers=[log_handler()])
+    if not args.verbose:
+        quiet_libraries()
     try:
         return COMMANDS[args.command](args)
     except SeqlabError as exc:
@@ -186,6 +418,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - the user gets a message and a fix, not a traceback
+        return report_error(args.command, exc, args.verbose)
 
 
 if __name__ == "__main__":

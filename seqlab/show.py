@@ -1,8 +1,11 @@
-"""Look at an annotated document: entities highlighted in the terminal, or an HTML page."""
+"""Look at annotated documents: entities highlighted on a terminal, marked as
+``[text](LABEL)`` in plain text (a pipe, a log), or an HTML page; or a list of documents."""
 
 from __future__ import annotations
 
 import html
+import sys
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -21,25 +24,56 @@ RICH_STYLES = ["black on yellow", "black on cyan", "black on green", "black on r
                "black on bright_magenta", "black on bright_yellow", "black on white"]
 
 
-def load_document(output: str, doc_id: str | None = None) -> dict:
-    """One row of ``OUTPUT/documents`` (by id, else the first ok one) as a dict."""
-    out = OutputDir(output)
+def open_documents(output: str, storage_options: dict | None = None) -> ds.Dataset:
+    out = OutputDir(output, storage_options)
     path = out.path("documents")
     if not out.fs.exists(path):
         raise InputError(f"{output} has no documents/ table",
                          fix="point seqlab show at the OUTPUT of a seqlab annotate run")
-    dataset = ds.dataset(path, filesystem=out.fs, format="parquet")
+    return ds.dataset(path, filesystem=out.fs, format="parquet")
+
+
+def load_documents(output: str, doc_id: str | None = None, limit: int = 1,
+                   storage_options: dict | None = None) -> list[dict]:
+    """Rows of ``OUTPUT/documents`` as dicts: the one with ``doc_id``, else the first
+    ``limit`` ok ones."""
+    dataset = open_documents(output, storage_options)
     if doc_id is not None:
-        found = dataset.to_table(filter=pc.field(schema.DOC_ID) == doc_id)
+        found = dataset.head(1, filter=pc.field(schema.DOC_ID) == doc_id)
     else:
-        found = dataset.head(1, filter=pc.field(schema.STATUS) == schema.OK)
+        found = dataset.head(max(limit, 1), filter=pc.field(schema.STATUS) == schema.OK)
     if found.num_rows == 0:
         raise InputError(f"no document {doc_id!r} in {output}" if doc_id else
-                         f"no ok document in {output}", fix="pass an id from documents/doc_id")
-    row = found.slice(0, 1).to_pylist()[0]
-    if row.get(schema.TEXT) is None:
-        row[schema.TEXT] = _rebuild_text(row.get("tokens") or [])
-    return row
+                         f"no ok document in {output}",
+                         fix="pass an id that seqlab show --list prints")
+    rows = found.to_pylist()
+    for row in rows:
+        if row.get(schema.TEXT) is None:
+            row[schema.TEXT] = _rebuild_text(row.get("tokens") or [])
+    return rows
+
+
+def list_documents(output: str, limit: int | None = None,
+                   storage_options: dict | None = None) -> Iterator[tuple[str, str, int]]:
+    """``(doc_id, status, entities)`` of each document, reading only those columns."""
+    dataset = open_documents(output, storage_options)
+    left = limit
+    for batch in dataset.to_batches(columns=[schema.DOC_ID, schema.STATUS, "entities"]):
+        if left is not None:
+            batch = batch.slice(0, left)
+            left -= batch.num_rows
+        counts = pc.fill_null(pc.list_value_length(batch.column("entities")), 0)
+        yield from zip(batch.column(schema.DOC_ID).to_pylist(),
+                       batch.column(schema.STATUS).to_pylist(), counts.to_pylist())
+        if left == 0:
+            return
+
+
+def print_list(rows: Iterable[tuple[str, str, int]]) -> None:
+    """Tab-separated, with a header line: easy to read and to cut, sort or grep."""
+    print("doc_id\tstatus\tentities")
+    for doc_id, status, entities in rows:
+        print(f"{doc_id}\t{status}\t{entities}")
 
 
 def _rebuild_text(tokens: list[dict]) -> str:
@@ -51,8 +85,68 @@ def _rebuild_text(tokens: list[dict]) -> str:
     return "".join(chars)
 
 
+def clip(document: dict, chars: int | None) -> dict:
+    """The document cut to its first ``chars`` characters, with the entities inside them;
+    ``clipped`` says how many characters were left out.
+
+    >>> doc = {"text": "Ada Lovelace wrote", "entities": [{"start_char": 0, "end_char": 12}]}
+    >>> clip(doc, 5)["text"], clip(doc, 5)["entities"], clip(doc, 5)["clipped"]
+    ('Ada L', [{'start_char': 0, 'end_char': 5}], 13)
+    """
+    text = document.get(schema.TEXT) or ""
+    if chars is None or len(text) <= chars:
+        return document
+    entities = [{**e, "end_char": min(e["end_char"], chars)}
+                for e in document.get("entities") or [] if e["start_char"] < chars]
+    return {**document, schema.TEXT: text[:chars], "entities": entities,
+            "clipped": len(text) - chars}
+
+
 def colours(labels: list[str], palette: list[str]) -> dict[str, str]:
     return {label: palette[i % len(palette)] for i, label in enumerate(sorted(set(labels)))}
+
+
+def _header(document: dict) -> str:
+    header = f"{document[schema.DOC_ID]}  status={document[schema.STATUS]}"
+    if document.get(schema.ERROR):
+        header += f"  error={document[schema.ERROR]}"
+    return header
+
+
+def _more(document: dict) -> str:
+    return f"… ({document['clipped']:,} more characters)" if document.get("clipped") else ""
+
+
+def print_documents(documents: list[dict], console: Console | None = None) -> None:
+    """Colours on a terminal; elsewhere ANSI colours would be noise or lost, so the
+    entities are marked in the text."""
+    console = console or Console()
+    for i, document in enumerate(documents):
+        if console.is_terminal:
+            if i:
+                console.print()
+            render_terminal(document, console)
+        else:
+            sys.stdout.write(("\n" if i else "") + render_plain(document) + "\n")
+
+
+def render_plain(document: dict) -> str:
+    """The header and the text with each entity written ``[text](LABEL)``.
+
+    >>> print(render_plain({"doc_id": "d1", "status": "ok", "text": "Ada Lovelace wrote.",
+    ...     "entities": [{"start_char": 0, "end_char": 12, "label": "PER"}]}))
+    d1  status=ok
+    [Ada Lovelace](PER) wrote.
+    """
+    text = document[schema.TEXT] or ""
+    pieces, at = [], 0
+    for e in sorted(document.get("entities") or [], key=lambda e: e["start_char"]):
+        pieces.append(text[at:e["start_char"]])
+        pieces.append(f"[{text[e['start_char']:e['end_char']]}]({e['label']})")
+        at = e["end_char"]
+    pieces.append(text[at:])
+    return "\n".join(line for line in (_header(document), "".join(pieces), _more(document))
+                     if line)
 
 
 def render_terminal(document: dict, console: Console | None = None) -> None:
@@ -62,18 +156,17 @@ def render_terminal(document: dict, console: Console | None = None) -> None:
     styles = colours([e["label"] for e in entities], RICH_STYLES)
     for entity in entities:
         text.stylize(styles[entity["label"]], entity["start_char"], entity["end_char"])
-    header = f"{document[schema.DOC_ID]}  status={document[schema.STATUS]}"
-    if document.get(schema.ERROR):
-        header += f"  error={document[schema.ERROR]}"
-    console.print(Text(header, style="bold"))
+    console.print(Text(_header(document), style="bold"))
     if styles:
         legend = Text("  ").join(Text(f" {label} ", style=style) for label, style in styles.items())
         console.print(legend)
     console.print(text)
+    if document.get("clipped"):
+        console.print(Text(_more(document), style="dim"))
 
 
-def to_html(document: dict) -> str:
-    """A self-contained page: the text with entities marked, one colour per label."""
+def _html_document(document: dict) -> str:
+    """One document: its id, status, legend, and the text with entities marked."""
     text = document[schema.TEXT] or ""
     entities = sorted(document.get("entities") or [], key=lambda e: e["start_char"])
     palette = colours([e["label"] for e in entities], PALETTE)
@@ -85,10 +178,22 @@ def to_html(document: dict) -> str:
             f'{e["score"]:.3f}">{html.escape(text[e["start_char"]:e["end_char"]])}'
             f'<sup>{html.escape(e["label"])}</sup></mark>')
         at = e["end_char"]
-    pieces.append(html.escape(text[at:]))
+    pieces.append(html.escape(text[at:]) + html.escape(f" {_more(document)}".rstrip()))
     legend = " ".join(f'<mark style="background:{c}">{html.escape(label)}</mark>'
                       for label, c in palette.items())
-    title = html.escape(str(document[schema.DOC_ID]))
+    return f"""<section>
+<h1>{html.escape(str(document[schema.DOC_ID]))}</h1>
+<p>status: {html.escape(document[schema.STATUS])} &middot; {len(entities)} entities &middot; {legend}</p>
+<div class="doc">{''.join(pieces)}</div>
+</section>"""
+
+
+def to_html(documents: list[dict]) -> str:
+    """A self-contained page: each document's text with entities marked, one colour per
+    label."""
+    title = html.escape(", ".join(str(d[schema.DOC_ID]) for d in documents[:3])
+                        + (", …" if len(documents) > 3 else ""))
+    body = "\n".join(_html_document(d) for d in documents)
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{title}</title>
 <style>
@@ -97,12 +202,10 @@ body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto;
 mark {{ padding: 0.1em 0.25em; border-radius: 0.3em; }}
 sup {{ font-size: 0.6em; font-weight: bold; margin-left: 0.2em; }}
 </style></head><body>
-<h1>{title}</h1>
-<p>status: {html.escape(document[schema.STATUS])} &middot; {len(entities)} entities &middot; {legend}</p>
-<div class="doc">{''.join(pieces)}</div>
+{body}
 </body></html>
 """
 
 
-def write_html(document: dict, path: str | Path) -> None:
-    Path(path).write_text(to_html(document), encoding="utf-8")
+def write_html(documents: list[dict], path: str | Path) -> None:
+    Path(path).write_text(to_html(documents), encoding="utf-8")

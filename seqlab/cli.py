@@ -1,8 +1,6 @@
 """The command line. It only parses flags and prints; the work is done by library functions.
 
-``seqlab --help`` must answer at once, so nothing here imports torch or transformers at module
-level, and sub-commands defined next to heavy library code (``train``) are built only when they
-are the command being run.
+``seqlab --help`` must answer at once: nothing here imports torch or transformers up front.
 """
 
 from __future__ import annotations
@@ -67,21 +65,15 @@ def command(name: str) -> Callable[[Command], Command]:
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Keeps descriptions as written and shows every flag's default, also for flags that
-    were given none in their help text."""
+    """Keeps descriptions as written and shows every flag's default that means something
+    (not None, False or empty), also for flags given no help text."""
 
     def _format_action(self, action: argparse.Action) -> str:
-        if _shows_default(action):
+        meaningful = action.default not in (None, False, [], "", argparse.SUPPRESS)
+        if action.option_strings and meaningful and "default" not in (action.help or ""):
             action = copy.copy(action)
             action.help = f"{action.help or ''} (default: %(default)s)".lstrip()
         return super()._format_action(action)
-
-
-def _shows_default(action: argparse.Action) -> bool:
-    """A flag whose default means something and whose help does not already say it."""
-    if not action.option_strings or "default" in (action.help or ""):
-        return False
-    return action.default not in (None, False, [], "", argparse.SUPPRESS)
 
 
 class Parser(argparse.ArgumentParser):
@@ -121,12 +113,12 @@ def json_object(text: str) -> dict[str, Any]:
     """
     try:
         value = json.loads(text)
+        problem = None if isinstance(value, dict) else f"got {text!r}"
     except json.JSONDecodeError as exc:
-        value = exc
-    if not isinstance(value, dict):
-        reason = value if isinstance(value, json.JSONDecodeError) else f"got {text!r}"
+        problem = str(exc)
+    if problem:
         raise argparse.ArgumentTypeError(
-            f"not a JSON object ({reason}); fix: pass one in single quotes, e.g. "
+            f"not a JSON object ({problem}); fix: pass one in single quotes, e.g. "
             """'{"endpoint_url": "http://127.0.0.1:9000"}'""")
     return value
 

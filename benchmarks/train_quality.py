@@ -33,7 +33,7 @@ from transformers import (DataCollatorForTokenClassification, Trainer, TrainingA
                           set_seed)
 
 from seqlab.evaluate import evaluate
-from seqlab.model import base_encoder
+from seqlab.shipped import base_encoder
 from seqlab.train import (TrainConfig, build_model, compute_metrics_fn, argmax_logits, history,
                           prepare, train)
 

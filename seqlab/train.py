@@ -37,7 +37,8 @@ from seqlab.examples import Encoded, encode
 from seqlab.formats import CONTEXTS, Sentence, format_of, read_sentences
 from seqlab.labels import OUTSIDE, convert, detect_scheme, normalize_scheme, split_label
 from seqlab.metrics import score
-from seqlab.model import file_sha256, load_tokenizer, local_model_dir, write_metadata
+from seqlab.model import load_tokenizer, local_model_dir, write_metadata
+from seqlab.shipped import file_sha256
 from seqlab.tokenize import lower_cases
 
 log = logging.getLogger(__name__)

@@ -72,7 +72,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 @command("train")
 def train_cli(args: argparse.Namespace) -> int:
-    from seqlab.model import base_encoder
+    from seqlab.shipped import base_encoder
     from seqlab.train import TrainConfig, train
 
     config = TrainConfig(

@@ -13,7 +13,7 @@ from transformers import (AutoModelForTokenClassification, AutoTokenizer, BertCo
 from seqlab.errors import ConfigError, ModelError
 from seqlab.formats import Sentence, write_sentences
 from seqlab.model import ModelSpec, load_model, read_metadata, write_metadata
-from seqlab.shipped import export_adapter_model, export_low_rank_model
+from seqlab.export import export_adapter_model, export_low_rank_model
 from seqlab.examples import encode
 from seqlab.train import TrainConfig, label_list, prepare_data, target_scheme, train
 from tests.tiny import NER_LABELS, write_vocab

@@ -5,6 +5,9 @@ torch.distributed between them; each worker builds the data, model and ``Trainer
 ``seqlab.train`` exactly as a local run does, so the two engines differ only in where the steps
 run. Rank 0 saves the best model to ``--out`` (a path every worker can reach: local disk on a
 single machine, a shared filesystem on a cluster).
+
+``seqlab.train`` finds ``run`` as the ``ray`` entry point of the ``seqlab.trainers`` group, so
+the library never imports this engine.
 """
 
 from __future__ import annotations

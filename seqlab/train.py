@@ -17,12 +17,13 @@ hyper-parameters, dev metrics, and whether the tag stage must pass the case feat
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import inspect
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,9 @@ from seqlab.tokenize import lower_cases
 log = logging.getLogger(__name__)
 
 ENGINES = ("local", "ray")
+# Engines other than local are installed beside seqlab and found by name in this entry-point
+# group, so that seqlab never imports them: ``ray`` is the Ray Train engine (seqlab[ray]).
+TRAINERS = "seqlab.trainers"
 # A small encoder (all-MiniLM-L6-v2: 6 layers, 384 wide) tuned for three epochs takes a larger
 # peak step than run_ner.py's 5e-5 for BERT-base; the warmup starts it gently.
 FULL_LR = 1.5e-4
@@ -366,15 +370,26 @@ def train(config: TrainConfig) -> dict:
         raise ConfigError("--use-gpu was given but torch sees no CUDA device",
                           fix="leave --use-gpu out, or install a CUDA build of torch")
     config = settle_case_feature(config)
-    if config.engine == "ray":
-        try:
-            module = importlib.import_module("pipelines.ray_train")
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.split(".")[0] == "ray":
-                raise missing_extra("ray", "ray") from exc
-            raise
-        return module.run(config)
+    if config.engine != "local":
+        return trainer_of(config.engine)(config)
     return train_local(config)
+
+
+def trainer_of(engine: str) -> Callable[[TrainConfig], dict]:
+    """The ``train(config) -> metadata`` function an installed engine registers in the
+    ``seqlab.trainers`` entry points."""
+    found = {point.name: point for point in entry_points(group=TRAINERS)}
+    if engine not in found:
+        raise ConfigError(f"no trainer for --engine {engine} is installed (entry point "
+                          f"{engine!r} of group {TRAINERS!r})",
+                          fix=f"install it with: pip install 'seqlab[{engine}]' (from a source "
+                          f"checkout: pip install -e '.[{engine}]')")
+    try:
+        return found[engine].load()
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] == engine:
+            raise missing_extra(engine, engine) from exc
+        raise
 
 
 def train_local(config: TrainConfig) -> dict:
@@ -387,11 +402,3 @@ def train_local(config: TrainConfig) -> dict:
     shutil.rmtree(checkpoints, ignore_errors=True)
     return meta
 
-
-def config_from(**options) -> TrainConfig:
-    """A ``TrainConfig`` from keyword options, unknown keys refused with the valid ones named."""
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(options) - names)
-    if unknown:
-        raise ConfigError(f"unknown training option(s) {unknown}", fix=f"use {sorted(names)}")
-    return TrainConfig(**options)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import random
+from importlib.metadata import EntryPoint
 from pathlib import Path
 
 import pytest
@@ -10,12 +11,14 @@ from safetensors.torch import load_file
 from transformers import (AutoModelForTokenClassification, AutoTokenizer, BertConfig,
                           BertForTokenClassification, BertTokenizerFast)
 
+import seqlab.train
 from seqlab.errors import ConfigError, ModelError
+from seqlab.examples import encode
+from seqlab.export import export_adapter_model, export_low_rank_model
 from seqlab.formats import Sentence, write_sentences
 from seqlab.model import ModelSpec, load_model, read_metadata, write_metadata
-from seqlab.export import export_adapter_model, export_low_rank_model
-from seqlab.examples import encode
-from seqlab.train import TrainConfig, label_list, prepare_data, target_scheme, train
+from seqlab.train import (TRAINERS, TrainConfig, label_list, prepare_data, target_scheme, train,
+                          trainer_of)
 from tests.tiny import NER_LABELS, write_vocab
 
 ENTITIES = [(["john", "smith"], "PER"), (["mary"], "PER"), (["new", "york"], "LOC"),
@@ -234,9 +237,30 @@ def test_bad_options(ner_files, tmp_path):
         config(ner_files, tmp_path, context="paragraph")
 
 
+# The trainer pyproject.toml registers for --engine ray; tests name it themselves, so that
+# they do not depend on the installed package's metadata being current.
+RAY_TRAINER = EntryPoint("ray", "pipelines.ray_train:run", TRAINERS)
+
+
+def registered(monkeypatch, *points) -> None:
+    monkeypatch.setattr(seqlab.train, "entry_points",
+                        lambda group: [p for p in points if p.group == group])
+
+
+def test_engines_are_found_by_entry_point(monkeypatch):
+    registered(monkeypatch)
+    with pytest.raises(ConfigError, match="no trainer for --engine ray") as error:
+        trainer_of("ray")
+    assert "pip install 'seqlab[ray]'" in error.value.fix
+    registered(monkeypatch, EntryPoint("ray", "ray.no_such_module:run", TRAINERS))
+    with pytest.raises(ConfigError, match=r"pip install 'seqlab\[ray\]'"):
+        trainer_of("ray")
+
+
 @pytest.mark.timeout(240)
-def test_ray_train_two_cpu_workers(ner_files, tmp_path):
+def test_ray_train_two_cpu_workers(ner_files, tmp_path, monkeypatch):
     ray = pytest.importorskip("ray")
+    registered(monkeypatch, RAY_TRAINER)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         meta = train(config(ner_files, tmp_path / "ray", epochs=1, engine="ray",

@@ -75,11 +75,6 @@ def format_of(path: str, format: str | None = None) -> str:
     return "conll"
 
 
-def source_scheme(format: str, column: str | None = None) -> str | None:
-    """The label scheme a format's files are written in (None: detect from the labels)."""
-    return {"conll": "iob1", "wnut": "iob2", "conllu": "tags"}.get(format)
-
-
 def read_sentences(path: str, format: str | None = None,
                    column: str | None = None) -> list[Sentence]:
     """Read a labelled file in any supported format."""

@@ -198,9 +198,6 @@ class LabelSet:
     def has_entities(self) -> bool:
         return self.scheme != "tags"
 
-    def entity_types(self) -> list[str]:
-        return sorted({split_label(label)[1] for label in self.labels} - {""})
-
     def allowed_transitions(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Boolean masks ``(start, transition, end)`` of the label sequences the scheme allows.
 

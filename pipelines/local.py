@@ -1,9 +1,8 @@
-"""The local engine: the seqlab stages in one process, streaming. The embedded default.
+"""The local engine: the run contract in one process, streaming. The embedded default.
 
-Reading and tokenization run one batch ahead on a background thread while the model tags the
-current batch. Each input fragment lands as its own documents and mentions parts and a progress
-record, so a rerun after a crash resumes at the first unfinished fragment. Aggregates are
-merged from the mentions parts at the end, so they are exact after a resume too.
+Each fragment is read and tokenized one or two batches ahead on a background thread while the
+model tags the current batch; its rows stream into one sink (parts of ``--rows-per-part`` rows,
+written a batch at a time) and the fragment is recorded when its last row has landed.
 """
 
 from __future__ import annotations
@@ -11,96 +10,58 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
-from seqlab import aggregate, schema
-from seqlab.io import Fragment
-from seqlab.output import FragmentRecord, PartWriter, write_table
+from seqlab import schema
+from seqlab.annotator import Annotator
+from seqlab.engine import Engine, Progress
+from seqlab.fragments import FragmentLedger, WorkItem, read_slices
+from seqlab.landing import FragmentSink
 from seqlab.run import RunPlan, finish_run
-from seqlab.stages import Decoder, mentions
-from seqlab.tag import Tagger
-from seqlab.tokenize import Tokenizer
 
 log = logging.getLogger(__name__)
 
-Progress = Callable[[int, int], None]  # (documents, words) done since the last call
+
+@dataclass(frozen=True)
+class LocalOptions:
+    """The local engine has no settings of its own."""
 
 
-def run(plan: RunPlan, progress: Progress | None = None) -> dict:
+def run(plan: RunPlan, options: LocalOptions | None = None,
+        progress: Progress | None = None) -> dict:
     """Annotate every unfinished fragment of the plan; return the manifest."""
-    tokenize = plan.tokenizer_stage()
-    tag = plan.tagger_stage()
-    decode = plan.decoder_stage()
-    records = list(plan.done.values())
-    left = None if plan.config.limit is None else plan.config.limit - sum(
-        r.rows_in for r in records)
-    for fragment in plan.todo:
-        if left is not None and left <= 0:
-            break
-        record = annotate_fragment(plan, fragment, tokenize, tag, decode, left, progress)
-        records.append(record)
-        if left is not None:
-            left -= record.rows_in
-    parts = [p for r in records for p in r.parts.get("mentions", [])]
-    totals = aggregate.merge([])
-    for partial in _partials(plan, parts):  # folded one part at a time: memory ~ unique keys
-        totals = aggregate.merge([totals, partial])
-    info = write_table(plan.out.fs, plan.out.root, "aggregates/part-00000.parquet",
-                       aggregate.finalize(totals))
-    return finish_run(plan, records, [info], engine="local",
-                      extra={"tagging": {"windows": tag.windows_run,
-                                         "padded_tokens": tag.tokens_run}})
+    annotate = Annotator(plan)
+    ledger = FragmentLedger(plan)
+    for item in plan.work:
+        sink = FragmentSink(plan, item.fragment.index, 0)
+        for documents in _prefetch(_tokenized(annotate, plan, item), annotate.tag_decode):
+            sink.write(documents)
+            if progress:
+                _report(progress, documents)
+        if sink.next_row:  # an empty or unreadable fragment is recorded by read_slices
+            ledger.add(sink.close())
+    tagger = annotate.tagger
+    return finish_run(plan, engine="local",
+                      extra={"tagging": {"windows": tagger.windows_run,
+                                         "padded_tokens": tagger.tokens_run}})
 
 
-def annotate_fragment(plan: RunPlan, fragment: Fragment, tokenize: Tokenizer, tag: Tagger,
-                      decode: Decoder, limit: int | None,
-                      progress: Progress | None) -> FragmentRecord:
-    plan.out.discard_parts(fragment.index)
-    rows = plan.config.rows_per_part
-    documents = PartWriter(plan.out, "documents", plan.documents_schema, fragment.index, rows)
-    found = PartWriter(plan.out, "mentions", schema.MENTIONS, fragment.index, rows)
-    counts: Counter[str] = Counter()
-    rows_in = 0
-    for batch in _prefetch(tokenize(b) for b in plan.reader.read(fragment, limit)):
-        rows_in += batch.num_rows
-        docs = decode(tag(batch))
-        entities = mentions(docs)
-        documents.write(docs)
-        found.write(entities)
-        words = _count(docs, counts, entities.num_rows)
-        if progress:
-            progress(docs.num_rows, words)
-    record = FragmentRecord(fragment.name, fragment.index, rows_in,
-                            {"documents": documents.close(), "mentions": found.close()},
-                            dict(counts))
-    plan.out.record(record)
-    return record
+def _tokenized(annotate: Annotator, plan: RunPlan, item: WorkItem) -> Iterator[pa.RecordBatch]:
+    for batch in read_slices(plan, item):
+        yield annotate.tokenize(batch)
 
 
-def _count(docs: pa.RecordBatch, counts: Counter, n_entities: int) -> int:
-    for status in docs.column(schema.STATUS).to_pylist():
-        counts[f"status.{status}"] += 1
-    words = int(pc.sum(docs.column("n_tokens")).as_py() or 0)
-    counts["documents"] += docs.num_rows
-    counts["tokens"] += words
-    counts["entities"] += n_entities
-    return words
+def _report(progress: Progress, documents: pa.RecordBatch) -> None:
+    progress(documents.num_rows, int(pc.sum(documents.column(schema.N_TOKENS)).as_py() or 0))
 
 
-def _partials(plan: RunPlan, parts: Iterable) -> Iterator[pa.Table]:
-    for part in parts:
-        with plan.out.fs.open(plan.out.path(part.path), "rb") as handle:
-            yield aggregate.partials(pq.read_table(handle))
-
-
-def _prefetch(items: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa.RecordBatch]:
-    """Compute ``items`` one or two steps ahead on a thread (reading and tokenizing overlap
-    tagging); exceptions surface in the caller."""
+def _prefetch(items: Iterator[pa.RecordBatch], then, depth: int = 2) -> Iterator[pa.RecordBatch]:
+    """``then(item)`` for each item, computing ``items`` one or two steps ahead on a thread
+    (reading and tokenizing overlap tagging); exceptions surface in the caller."""
     slots: queue.Queue = queue.Queue(maxsize=depth)
     done = object()
 
@@ -117,5 +78,8 @@ def _prefetch(items: Iterator[pa.RecordBatch], depth: int = 2) -> Iterator[pa.Re
     while (item := slots.get()) is not done:
         if isinstance(item, BaseException):
             raise item
-        yield item
+        yield then(item)
     thread.join()
+
+
+ENGINE = Engine("local", run, LocalOptions)

@@ -8,11 +8,24 @@ Aggregation works in two steps that any engine can distribute:
 2. ``merge(partials)`` sums partials. Sums are associative and commutative, so partials merge
    in any order and grouping; scores are summed as integer micro-units so the total is exact
    whatever the order, and engines agree to the last bit.
+
+Every engine lands one partial per landed part (``seqlab.landing``) and the run's end folds
+them with ``fold`` into ``aggregates/``; a warehouse can keep summing the same way across runs.
+
+>>> from seqlab import schema
+>>> a = pa.table({"label": ["PER"], "text": ["john"], "mentions": [2], "documents": [1],
+...               "score_micros": [1_500_000]}, schema=schema.AGGREGATE_PARTIAL)
+>>> b = pa.table({"label": ["PER"], "text": ["john"], "mentions": [1], "documents": [1],
+...               "score_micros": [250_000]}, schema=schema.AGGREGATE_PARTIAL)
+>>> merge([a, b]).equals(merge([b, a]))
+True
+>>> finalize(fold([a, b], chunk=1)).to_pylist()
+[{'label': 'PER', 'text': 'john', 'mentions': 3, 'documents': 2, 'score_sum': 1.75}]
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 import pyarrow as pa
@@ -71,6 +84,26 @@ def merge(parts: Iterable[pa.Table]) -> pa.Table:
     summed = summed.rename_columns({f"{c}_sum": c for c in SUMS})
     summed = summed.select(schema.AGGREGATE_PARTIAL.names).cast(schema.AGGREGATE_PARTIAL)
     return summed.sort_by([(k, "ascending") for k in KEYS])
+
+
+def fold(partials: Iterable[pa.Table], chunk: int = 64) -> pa.Table:
+    """Merge many partials a ``chunk`` at a time: memory stays ~ the unique keys, and each
+    merge touches each partial once rather than re-summing a growing total per partial."""
+    total = merge([])
+    for group in _chunks(partials, chunk):
+        total = merge([total, *group])
+    return total
+
+
+def _chunks(items: Iterable[pa.Table], size: int) -> Iterator[list[pa.Table]]:
+    group: list[pa.Table] = []
+    for item in items:
+        group.append(item)
+        if len(group) == size:
+            yield group
+            group = []
+    if group:
+        yield group
 
 
 def finalize(partial: pa.Table) -> pa.Table:

@@ -1,44 +1,38 @@
-"""The Python API; the command line mirrors it flag for flag."""
+"""The Python API; its keywords are the command line's flags (``drop_text=True`` is
+``--drop-text``)."""
 
 from __future__ import annotations
 
-import importlib
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from seqlab.config import AnnotateConfig, build_config
-from seqlab.errors import missing_extra
+from seqlab.engine import Progress, load_engine
+from seqlab.errors import ConfigError
 from seqlab.run import plan_run
 
 log = logging.getLogger(__name__)
 
-# engine name -> (module, the extra that installs its dependencies)
-ENGINE_MODULES = {"local": ("pipelines.local", None), "ray": ("pipelines.ray_data", "ray"),
-                  "beam": ("pipelines.beam", "beam")}
 
-
-def engine_module(name: str):
-    module, extra = ENGINE_MODULES[name]
-    try:
-        return importlib.import_module(module)
-    except ModuleNotFoundError as exc:
-        if extra and exc.name and exc.name.split(".")[0] in ("ray", "apache_beam"):
-            raise missing_extra(exc.name.split(".")[0], extra) from exc
-        raise
-
-
-def annotate(input: str, output: str, *, config: AnnotateConfig | None = None,
-             progress: Callable[[int, int], None] | None = None, **options: Any) -> dict:
+def annotate(input: str | None, output: str | None, *, config: AnnotateConfig | None = None,
+             progress: Progress | None = None, **options: Any) -> dict:
     """Annotate a corpus and return the run's manifest.
 
     ``options`` are ``AnnotateConfig`` fields (``model``, ``engine``, ``text_column``,
-    ``max_length``, ``decoder``...). ``progress(documents, words)`` is called as batches land.
+    ``max_length``, ``decoder``...), or a whole ``config``. ``progress(documents, words)`` is
+    called as rows land.
     """
-    config = config or build_config(input=input, output=output, **options)
-    engine = engine_module(config.engine)  # a missing extra fails before any work
+    if config is None:
+        config = build_config(input=input, output=output, **options)
+    elif options or (input, output) != (config.input, config.output) and \
+            (input is not None or output is not None):
+        raise ConfigError("annotate() got a config and other arguments that would be ignored",
+                          fix="pass either config=... alone (input and output as None or the "
+                          "config's own), or input, output and options without config")
+    engine = load_engine(config.engine)  # a missing extra fails before any work
+    engine_options = engine.parse_options(config.engine_options)
     plan = plan_run(config)
     log.info("run %s: %d input fragments (%d to do), model %s (%s), engine %s",
-             plan.provenance.run_id, len(plan.fragments), len(plan.todo), config.model,
+             plan.provenance.run_id, len(plan.fragments), len(plan.work), config.model,
              plan.labels.scheme, config.engine)
-    return engine.run(plan, progress=progress)
+    return engine.run(plan, engine_options, progress)

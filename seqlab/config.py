@@ -14,6 +14,12 @@ from seqlab.labels import normalize_scheme
 ENGINES = ("local", "ray", "beam")
 DEFAULT_MODEL = "ner"
 DEFAULT_WINDOW = 512
+# Options an unfinished run may be resumed with changed: where and how fast it runs, and how
+# its files are cut. Every other option changes what lands, so a resumed run must match it.
+RESUMABLE = ("engine", "engine_options", "device", "storage_options", "batch_tokens",
+             "batch_docs", "rows_per_part", "overwrite")
+# Python keywords spelled as the command line's flags (``--drop-text``)
+ALIASES = {"drop_text": ("keep_text", lambda value: not value)}
 
 
 def settle_window(max_length: int | None, stride: int | None, trained: int | None,
@@ -99,9 +105,7 @@ class AnnotateConfig:
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that change the output: a resumed run must match them."""
-        skip = {"overwrite", "engine", "engine_options", "device", "storage_options",
-                "batch_tokens", "batch_docs"}
-        return {k: v for k, v in dataclasses.asdict(self).items() if k not in skip}
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in RESUMABLE}
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -123,10 +127,17 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def build_config(**options: Any) -> AnnotateConfig:
-    """An ``AnnotateConfig`` from keywords, refusing unknown ones with the valid names."""
+    """An ``AnnotateConfig`` from keywords, refusing unknown ones with the valid names.
+
+    >>> build_config(input="in", output="out", drop_text=True).keep_text
+    False
+    """
+    for alias, (name, convert) in ALIASES.items():
+        if alias in options:
+            options[name] = convert(options.pop(alias))
     known = {f.name for f in dataclasses.fields(AnnotateConfig)}
     unknown = sorted(set(options) - known)
     if unknown:
         raise ConfigError(f"unknown options {unknown}",
-                          fix=f"valid options are {', '.join(sorted(known))}")
+                          fix=f"valid options are {', '.join(sorted(known | set(ALIASES)))}")
     return AnnotateConfig(**options)

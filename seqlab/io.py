@@ -9,8 +9,11 @@ Such rows still travel through the pipeline, so every input row lands as one out
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
+import lzma
+import zlib
 import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -30,6 +33,16 @@ SUFFIXES = {".parquet": PARQUET, ".pq": PARQUET, ".jsonl": JSONL, ".json": JSONL
             ".ndjson": JSONL}
 COMPRESSIONS = (".gz", ".bz2", ".zst", ".xz")
 SAMPLE_ROWS = 1000
+
+# What a file whose bytes are wrong raises (truncated or corrupt Parquet, a broken compressed
+# stream). Such a fragment fails alone; an OSError from the storage itself (an endpoint that
+# went away) is not one of them: it stops the run, and a rerun resumes it.
+CONTENT_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, EOFError,
+                  gzip.BadGzipFile, zlib.error, lzma.LZMAError, UnicodeDecodeError)
+
+
+class FragmentError(InputError):
+    """One input file that cannot be read; the run goes on with the others."""
 
 
 @dataclass(frozen=True)
@@ -103,8 +116,17 @@ class Reader:
         self.schema = schema.read_schema(self.passthrough)
 
     def _passthrough_schema(self) -> pa.Schema:
-        first = self.fragments[0]
-        columns = self._columns(first)
+        """The passthrough columns, from the first fragment that can be read (a corrupt file
+        fails as a fragment when it is read, not the whole run)."""
+        columns, first, problem = None, self.fragments[0], None
+        for fragment in self.fragments:
+            try:
+                columns, first = self._columns(fragment), fragment
+                break
+            except FragmentError as exc:
+                problem = problem or exc
+        if columns is None:
+            raise InputError(problem.message, fix=problem.fix)
         if self.text_column not in columns.names:
             raise ConfigError(
                 f"input {first.path} has no text column {self.text_column!r} "
@@ -127,14 +149,25 @@ class Reader:
                 with self.fs.open(fragment.path, "rb") as handle:
                     return pq.read_schema(handle)
             rows = list(_json_lines(self.fs, fragment.path, SAMPLE_ROWS))
-        except (OSError, pa.ArrowInvalid) as exc:
-            raise InputError(f"cannot read {fragment.path}: {exc}",
-                             fix="check that the file is valid Parquet or JSON Lines") from exc
+        except CONTENT_ERRORS as exc:
+            raise FragmentError(f"cannot read {fragment.path}: {exc}",
+                                fix="check that the file is valid Parquet or JSON Lines") from exc
         good = [r for r in rows if isinstance(r, dict)]
         names = list(dict.fromkeys(k for r in good for k in r))
         return pa.schema(
             [(n, _infer([r.get(n) for r in good])) for n in names]
         )
+
+    def count_rows(self, fragment: Fragment) -> int | None:
+        """Rows of a fragment: from the footer for Parquet, by reading for JSON Lines; None
+        when the file cannot be read."""
+        try:
+            if fragment.format == PARQUET:
+                with self.fs.open(fragment.path, "rb") as handle:
+                    return pq.ParquetFile(handle).metadata.num_rows
+            return sum(batch.num_rows for batch in self.read(fragment))
+        except (FragmentError, *CONTENT_ERRORS):
+            return None
 
     def read(self, fragment: Fragment, limit: int | None = None) -> Iterator[pa.RecordBatch]:
         """Batches of one fragment, at most ``limit`` rows in all."""
@@ -151,8 +184,13 @@ class Reader:
     def _raw_batches(self, fragment: Fragment) -> Iterator[pa.RecordBatch]:
         if fragment.format == PARQUET:
             yield from self._parquet(fragment)
-        else:
+            return
+        try:
             yield from self._jsonl(fragment)
+        except CONTENT_ERRORS as exc:  # a broken compressed stream
+            raise FragmentError(f"cannot read {fragment.path}: {exc}",
+                                fix="replace the file with a valid one, then rerun the same "
+                                "command to retry it") from exc
 
     def _parquet(self, fragment: Fragment) -> Iterator[pa.RecordBatch]:
         offset = 0
@@ -171,9 +209,10 @@ class Reader:
                         fragment, offset, {},
                     )
                     offset += raw.num_rows
-        except (OSError, pa.ArrowException) as exc:
-            raise InputError(f"cannot read {fragment.path} after {offset} rows: {exc}",
-                             fix="check that the file is valid Parquet") from exc
+        except CONTENT_ERRORS as exc:
+            raise FragmentError(f"cannot read {fragment.path} after {offset} rows: {exc}",
+                                fix="replace the file with a valid Parquet file, then rerun "
+                                "the same command to retry it") from exc
 
     def _jsonl(self, fragment: Fragment) -> Iterator[pa.RecordBatch]:
         offset = 0
@@ -221,6 +260,11 @@ class Reader:
                    errors: dict[int, str],
                    known: dict[int, str] | None = None) -> pa.RecordBatch:
         """File columns -> reader schema: ids, decoded text, per-row read status."""
+        arrays: dict[str, pa.Array] = {}
+        for field in self.passthrough:
+            column = columns.get(field.name)
+            arrays[field.name] = _cast(field.name, column, field.type, errors) \
+                if column is not None else pa.nulls(n, field.type)
         statuses = [schema.OK] * n
         for i, status in (known or {}).items():
             statuses[i] = status
@@ -236,11 +280,7 @@ class Reader:
         default_ids = [f"{fragment.name}:{offset + i}" for i in range(n)]
         if ids is not None:
             default_ids = [g if g is not None else d for g, d in zip(ids, default_ids)]
-        arrays = {schema.DOC_ID: pa.array(default_ids, pa.string())}
-        for field in self.passthrough:
-            column = columns.get(field.name)
-            arrays[field.name] = column.cast(field.type) if column is not None \
-                else pa.nulls(n, field.type)
+        arrays = {schema.DOC_ID: pa.array(default_ids, pa.string()), **arrays}
         arrays[schema.TEXT] = pa.array(decoded, pa.string())
         arrays[schema.STATUS] = pa.array(statuses, pa.string())
         arrays[schema.ERROR] = pa.array([errors.get(i) for i in range(n)], pa.string())
@@ -309,6 +349,24 @@ def _infer(values: list) -> pa.DataType:
         return pa.array(values).type if any(v is not None for v in values) else pa.string()
     except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
         return pa.string()  # mixed types: carried as text (see _to_array)
+
+
+def _cast(name: str, column: pa.Array, target: pa.DataType, errors: dict[int, str]) -> pa.Array:
+    """A Parquet passthrough column in the run's type (the first file's); a value that does not
+    fit (``'circa 1900'`` where the first file had integers) fails its row as ``bad_record``."""
+    try:
+        return column.cast(target)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        pass
+    fixed = []
+    for i, value in enumerate(column):
+        try:
+            fixed.append(pa.array([value.as_py()], column.type).cast(target)[0].as_py())
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            errors.setdefault(i, f"column {name!r}: {value.as_py()!r} does not fit {target}: "
+                              f"{exc}")
+            fixed.append(None)
+    return pa.array(fixed, target)
 
 
 def _to_array(name: str, values: list, target: pa.DataType,

@@ -1,16 +1,18 @@
-"""The output directory: atomic Parquet parts, per-fragment progress, and the run manifest.
+"""The output location: atomic Parquet parts, per-fragment records, cleanup and the manifest.
 
 Layout (see the README):
 
-    OUT/documents/part-FFFFF-SSSS.parquet   one row per input row
-    OUT/mentions/part-FFFFF-SSSS.parquet    one row per entity
-    OUT/aggregates/part-00000.parquet       one row per (label, normalised text)
-    OUT/_progress/                          per-fragment records while a run is unfinished
-    OUT/_manifest.json                      written last: its presence means the run finished
+    OUT/documents/part-FFFFF-RRRRRRRRRR.parquet   rows of input fragment FFFFF from row R on
+    OUT/mentions/part-FFFFF-RRRRRRRRRR.parquet    the entities of the same rows
+    OUT/aggregates/part-00000.parquet             one row per (label, normalised text)
+    OUT/_progress/                                the run's state while it is unfinished
+    OUT/_manifest.json                            written last: its presence means the run ended
 
 Parts are written under a temporary name and renamed when complete, so a reader never sees a
-half-written file. ``FFFFF`` is the input fragment's index, so a rerun after a crash deletes a
-fragment's leftover parts before redoing it and never duplicates rows.
+half-written file. A fragment counts as finished only once its record (every part with rows,
+bytes and sha256) is in ``_progress/``; ``OutputDir.cleanup`` removes everything in the table
+folders that no record names, whichever engine (or crashed attempt) left it there, so the
+table folders of a finished run hold exactly the manifest's files.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ TABLES = ("documents", "mentions", "aggregates")
 MANIFEST = "_manifest.json"
 PROGRESS = "_progress"
 RUN_STATE = "_run.json"
+PARTIALS = posixpath.join(PROGRESS, "partials")  # aggregate partials of landed parts
 
 
 @dataclass
@@ -54,12 +57,29 @@ class FragmentRecord:
     rows_in: int
     parts: dict[str, list[PartInfo]] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    partials: list[str] = field(default_factory=list)  # aggregate partial files, relative
 
     @classmethod
     def from_dict(cls, data: dict) -> FragmentRecord:
         parts = {k: [PartInfo(**p) for p in v] for k, v in data.get("parts", {}).items()}
         return cls(data["fragment"], data["index"], data["rows_in"], parts,
-                   data.get("counts", {}))
+                   data.get("counts", {}), data.get("partials", []))
+
+    def files(self) -> set[str]:
+        return {p.path for parts in self.parts.values() for p in parts} | set(self.partials)
+
+
+@dataclass
+class FailedFragment:
+    """An input fragment that could not be read (e.g. a truncated Parquet file).
+
+    None of its rows land; a rerun of the same command retries it. ``rows`` is the row count
+    its footer announces, when it could be read."""
+
+    fragment: str
+    index: int
+    error: str
+    rows: int | None = None
 
 
 class _HashingFile(io.RawIOBase):
@@ -89,69 +109,48 @@ class _HashingFile(io.RawIOBase):
         super().close()
 
 
+class PartFile:
+    """One Parquet part written batch by batch (one row group each) to a temporary name and
+    renamed into place by ``close``: memory holds one batch, not the whole part."""
+
+    def __init__(self, fs: fsspec.AbstractFileSystem, root: str, relpath: str,
+                 schema: pa.Schema) -> None:
+        self.fs, self.root, self.relpath, self.schema = fs, root, relpath, schema
+        self.final = posixpath.join(root, relpath)
+        self.tmp = posixpath.join(posixpath.dirname(self.final),
+                                  f".tmp-{uuid.uuid4().hex}.parquet")
+        fs.makedirs(posixpath.dirname(self.final), exist_ok=True)
+        self.sink = _HashingFile(fs.open(self.tmp, "wb"))
+        self.writer = pq.ParquetWriter(self.sink, schema, compression="zstd")
+        self.rows = 0
+
+    def write(self, data: pa.RecordBatch | pa.Table) -> None:
+        table = pa.Table.from_batches([data]) if isinstance(data, pa.RecordBatch) else data
+        if not table.schema.equals(self.schema):
+            table = pa.Table.from_arrays(
+                [table.column(f.name).cast(f.type) for f in self.schema], schema=self.schema)
+        self.writer.write_table(table)
+        self.rows += table.num_rows
+
+    def close(self) -> PartInfo:
+        self.writer.close()
+        self.sink.close()
+        self.fs.mv(self.tmp, self.final)
+        return PartInfo(self.relpath, self.rows, self.sink.size, self.sink.digest.hexdigest())
+
+
 def write_table(fs: fsspec.AbstractFileSystem, root: str, relpath: str,
                 table: pa.Table) -> PartInfo:
     """Write one Parquet file atomically: to a temporary name, then renamed into place."""
-    final = posixpath.join(root, relpath)
-    tmp = posixpath.join(posixpath.dirname(final), f".tmp-{uuid.uuid4().hex}.parquet")
-    fs.makedirs(posixpath.dirname(final), exist_ok=True)
-    sink = _HashingFile(fs.open(tmp, "wb"))
-    with pq.ParquetWriter(sink, table.schema, compression="zstd") as writer:
-        writer.write_table(table)
-    sink.close()
-    fs.mv(tmp, final)
-    return PartInfo(relpath, table.num_rows, sink.size, sink.digest.hexdigest())
+    part = PartFile(fs, root, relpath, table.schema)
+    part.write(table)
+    return part.close()
 
 
-def describe_part(fs: fsspec.AbstractFileSystem, root: str, relpath: str) -> PartInfo:
-    """Rows, bytes and sha256 of a Parquet file written by someone else (e.g. Ray Data)."""
-    path = posixpath.join(root, relpath)
-    digest = hashlib.sha256()
-    size = 0
+def read_table(fs: fsspec.AbstractFileSystem, path: str,
+               columns: list[str] | None = None) -> pa.Table:
     with fs.open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-            size += len(chunk)
-        handle.seek(0)
-        rows = pq.ParquetFile(handle).metadata.num_rows
-    return PartInfo(relpath, rows, size, digest.hexdigest())
-
-
-class PartWriter:
-    """Writes one table of one fragment as parts of at most ``rows_per_part`` rows."""
-
-    def __init__(self, out: OutputDir, table: str, schema: pa.Schema, fragment_index: int,
-                 rows_per_part: int = 100_000) -> None:
-        self.out = out
-        self.table = table
-        self.schema = schema
-        self.prefix = f"part-{fragment_index:05d}"
-        self.rows_per_part = rows_per_part
-        self.pending: list[pa.RecordBatch] = []
-        self.pending_rows = 0
-        self.parts: list[PartInfo] = []
-
-    def write(self, data: pa.RecordBatch | pa.Table) -> None:
-        batches = data.to_batches() if isinstance(data, pa.Table) else [data]
-        for batch in batches:
-            if batch.schema != self.schema:
-                batch = pa.RecordBatch.from_arrays(
-                    [batch.column(f.name).cast(f.type) for f in self.schema], schema=self.schema)
-            self.pending.append(batch)
-            self.pending_rows += batch.num_rows
-        if self.pending_rows >= self.rows_per_part:
-            self.flush()
-
-    def flush(self) -> None:
-        table = pa.Table.from_batches(self.pending, schema=self.schema)
-        relpath = f"{self.table}/{self.prefix}-{len(self.parts):04d}.parquet"
-        self.parts.append(write_table(self.out.fs, self.out.root, relpath, table))
-        self.pending, self.pending_rows = [], 0
-
-    def close(self) -> list[PartInfo]:
-        if self.pending_rows or not self.parts:
-            self.flush()  # a fragment always lands at least one (maybe empty) part
-        return self.parts
+        return pq.read_table(handle, columns=columns)
 
 
 class OutputDir:
@@ -162,33 +161,26 @@ class OutputDir:
         self.fs, self.root = fsspec.core.url_to_fs(url, **(storage_options or {}))
         self.root = self.root.rstrip("/") or "/"
 
+    @property
+    def location(self) -> str:
+        """The output as one canonical string (``OUT/``, ``./OUT`` and its absolute path are
+        one location), for comparing runs."""
+        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        return f"{protocol}://{self.root}"
+
     def path(self, *parts: str) -> str:
         return posixpath.join(self.root, *parts)
 
-    def prepare(self, fingerprint: dict, overwrite: bool) -> dict | None:
-        """Check the location can take this run; return the unfinished run's state to resume.
+    def relative(self, path: str) -> str:
+        return posixpath.relpath(path, self.root)
 
-        A finished run is never replaced without ``overwrite``; an unfinished one is resumed
-        only when it was started with the same configuration.
-        """
-        manifest = self.read_json(MANIFEST)
-        state = self.read_json(posixpath.join(PROGRESS, RUN_STATE))
-        if overwrite:
-            self.clear()
-            return None
-        if manifest is not None:
-            raise OutputError(
-                f"{self.url} already holds a finished run (run {manifest.get('run_id')})",
-                fix="pass --overwrite to replace it, or choose another OUTPUT",
-            )
-        if state is not None:
-            if state.get("fingerprint") != fingerprint:
-                raise OutputError(
-                    f"{self.url} holds an unfinished run with a different configuration",
-                    fix="rerun with the same options to resume it, or pass --overwrite",
-                )
-            return state
-        return None
+    # ------------------------------------------------------------------ the run's state
+
+    def manifest(self) -> dict | None:
+        return self.read_json(MANIFEST)
+
+    def state(self) -> dict | None:
+        return self.read_json(posixpath.join(PROGRESS, RUN_STATE))
 
     def clear(self) -> None:
         for name in (*TABLES, PROGRESS):
@@ -200,6 +192,11 @@ class OutputDir:
     def start(self, state: dict) -> None:
         self.write_json(posixpath.join(PROGRESS, RUN_STATE), state)
 
+    def reopen(self) -> None:
+        """An ended run with failed fragments is being retried: it is unfinished again."""
+        if self.fs.exists(self.path(MANIFEST)):
+            self.fs.rm(self.path(MANIFEST))
+
     def done_fragments(self) -> dict[str, FragmentRecord]:
         records = {}
         for path in self.fs.glob(self.path(PROGRESS, "fragment-*.json")):
@@ -207,21 +204,50 @@ class OutputDir:
             records[record.fragment] = record
         return records
 
-    def discard_parts(self, fragment_index: int) -> None:
-        """Remove a fragment's leftover parts from a crashed attempt."""
-        for table in TABLES:
-            for path in self.fs.glob(self.path(table, f"part-{fragment_index:05d}-*.parquet")):
-                self.fs.rm(path)
+    def failed_fragments(self) -> list[FailedFragment]:
+        return sorted((FailedFragment(**json.loads(self.fs.cat_file(path)))
+                       for path in self.fs.glob(self.path(PROGRESS, "failed-*.json"))),
+                      key=lambda f: f.index)
 
     def record(self, record: FragmentRecord) -> None:
         self.write_json(posixpath.join(PROGRESS, f"fragment-{record.index:05d}.json"),
                         asdict(record))
 
-    def finish(self, manifest: dict) -> None:
-        """Write the manifest last, then drop the progress records it replaces."""
+    def record_failure(self, failure: FailedFragment) -> None:
+        self.write_json(posixpath.join(PROGRESS, f"failed-{failure.index:05d}.json"),
+                        asdict(failure))
+
+    def forget_failures(self) -> None:
+        """Failed fragments are retried by the next attempt: drop their records."""
+        for path in self.fs.glob(self.path(PROGRESS, "failed-*.json")):
+            self.fs.rm(path)
+
+    def cleanup(self, keep: set[str]) -> list[str]:
+        """Remove every file of the table folders and partials that ``keep`` does not name:
+        parts of unfinished fragments (any engine's names), temporary files of a crashed
+        write, staging folders. Returns what was removed (relative paths)."""
+        removed = []
+        for folder in (*TABLES, PARTIALS):
+            if not self.fs.exists(self.path(folder)):
+                continue
+            for entry in self.fs.ls(self.path(folder), detail=True):
+                relpath = self.relative(entry["name"])
+                if relpath in keep and entry["type"] == "file":
+                    continue
+                self.fs.rm(entry["name"], recursive=entry["type"] == "directory")
+                removed.append(relpath)
+        if removed:
+            log.info("removed %d files left by an unfinished attempt", len(removed))
+        return removed
+
+    def finish(self, manifest: dict, keep_progress: bool = False) -> None:
+        """Write the manifest last, then drop the progress records it replaces (kept while
+        failed fragments wait to be retried)."""
         self.write_json(MANIFEST, manifest)
-        if self.fs.exists(self.path(PROGRESS)):
+        if not keep_progress and self.fs.exists(self.path(PROGRESS)):
             self.fs.rm(self.path(PROGRESS), recursive=True)
+
+    # ------------------------------------------------------------------ small files
 
     def read_json(self, relpath: str) -> dict | None:
         path = self.path(relpath)
@@ -236,3 +262,34 @@ class OutputDir:
         with self.fs.open(tmp, "w") as handle:
             handle.write(json.dumps(data, indent=2, default=str) + "\n")
         self.fs.mv(tmp, final)
+
+
+def check_resumable(out: OutputDir, fingerprint: dict, overwrite: bool) -> dict | None:
+    """Check the location can take this run; return the unfinished run's state to resume.
+
+    A finished run is never replaced without ``overwrite``; an unfinished one (crashed, or
+    ended with failed fragments) is resumed only with the same configuration, and the refusal
+    names the options that differ.
+    """
+    if overwrite:
+        out.clear()
+        return None
+    manifest, state = out.manifest(), out.state()
+    if manifest is not None and (manifest.get("complete", True) or state is None):
+        raise OutputError(
+            f"{out.url} already holds a finished run (run {manifest.get('run_id')})",
+            fix="pass --overwrite to replace it, or choose another OUTPUT",
+        )
+    if state is None:
+        return None
+    differ = sorted(k for k in set(fingerprint) | set(state.get("fingerprint", {}))
+                    if fingerprint.get(k) != state["fingerprint"].get(k))
+    if differ:
+        shown = "; ".join(f"{k}: {state['fingerprint'].get(k)!r} then, {fingerprint.get(k)!r} "
+                          "now" for k in differ)
+        raise OutputError(
+            f"{out.url} holds an unfinished run (run {state.get('run_id')}) with a different "
+            f"configuration ({shown})",
+            fix="rerun with the options it was started with to resume it, or pass --overwrite",
+        )
+    return state

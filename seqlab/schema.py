@@ -20,6 +20,9 @@ DOC_ID = "doc_id"
 TEXT = "text"
 STATUS = "status"
 ERROR = "error"
+N_TOKENS = "n_tokens"  # words of the document (the entries of ``tokens``)
+TOKENS = "tokens"
+ENTITIES = "entities"
 
 # Row statuses. Anything but OK is a row that could not be annotated; its error says why.
 OK = "ok"
@@ -64,9 +67,9 @@ STATUS_FIELDS = [pa.field(STATUS, pa.string(), nullable=False), pa.field(ERROR, 
 # What the documents table adds after the input's own columns.
 ANNOTATION = [
     *STATUS_FIELDS,
-    pa.field("n_tokens", pa.int32(), nullable=False),
-    pa.field("tokens", pa.list_(pa.field("element", TOKEN, nullable=False))),
-    pa.field("entities", pa.list_(pa.field("element", ENTITY, nullable=False))),
+    pa.field(N_TOKENS, pa.int32(), nullable=False),
+    pa.field(TOKENS, pa.list_(pa.field("element", TOKEN, nullable=False))),
+    pa.field(ENTITIES, pa.list_(pa.field("element", ENTITY, nullable=False))),
 ]
 
 MENTIONS = pa.schema(
@@ -104,18 +107,31 @@ AGGREGATES = pa.schema(
 )
 
 # Internal columns added by the tokenize stage (one row per document, whole document).
-TOKENIZED = [
-    pa.field("_ids", pa.list_(pa.int32())),  # subword ids, no special tokens
-    pa.field("_starts", pa.list_(pa.int32())),  # character start of each subword
-    pa.field("_ends", pa.list_(pa.int32())),  # character end of each subword
-    pa.field("_words", pa.list_(pa.int32())),  # word index of each subword
-    pa.field("_win_starts", pa.list_(pa.int32())),  # first subword of each window
-    pa.field("_win_lens", pa.list_(pa.int32())),  # subwords in each window
-]
+IDS = "_ids"  # subword ids, no special tokens
+STARTS = "_starts"  # character start of each subword
+ENDS = "_ends"  # character end of each subword
+WORDS = "_words"  # word index of each subword
+WIN_STARTS = "_win_starts"  # first subword of each window
+WIN_LENS = "_win_lens"  # subwords in each window
+TOKENIZED = [pa.field(name, pa.list_(pa.int32()))
+             for name in (IDS, STARTS, ENDS, WORDS, WIN_STARTS, WIN_LENS)]
 # Added by the tag stage: the stitched softmax distribution of every subword, flattened
 # row-major (n_subwords * n_labels).
-TAGGED = [pa.field("_probs", pa.list_(pa.float32()))]
-INTERNAL = {field.name for field in TOKENIZED + TAGGED}
+PROBS = "_probs"
+TAGGED = [pa.field(PROBS, pa.list_(pa.float32()))]
+
+# Where a row comes from: its input fragment and row number there, and whether it is the
+# fragment's last row. Added when a fragment is read and carried through every stage up to
+# landing, so that an engine that regroups rows (Ray Data) still lands each fragment's rows
+# under names that say which rows they hold (see ``seqlab.landing``).
+FRAGMENT = "_fragment"
+ROW = "_row"
+LAST = "_last"
+LOCATION = [pa.field(FRAGMENT, pa.int32(), nullable=False),
+            pa.field(ROW, pa.int64(), nullable=False),
+            pa.field(LAST, pa.bool_(), nullable=False)]
+
+INTERNAL = {field.name for field in TOKENIZED + TAGGED + LOCATION}
 
 RESERVED = {DOC_ID, TEXT} | {f.name for f in ANNOTATION + PROVENANCE} | INTERNAL
 
@@ -183,11 +199,3 @@ def documents_schema(passthrough: pa.Schema, keep_text: bool = True) -> pa.Schem
     if not keep_text:
         fields = [f for f in fields if f.name != TEXT]
     return pa.schema(fields + ANNOTATION + PROVENANCE)
-
-
-def tokenized_schema(passthrough: pa.Schema) -> pa.Schema:
-    return pa.schema(list(read_schema(passthrough)) + TOKENIZED)
-
-
-def tagged_schema(passthrough: pa.Schema) -> pa.Schema:
-    return pa.schema(list(tokenized_schema(passthrough)) + TAGGED)

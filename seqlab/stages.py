@@ -90,8 +90,8 @@ class Decoder:
         tokens = _ListBuilder(schema.ANNOTATION[3].type)
         entities = _ListBuilder(schema.ANNOTATION[4].type)
         n_tokens = np.zeros(batch.num_rows, dtype=np.int32)
-        probs_col, words_col = batch.column("_probs"), batch.column("_words")
-        starts_col, ends_col = batch.column("_starts"), batch.column("_ends")
+        probs_col, words_col = batch.column(schema.PROBS), batch.column(schema.WORDS)
+        starts_col, ends_col = batch.column(schema.STARTS), batch.column(schema.ENDS)
         for row, text in enumerate(texts):
             if status[row] != schema.OK:
                 tokens.add_null()
@@ -112,26 +112,32 @@ class Decoder:
                             for f in schema.ENTITY})
             n_tokens[row] = len(first)
         columns = {name: batch.column(name) for name in batch.schema.names}
-        columns.update(
-            n_tokens=pa.array(n_tokens, pa.int32()),
-            tokens=tokens.finish(),
-            entities=entities.finish(),
+        columns.update({
+            schema.N_TOKENS: pa.array(n_tokens, pa.int32()),
+            schema.TOKENS: tokens.finish(),
+            schema.ENTITIES: entities.finish(),
             **self.provenance.columns(batch.num_rows),
-        )
-        return pa.RecordBatch.from_arrays(
-            [columns[f.name].cast(f.type) for f in self.documents], schema=self.documents
-        )
+        })
+        target = self.output_schema(batch.schema)
+        return pa.RecordBatch.from_arrays([columns[f.name].cast(f.type) for f in target],
+                                          schema=target)
+
+    def output_schema(self, source: pa.Schema) -> pa.Schema:
+        """The documents schema, plus the location columns when the batch carries them."""
+        location = [f for f in schema.LOCATION if f.name in source.names]
+        return pa.schema(list(self.documents) + location)
 
 
 def mentions(documents: pa.RecordBatch | pa.Table) -> pa.Table:
     """One row per entity of the documents, with the documents' provenance."""
     table = pa.Table.from_batches([documents]) if isinstance(documents, pa.RecordBatch) \
         else documents
-    table = table.select([schema.DOC_ID, "entities", *[f.name for f in schema.PROVENANCE]])
-    counts = table.column("entities").combine_chunks().value_lengths().fill_null(0)
+    table = table.select([schema.DOC_ID, schema.ENTITIES,
+                          *[f.name for f in schema.PROVENANCE]])
+    counts = table.column(schema.ENTITIES).combine_chunks().value_lengths().fill_null(0)
     repeat = np.repeat(np.arange(table.num_rows), counts.to_numpy(zero_copy_only=False))
-    flat = table.column("entities").combine_chunks().flatten()
-    keys = table.drop_columns(["entities"]).take(pa.array(repeat, pa.int64()))
+    flat = table.column(schema.ENTITIES).combine_chunks().flatten()
+    keys = table.drop_columns([schema.ENTITIES]).take(pa.array(repeat, pa.int64()))
     columns = {name: keys.column(name) for name in keys.column_names}
     columns.update({f.name: flat.field(f.name) for f in schema.ENTITY})
     return pa.Table.from_arrays(

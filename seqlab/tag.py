@@ -67,8 +67,8 @@ class Tagger:
                 else:
                     outputs[(window.row, window.index)] = result
         probs: list[np.ndarray | None] = [None] * batch.num_rows
-        starts_col = batch.column("_win_starts")
-        n_sub = batch.column("_ids").value_lengths().to_numpy(zero_copy_only=False)
+        starts_col = batch.column(schema.WIN_STARTS)
+        n_sub = batch.column(schema.IDS).value_lengths().to_numpy(zero_copy_only=False)
         for row in range(batch.num_rows):
             if status[row] != schema.OK:
                 continue
@@ -81,8 +81,8 @@ class Tagger:
         return out.append_column(schema.TAGGED[0], pa.array(probs, schema.TAGGED[0].type))
 
     def _windows(self, batch: pa.RecordBatch, status: list[str]) -> list[Window]:
-        ids_col = batch.column("_ids")
-        starts_col, lens_col = batch.column("_win_starts"), batch.column("_win_lens")
+        ids_col = batch.column(schema.IDS)
+        starts_col, lens_col = batch.column(schema.WIN_STARTS), batch.column(schema.WIN_LENS)
         windows = []
         for row in range(batch.num_rows):
             if status[row] != schema.OK:
@@ -100,8 +100,8 @@ class Tagger:
     @staticmethod
     def _case_types(batch: pa.RecordBatch, row: int) -> np.ndarray:
         text = batch.column(schema.TEXT)[row].as_py()
-        return case_types(text, batch.column("_starts")[row].values.to_numpy(),
-                          batch.column("_ends")[row].values.to_numpy())
+        return case_types(text, batch.column(schema.STARTS)[row].values.to_numpy(),
+                          batch.column(schema.ENDS)[row].values.to_numpy())
 
     def _padded_length(self, window: Window) -> int:
         n = len(self.prefix) + len(window.ids) + len(self.suffix)

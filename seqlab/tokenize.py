@@ -133,12 +133,12 @@ class Tokenizer:
         offsets = np.asarray(encoding.offsets, dtype=np.int32).reshape(-1, 2)
         starts, lens = window_starts(len(encoding.ids), self.content, self.spec.stride)
         return {
-            "_ids": np.asarray(encoding.ids, dtype=np.int32),
-            "_starts": offsets[:, 0],
-            "_ends": offsets[:, 1],
-            "_words": np.asarray(encoding.word_ids, dtype=np.int32),
-            "_win_starts": np.asarray(starts, dtype=np.int32),
-            "_win_lens": np.asarray(lens, dtype=np.int32),
+            schema.IDS: np.asarray(encoding.ids, dtype=np.int32),
+            schema.STARTS: offsets[:, 0],
+            schema.ENDS: offsets[:, 1],
+            schema.WORDS: np.asarray(encoding.word_ids, dtype=np.int32),
+            schema.WIN_STARTS: np.asarray(starts, dtype=np.int32),
+            schema.WIN_LENS: np.asarray(lens, dtype=np.int32),
         }
 
 

@@ -87,8 +87,8 @@ def test_flex_template_parameters_are_pipeline_flags() -> None:
         for regex in param.get("regexes", []):
             assert re.fullmatch(regex, sample(param))
     flags = [f"--{p['name']}={sample(p)}" for p in spec["parameters"]]
-    args, beam_args = parse_args(flags)
-    assert beam_args == ["--model_copies=8"]  # a Beam option of the seqlab engine
+    args, beam_args = parse_args(flags + ["--experiments=no_use_multiple_sdk_containers"])
+    assert beam_args == ["--experiments=no_use_multiple_sdk_containers"]  # Beam's own option
     options = check_config(args, beam_args)
     assert options["text_column"] == "value" and options["max_length"] == 8
 

@@ -129,15 +129,15 @@ def test_resume_skips_finished_fragments(ner_model, tmp_path, monkeypatch):
     import pipelines.local as local
 
     calls = []
-    real = local.annotate_fragment
+    real = local.read_slices
 
-    def crash_on_third(plan, fragment, *args):
-        calls.append(fragment.name)
-        if fragment.index == 2 and len(calls) == 3:
+    def crash_on_third(plan, item):
+        calls.append(item.fragment.name)
+        if item.fragment.index == 2 and len(calls) == 3:
             raise RuntimeError("simulated crash")
-        return real(plan, fragment, *args)
+        return real(plan, item)
 
-    monkeypatch.setattr(local, "annotate_fragment", crash_on_third)
+    monkeypatch.setattr(local, "read_slices", crash_on_third)
     with pytest.raises(RuntimeError, match="simulated crash"):
         run(inputs, tmp_path / "out", ner_model)
     assert not (tmp_path / "out" / "_manifest.json").exists()

@@ -88,7 +88,7 @@ def test_ray_matches_local_engine(ray_local, corpus_dir, cased_ner_model, tmp_pa
         assert pq.read_schema(first[0]).remove_metadata() == \
             pq.read_schema(first[1]).remove_metadata(), table
     # every landed Ray part is described in the manifest, with its rows adding up
-    described = by_ray["parts"]["documents"]
+    described = by_ray["tables"]["documents"]
     assert sum(p["rows"] for p in described) == 54
     assert {p["path"] for p in described} == {
         f"documents/{p.name}" for p in (tmp_path / "ray" / "documents").glob("*.parquet")}
@@ -123,7 +123,7 @@ def test_resume_after_a_crash(ray_local, corpus_dir, ner_model, tmp_path, monkey
     rest, drops what the crashed attempt left behind, and matches an uninterrupted run."""
     options = {"model": str(ner_model), **SMALL_WINDOWS}
     out = tmp_path / "out"
-    real = local.annotate_fragment
+    real = local.read_slices
     calls = []
 
     def crash_on_second(*args, **kwargs):
@@ -132,10 +132,11 @@ def test_resume_after_a_crash(ray_local, corpus_dir, ner_model, tmp_path, monkey
             raise KeyboardInterrupt("simulated crash")
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(local, "annotate_fragment", crash_on_second)
+    monkeypatch.setattr(local, "read_slices", crash_on_second)
     with pytest.raises(KeyboardInterrupt):
         annotate(str(corpus_dir), str(out), engine="local", **options)
     monkeypatch.undo()
+    first = json.loads((out / "_progress" / "fragment-00000.json").read_text())
     # leftovers of a crashed Ray attempt: an unrecorded part and a staging folder
     leftover = pa.table({"doc_id": ["ghost"]})
     pq.write_table(leftover, out / "documents" / "part-ray-crashed-000000-0.parquet")
@@ -146,8 +147,10 @@ def test_resume_after_a_crash(ray_local, corpus_dir, ner_model, tmp_path, monkey
 
     assert_same_output(out, tmp_path / "whole")
     assert manifest["rows"] == {"in": 54, "out": 54}
-    kept = [r for r in manifest["inputs"] if r["parts"]]
-    assert [r["fragment"] for r in kept] == ["a.parquet"]  # done by the local run, not redone
+    # a.parquet was done by the local attempt and kept as it was, not redone
+    assert manifest["inputs"][0]["parts"] == first["parts"]
+    assert [a["engine"] for a in manifest["attempts"]] == ["local", "ray"]
+    assert not (out / "documents" / "part-ray-crashed-000000-0.parquet").exists()
 
 
 def test_limit_takes_rows_in_fragment_order(ray_local, corpus_dir, ner_model, tmp_path):
@@ -160,11 +163,11 @@ def test_limit_takes_rows_in_fragment_order(ray_local, corpus_dir, ner_model, tm
 
 def test_layouts_that_would_hang_are_refused():
     with pytest.raises(ConfigError, match="exceed the cluster's 2 CPUs"):
-        ray_data.resolve_settings({"cpus_per_actor": 2}, {"CPU": 2.0}, local=True)
+        ray_data.resolve_settings(ray_data.RayOptions(cpus_per_actor=2), {"CPU": 2.0}, local=True)
     with pytest.raises(ConfigError, match="need 1 GPUs"):
-        ray_data.resolve_settings({"gpus_per_actor": 1}, {"CPU": 8.0}, local=True)
+        ray_data.resolve_settings(ray_data.RayOptions(gpus_per_actor=1), {"CPU": 8.0}, local=True)
     # a remote (possibly autoscaling) cluster only gets a warning
-    settings = ray_data.resolve_settings({"tag_actors": 8}, {"CPU": 2.0}, local=False)
+    settings = ray_data.resolve_settings(ray_data.RayOptions(tag_actors=8), {"CPU": 2.0}, local=False)
     assert settings.tag_actors == 8
-    gpu = ray_data.resolve_settings({}, {"CPU": 32.0, "GPU": 4.0}, local=False)
+    gpu = ray_data.resolve_settings(ray_data.RayOptions(), {"CPU": 32.0, "GPU": 4.0}, local=False)
     assert (gpu.tag_actors, gpu.gpus_per_actor, gpu.tokenize_cpus) == (4, 1.0, 1.0)

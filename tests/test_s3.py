@@ -37,7 +37,7 @@ def test_annotate_from_and_to_s3(s3, ner_model, corpus_rows):
                                id_column="id", max_length=64, stride=16,
                                storage_options=options)
     assert manifest["rows"] == {"in": 30, "out": 30}
-    with fs.open("results/run1/documents/part-00000-0000.parquet", "rb") as handle:
+    with fs.open("results/run1/documents/part-00000-0000000000.parquet", "rb") as handle:
         docs = pq.read_table(handle)
     assert docs.num_rows == 30 and set(docs.column("status").to_pylist()) == {"ok"}
     assert fs.exists("results/run1/_manifest.json")

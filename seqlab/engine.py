@@ -1,0 +1,55 @@
+"""What an engine is to seqlab: a name, typed options, and a ``run`` over a plan.
+
+Engines live outside the library (``pipelines/``) and are found by name through the
+``seqlab.engines`` entry points, so ``seqlab`` never imports one. Each keeps the run contract
+by running the same pieces (``seqlab.run``); it only decides where they run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Any
+
+from seqlab.errors import ConfigError, missing_extra
+
+Progress = Callable[[int, int], None]  # (documents, words) landed since the last call
+ENTRY_POINTS = "seqlab.engines"
+OPTIONAL = {"ray": "ray", "apache_beam": "beam"}  # top-level package -> the extra with it
+
+
+@dataclass(frozen=True)
+class Engine:
+    name: str
+    run: Callable[..., dict]  # run(plan, options, progress) -> manifest
+    options: type  # a dataclass of the engine's settings (config.engine_options)
+
+    def parse_options(self, values: Mapping[str, Any]) -> Any:
+        """The engine's options from ``engine_options``, refusing names it does not know."""
+        fields = {f.name for f in dataclasses.fields(self.options)}
+        unknown = sorted(set(values) - fields)
+        if unknown:
+            raise ConfigError(
+                f"options {unknown} do not apply to --engine {self.name}",
+                fix=f"leave them out; --engine {self.name} takes "
+                f"{', '.join(sorted(fields)) or 'no engine options'}")
+        return self.options(**{k: v for k, v in values.items() if v is not None})
+
+
+def load_engine(name: str) -> Engine:
+    """The engine registered under ``name``; a missing optional dependency names its extra."""
+    found = entry_points(group=ENTRY_POINTS, name=name)
+    if not found:
+        known = sorted(ep.name for ep in entry_points(group=ENTRY_POINTS))
+        raise ConfigError(f"no engine {name!r} is installed (installed: {known or 'none'})",
+                          fix="install seqlab with pip (pip install -e . in a checkout), which "
+                          "registers its engines")
+    try:
+        return next(iter(found)).load()
+    except ModuleNotFoundError as exc:
+        package = (exc.name or "").split(".")[0]
+        if package in OPTIONAL:
+            raise missing_extra(package, OPTIONAL[package]) from exc
+        raise

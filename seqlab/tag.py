@@ -3,9 +3,11 @@
 The windows of all documents in a batch are flattened, sorted by length and run in
 micro-batches that hold at most ``batch_tokens`` padded tokens, so a batch of short tweets and
 a batch holding one 25,000-word article cost the same memory. Each window is padded to a
-multiple of ``PAD_MULTIPLE`` tokens whatever its batch neighbours are: the kernels then see
-the same shapes per row, so a document gets bit-identical scores however an engine batches it
-(and tensor cores prefer such shapes on GPU).
+multiple of ``PAD_MULTIPLE`` tokens and a micro-batch holds windows of one padded length only:
+the kernels then see the same shapes per row whatever the window's batch neighbours are, so a
+document gets bit-identical scores however an engine batches it (measured on CPU: padding a
+window to a longer neighbour's length moved the shipped ``ner`` model's probabilities by up to
+2e-6, while the number of rows in a batch moved nothing). Tensor cores prefer such shapes too.
 
 Models trained with ``case_feature`` (``seqlab.json``) also get BERT's token type ids: 1 on
 subwords that hold an upper-case letter of the original text, computed from the character
@@ -108,13 +110,14 @@ class Tagger:
         return -(-n // PAD_MULTIPLE) * PAD_MULTIPLE
 
     def _micro_batches(self, windows: list[Window]) -> list[list[Window]]:
-        """Group length-sorted windows so that rows x padded length stays within the budget."""
+        """Group length-sorted windows of one padded length, rows x length within the budget."""
         ordered = sorted(windows, key=lambda w: (self._padded_length(w), w.row, w.index))
         groups: list[list[Window]] = []
         current: list[Window] = []
         for window in ordered:
             length = self._padded_length(window)
-            if current and (len(current) + 1) * length > self.batch_tokens:
+            if current and (self._padded_length(current[0]) != length
+                            or (len(current) + 1) * length > self.batch_tokens):
                 groups.append(current)
                 current = []
             current.append(window)

@@ -205,7 +205,8 @@ def _stdout(text: str) -> None:
 
 def add_commands(subparsers) -> None:
     """Register ``seqlab submit`` (found by seqlab.cli)."""
-    from seqlab.cli import command, usage_with
+    from seqlab.cli import usage_with
+    from seqlab.commands import command
 
     p = subparsers.add_parser(
         "submit", help="run a seqlab command as a job on a Ray cluster",

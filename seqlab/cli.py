@@ -17,10 +17,8 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from seqlab.commands import COMMANDS, command
 from seqlab.errors import SeqlabError
-
-Command = Callable[[argparse.Namespace], int]
-COMMANDS: dict[str, Command] = {}
 
 DESCRIPTION = """\
 Annotate large text corpora with fine-tuned BERT token classifiers (named entities,
@@ -50,18 +48,9 @@ LAZY_COMMANDS = {
     "train": ("seqlab.train_cli", "fine-tune an encoder for token classification"),
     "evaluate": ("seqlab.train_cli", "score a model on a labelled file"),
 }
-# Sub-commands of installed packages (entry points: command name -> add_commands); these
-# are used when the metadata is missing, as in a checkout that was never pip-installed.
+# Sub-commands of installed packages (entry points: command name -> add_commands), such as
+# the Ray engine's submit
 PLUGIN_GROUP = "seqlab.commands"
-DEFAULT_PLUGINS = {"submit": "pipelines.ray_submit:add_commands"}
-
-
-def command(name: str) -> Callable[[Command], Command]:
-    def register(func: Command) -> Command:
-        COMMANDS[name] = func
-        return func
-
-    return register
 
 
 class HelpFormatter(argparse.RawDescriptionHelpFormatter):
@@ -321,7 +310,7 @@ def _add_commands(sub: argparse._SubParsersAction, only: str | None) -> None:
     for name, (_, help) in LAZY_COMMANDS.items():
         if name not in sub.choices:
             sub.add_parser(name, help=help, add_help=False)
-    plugins = {ep.name: ep.value for ep in entry_points(group=PLUGIN_GROUP)} or DEFAULT_PLUGINS
+    plugins = {ep.name: ep.value for ep in entry_points(group=PLUGIN_GROUP)}
     for target in plugins.values():
         _load(target)(sub)
 

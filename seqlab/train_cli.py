@@ -6,7 +6,7 @@ import argparse
 import dataclasses
 import json
 
-from seqlab.cli import command
+from seqlab.commands import command
 from seqlab.formats import COLUMNS, CONTEXTS, FORMATS
 
 

@@ -1,0 +1,90 @@
+"""seqlab.config: checks before any work, keyword aliases, and what a resumed run must match."""
+
+import dataclasses
+
+import pytest
+
+from seqlab.config import RESUMABLE, AnnotateConfig, build_config, load_yaml
+from seqlab.errors import ConfigError
+
+
+def config(**options) -> AnnotateConfig:
+    return build_config(input="in", output="out", **options)
+
+
+@pytest.mark.parametrize("name", ["max_length", "max_chars", "batch_tokens", "batch_docs",
+                                  "rows_per_part"])
+@pytest.mark.parametrize("value", [0, -3])
+def test_sizes_must_be_positive(name, value):
+    flag = "--" + name.replace("_", "-")
+    with pytest.raises(ConfigError, match=f"{flag} must be positive") as error:
+        config(**{name: value})
+    assert flag in error.value.fix
+
+
+def test_limit_may_be_zero_but_not_negative():
+    assert config(limit=0).limit == 0
+    with pytest.raises(ConfigError, match="--limit must be 0 or more"):
+        config(limit=-1)
+
+
+def test_a_batch_must_hold_one_window():
+    assert config(max_length=256, batch_tokens=256).batch_tokens == 256
+    with pytest.raises(ConfigError, match="--batch-tokens 128 cannot hold one window of "
+                       "--max-length 256") as error:
+        config(max_length=256, batch_tokens=128)
+    assert error.value.fix == "pass --batch-tokens 256 or more"
+
+
+@pytest.mark.parametrize("option, value", [("engine", "spark"), ("decoder", "crf"),
+                                           ("aggregation", "mean"), ("scheme", "bilou2")])
+def test_unknown_choices_are_refused(option, value):
+    with pytest.raises(ConfigError, match=repr(value)):
+        config(**{option: value})
+
+
+def test_scheme_aliases_are_normalised():
+    assert config(scheme="BIO").scheme == "iob2"
+
+
+@pytest.mark.parametrize("drop, keep", [(True, False), (False, True)])
+def test_drop_text_is_the_command_line_spelling_of_keep_text(drop, keep):
+    built = config(drop_text=drop)
+    assert built.keep_text is keep
+    assert "drop_text" not in built.to_dict() and built.fingerprint()["keep_text"] is keep
+
+
+def test_unknown_options_are_refused_with_the_valid_names():
+    with pytest.raises(ConfigError, match=r"unknown options \['colour', 'max_len'\]") as error:
+        config(max_len=64, colour="red", stride=8)
+    valid = error.value.fix.removeprefix("valid options are ").split(", ")
+    assert valid == sorted(valid)
+    assert {"max_length", "stride", "drop_text", "engine_options", "input"} <= set(valid)
+
+
+def test_fingerprint_leaves_out_exactly_the_resumable_options():
+    fields = {f.name for f in dataclasses.fields(AnnotateConfig)}
+    assert set(RESUMABLE) <= fields
+    assert set(config().fingerprint()) == fields - set(RESUMABLE)
+    changed = config(engine="ray", device="cpu", batch_tokens=4096, batch_docs=16,
+                     rows_per_part=10, overwrite=True, storage_options={"anon": True},
+                     engine_options={"num_actors": 2})
+    assert changed.fingerprint() == config().fingerprint()
+    assert config(decoder="viterbi").fingerprint() != config().fingerprint()
+    assert config(limit=10).fingerprint() != config().fingerprint()
+
+
+def test_the_window_settles_from_the_model_unless_given():
+    assert (config().with_window(None).max_length, config().with_window(None).stride) == (512, 128)
+    assert config(stride=0).with_window(128).stride == 0
+    assert config(max_length=100).with_window(256).stride == 25
+
+
+def test_yaml_options_take_dashes_or_underscores(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("max-length: 256\nid_column: id\ndrop-text: true\n")
+    assert load_yaml(path) == {"max_length": 256, "id_column": "id", "drop_text": True}
+    assert config(**load_yaml(path)).keep_text is False
+    path.write_text("- a list\n")
+    with pytest.raises(ConfigError, match="not a mapping"):
+        load_yaml(path)

@@ -18,6 +18,7 @@ DEFAULT_WINDOW = 512
 # its files are cut. Every other option changes what lands, so a resumed run must match it.
 RESUMABLE = ("engine", "engine_options", "device", "storage_options", "batch_tokens",
              "batch_docs", "rows_per_part", "overwrite")
+PAD_MULTIPLE = 16  # the tag stage pads every window to a multiple of this (seqlab.tag)
 # Python keywords spelled as the command line's flags (``--drop-text``)
 ALIASES = {"drop_text": ("keep_text", lambda value: not value)}
 
@@ -84,11 +85,13 @@ class AnnotateConfig:
                                   fix=f"pass a positive --{name.replace('_', '-')}")
         if self.limit is not None and self.limit < 0:
             raise ConfigError("--limit must be 0 or more", fix="pass a non-negative --limit")
-        if self.batch_tokens < (self.max_length or 0):
+        padded = -(-(self.max_length or 0) // PAD_MULTIPLE) * PAD_MULTIPLE
+        if self.batch_tokens < padded:
             raise ConfigError(
                 f"--batch-tokens {self.batch_tokens} cannot hold one window of "
-                f"--max-length {self.max_length}",
-                fix=f"pass --batch-tokens {self.max_length} or more",
+                f"--max-length {self.max_length} ({padded} tokens once padded to a multiple "
+                f"of {PAD_MULTIPLE})",
+                fix=f"pass --batch-tokens {padded} or more",
             )
 
     def with_window(self, trained: int | None) -> "AnnotateConfig":

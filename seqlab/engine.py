@@ -1,6 +1,6 @@
 """What an engine is to seqlab: a name, typed options, and a ``run`` over a plan.
 
-Engines live outside the library (``pipelines/``) and are found by name through the
+Engines live in their own package, outside the library, and are found by name through the
 ``seqlab.engines`` entry points, so ``seqlab`` never imports one. Each keeps the run contract
 by running the same pieces (``seqlab.run``); it only decides where they run.
 """

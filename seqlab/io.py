@@ -86,8 +86,7 @@ def discover(url: str, storage_options: dict | None = None) -> tuple[fsspec.Abst
     except (OSError, PermissionError) as exc:
         raise InputError(f"cannot list input {url!r}: {exc}",
                          fix="check the URL and your credentials") from exc
-    files = sorted(p for p in paths if file_format(p) and not posixpath.basename(p).startswith(
-        ("_", ".")))
+    files = sorted(p for p in paths if file_format(p) and not _hidden(p, base))
     if not files:
         raise InputError(
             f"no Parquet or JSON Lines files at {url!r}",
@@ -99,6 +98,19 @@ def discover(url: str, storage_options: dict | None = None) -> tuple[fsspec.Abst
         for i, p in enumerate(files)
     ]
     return fs, fragments
+
+
+def _hidden(path: str, base: str) -> bool:
+    """Whether a file or a folder on its way below the input root starts with ``_`` or ``.``:
+    markers (``_SUCCESS``), staging folders of other tools (``_temporary/``, ``.spark-staging/``,
+    ``_delta_log/``), as ``pyarrow.dataset`` skips them.
+
+    >>> _hidden("in/_temporary/0/part-0.parquet", "in"), _hidden("in/a/b.parquet", "in")
+    (True, False)
+    """
+    relative = path[len(base) + 1:] if base and path.startswith(base + "/") else \
+        posixpath.basename(path)
+    return any(part.startswith(("_", ".")) for part in relative.split("/"))
 
 
 @dataclass
@@ -209,10 +221,23 @@ class Reader:
                         fragment, offset, {},
                     )
                     offset += raw.num_rows
-        except CONTENT_ERRORS as exc:
+        except (*CONTENT_ERRORS, OSError) as exc:
+            if isinstance(exc, OSError) and not self._reachable(fragment):
+                raise  # the storage failed, not the file: the run stops, a rerun resumes it
             raise FragmentError(f"cannot read {fragment.path} after {offset} rows: {exc}",
                                 fix="replace the file with a valid Parquet file, then rerun "
                                 "the same command to retry it") from exc
+
+    def _reachable(self, fragment: Fragment) -> bool:
+        """Whether the storage still answers for the file. pyarrow reports a corrupt page as
+        a plain OSError, like a storage failure; a file the storage still describes is one
+        whose bytes are wrong."""
+        try:
+            self.fs.invalidate_cache(fragment.path)
+            self.fs.info(fragment.path)
+            return True
+        except Exception:  # noqa: BLE001 - any failure to answer means the storage is down
+            return False
 
     def _jsonl(self, fragment: Fragment) -> Iterator[pa.RecordBatch]:
         offset = 0

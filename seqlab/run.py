@@ -159,6 +159,17 @@ def _new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
 
 
+def _redacted(config: dict) -> dict:
+    """The configuration as the manifest shows it: storage option names, never their values
+    (they may hold credentials).
+
+    >>> _redacted({"storage_options": {"key": "AKIA..."}, "model": "ner"})
+    {'storage_options': {'key': '<redacted>'}, 'model': 'ner'}
+    """
+    return {**config, "storage_options": {k: "<redacted>"
+                                          for k in config.get("storage_options") or {}}}
+
+
 def finish_run(plan: RunPlan, engine: str, extra: dict | None = None) -> dict:
     """End the run: check its invariants, land the aggregates, write the manifest; return it.
 
@@ -200,7 +211,7 @@ def finish_run(plan: RunPlan, engine: str, extra: dict | None = None) -> dict:
         "attempts": state.get("attempts", []),
         "model": {"name": plan.config.model, "revision": plan.provenance.model_revision,
                   "scheme": plan.labels.scheme, "labels": list(plan.labels.labels)},
-        "config": plan.config.to_dict(),
+        "config": _redacted(plan.config.to_dict()),
         "resume": {"must_match": sorted(state.get("fingerprint", {})),
                    "may_change": list(RESUMABLE)},
         "processed_at": plan.provenance.processed_at.isoformat(),

@@ -24,13 +24,12 @@ import pyarrow as pa
 import torch
 
 from seqlab import schema
+from seqlab.config import PAD_MULTIPLE
 from seqlab.decode import stitch_windows
 from seqlab.model import LoadedModel
 from seqlab.tokenize import case_types, special_affixes
 
 log = logging.getLogger(__name__)
-
-PAD_MULTIPLE = 16
 
 
 @dataclass(frozen=True)

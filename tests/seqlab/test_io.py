@@ -49,10 +49,6 @@ def test_discover_a_directory_skips_markers_and_hidden_files(memory_root):
     assert fragments[2].path == f"{root}/sub/a.parquet"
 
 
-@pytest.mark.xfail(strict=True, reason="discover checks only a file's own name: files under "
-                   "_temporary/, .spark-staging/ or _delta_log/ folders are read as input "
-                   "(pyarrow.dataset skips them), so an abandoned Spark attempt's copies of "
-                   "part files would be annotated as duplicate documents")
 def test_discover_skips_files_inside_marker_and_hidden_folders(memory_root):
     fs, root = memory_root
     for name in ("part-0.parquet", "_temporary/0/task_1/part-0.parquet",
@@ -173,9 +169,6 @@ def test_read_stops_at_the_limit_inside_a_batch(tmp_path):
     assert list(reader.read(fragments[0], limit=0)) == []
 
 
-@pytest.mark.xfail(strict=True, reason="a corrupt Parquet page header makes pyarrow raise a plain "
-                   "OSError, which io.CONTENT_ERRORS leaves out (it means 'storage failed'), so "
-                   "the whole run stops instead of this one fragment failing")
 def test_a_parquet_file_with_a_corrupt_page_fails_as_a_fragment(tmp_path):
     path = write_parquet(tmp_path / "a.parquet", rows(40), row_group_size=8)
     page = pq.ParquetFile(path).metadata.row_group(3).column(0).data_page_offset

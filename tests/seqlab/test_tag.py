@@ -6,6 +6,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
+from seqlab.errors import ConfigError
+
 from seqlab import schema
 from seqlab.config import build_config
 from seqlab.io import Reader, discover
@@ -82,16 +84,15 @@ def test_micro_batches_never_exceed_batch_tokens(tokenized, ner_model):
         assert probs(tagged, row).shape == (len(ids) * n_labels,)
 
 
-@pytest.mark.xfail(strict=True, reason="config only checks --batch-tokens >= --max-length, but "
-                   "the tag stage pads a window to a multiple of 16: a full window of "
-                   "--max-length 100 runs as 1 x 112 padded tokens, above --batch-tokens 100")
 def test_one_full_window_fits_the_smallest_batch_tokens_config_allows(read_batch, ner_model):
-    build_config(input="in", output="out", max_length=100, batch_tokens=100)  # accepted
-    stage = tagger(ner_model, 100)
+    with pytest.raises(ConfigError, match="--batch-tokens 112"):  # 100 padded to 112
+        build_config(input="in", output="out", max_length=100, batch_tokens=100)
+    build_config(input="in", output="out", max_length=100, batch_tokens=112)
+    stage = tagger(ner_model, 112)
     _, shapes = run_recording_shapes(stage, tokenize(read_batch.slice(0, 1), ner_model,
                                                      WindowSpec(100, 25)))
     assert max(length for _, length in shapes) == 112  # a full window, padded
-    assert all(rows * length <= 100 for rows, length in shapes)
+    assert all(rows * length <= 112 for rows, length in shapes)
 
 
 @pytest.mark.parametrize("batch_tokens", [1024, 16384])

@@ -28,7 +28,7 @@ from seqlab.cli import build_parser, main
 from seqlab.errors import ConfigError
 from pipelines.ray_submit import auth_token, entrypoint, job_headers, runtime_env
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent
 
 

@@ -10,7 +10,7 @@ import yaml
 
 from seqlab.cli import build_parser
 
-DEPLOY = Path(__file__).resolve().parents[1] / "deploy" / "ray"
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "ray"
 
 
 def load(name: str) -> dict:

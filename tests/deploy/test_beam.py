@@ -18,7 +18,7 @@ from pipelines.beam_cli import parse_args  # noqa: E402
 from seqlab.cli import ENGINE_FLAGS, annotate_options, build_parser  # noqa: E402
 from seqlab.config import build_config  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy" / "beam"
 
 

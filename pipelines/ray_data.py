@@ -131,14 +131,31 @@ def run(plan: RunPlan, options: RayOptions | None = None,
 
 
 def _connect(address: str | None) -> bool:
-    """Join the given cluster, the one a Ray job runs in, or start a local one; True if started."""
+    """Join the given cluster, the one a Ray job runs in, or start a local one; True if started.
+
+    Ray's own logging (progress tables, start-up notes, its C++ core's warnings) shows only
+    with debug logging (``seqlab -v``): seqlab reports the run's progress itself."""
+    verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
+    _quiet_ray(verbose)
     if ray.is_initialized():
         return False
+    level = logging.INFO if verbose else logging.ERROR
     if address or os.environ.get("RAY_ADDRESS"):
-        ray.init(address=address, log_to_driver=True)
+        ray.init(address=address, log_to_driver=verbose, logging_level=level)
         return False
-    ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False)
+    ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=verbose,
+             logging_level=level)
     return True
+
+
+def _quiet_ray(verbose: bool) -> None:
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = verbose
+    context.print_on_execution_start = verbose
+    if not verbose:
+        os.environ.setdefault("RAY_BACKEND_LOG_LEVEL", "fatal")  # read when the driver starts
+        for name in ("ray", "ray.data"):
+            logging.getLogger(name).setLevel(logging.ERROR)
 
 
 def _landed(plan: RunPlan, settings: RaySettings) -> Dataset:

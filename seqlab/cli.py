@@ -260,6 +260,29 @@ def add_show_flags(p: argparse.ArgumentParser) -> None:
     add_storage_flag(p, "OUTPUT")
 
 
+REPORT = """\
+Write one self-contained HTML page that reviews a whole annotate run: the run, rows by status,
+entities per label, top entities, score histograms, the documents with the most entities and a
+navigable sample of documents with their entities highlighted."""
+
+
+@command("report")
+def report_cli(args: argparse.Namespace) -> int:
+    from seqlab.report import write_report
+
+    write_report(args.output, args.html, args.sample, args.storage_options)
+    print(f"wrote {args.html}")
+    return 0
+
+
+def add_report_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("output", help="output directory of an annotate run")
+    p.add_argument("--html", metavar="FILE", required=True, help="the HTML page to write")
+    p.add_argument("--sample", type=int, default=50, metavar="N",
+                   help="documents to show with their entities")
+    add_storage_flag(p, "OUTPUT")
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole command line. With ``only`` (the command about to run, "" for none), the
     lazily built sub-commands get their flags only if they are that command; the others are
@@ -279,6 +302,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("show", help="show annotated documents", description=SHOW)
     add_show_flags(p)
+
+    p = sub.add_parser("report", help="write an HTML report of a run", description=REPORT)
+    add_report_flags(p)
 
     _add_commands(sub, only)
     return parser

@@ -183,8 +183,8 @@ def run(plan: RunPlan, options: BeamOptions | None = None,
     if manifest is None or manifest.get("run_id") != plan.provenance.run_id:
         raise RunError(f"the Beam pipeline ended ({state}) without writing {MANIFEST}",
                        fix="look at the runner's logs for the failed step, then rerun")
-    if progress:
-        progress(manifest["counts"].get("documents", 0), manifest["counts"].get("tokens", 0))
+    if progress:  # the runner lands everything before the driver hears of it
+        progress.update(manifest["counts"])
     return manifest
 
 

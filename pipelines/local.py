@@ -14,13 +14,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
-from seqlab import schema
 from seqlab.annotator import Annotator
 from seqlab.engine import Engine, Progress
 from seqlab.fragments import FragmentLedger, WorkItem, read_slices
-from seqlab.landing import FragmentSink
+from seqlab.landing import FragmentSink, count
 from seqlab.run import RunPlan, finish_run
 
 log = logging.getLogger(__name__)
@@ -41,7 +39,7 @@ def run(plan: RunPlan, options: LocalOptions | None = None,
         for documents in _prefetch(_tokenized(annotate, plan, item), annotate.tag_decode):
             sink.write(documents)
             if progress:
-                _report(progress, documents)
+                progress.update(count(documents, 0))
         if sink.next_row:  # an empty or unreadable fragment is recorded by read_slices
             ledger.add(sink.close())
     tagger = annotate.tagger
@@ -53,10 +51,6 @@ def run(plan: RunPlan, options: LocalOptions | None = None,
 def _tokenized(annotate: Annotator, plan: RunPlan, item: WorkItem) -> Iterator[pa.RecordBatch]:
     for batch in read_slices(plan, item):
         yield annotate.tokenize(batch)
-
-
-def _report(progress: Progress, documents: pa.RecordBatch) -> None:
-    progress(documents.num_rows, int(pc.sum(documents.column(schema.N_TOKENS)).as_py() or 0))
 
 
 def _prefetch(items: Iterator[pa.RecordBatch], then, depth: int = 2) -> Iterator[pa.RecordBatch]:

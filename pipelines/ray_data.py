@@ -123,7 +123,7 @@ def run(plan: RunPlan, options: RayOptions | None = None,
             for landed in _landings(_landed(plan, settings)):
                 ledger.add(landed)
                 if progress:
-                    progress(landed.counts.get("documents", 0), landed.counts.get("tokens", 0))
+                    progress.update(landed.counts)
         return finish_run(plan, engine="ray", extra={"ray": asdict(settings)})
     finally:
         if started_here:

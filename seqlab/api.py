@@ -19,8 +19,9 @@ def annotate(input: str | None, output: str | None, *, config: AnnotateConfig | 
     """Annotate a corpus and return the run's manifest.
 
     ``options`` are ``AnnotateConfig`` fields (``model``, ``engine``, ``text_column``,
-    ``max_length``, ``decoder``...), or a whole ``config``. ``progress(documents, words)`` is
-    called as rows land.
+    ``max_length``, ``decoder``...), or a whole ``config``. ``progress`` (a
+    ``seqlab.engine.Progress``) hears how much text the run holds and the counters of rows as
+    they land.
     """
     if config is None:
         config = build_config(input=input, output=output, **options)
@@ -35,4 +36,6 @@ def annotate(input: str | None, output: str | None, *, config: AnnotateConfig | 
     log.info("run %s: %d input fragments (%d to do), model %s (%s), engine %s",
              plan.provenance.run_id, len(plan.fragments), len(plan.work), config.model,
              plan.labels.scheme, config.engine)
+    if progress is not None:
+        progress.start(plan.expected_characters())
     return engine.run(plan, engine_options, progress)

@@ -200,7 +200,7 @@ def annotate_cli(args: argparse.Namespace) -> int:
     config = build_config(**annotate_options(args, ENGINE_FLAGS))
     started = time.time()
     with RunProgress(enabled=not args.quiet) as progress:
-        manifest = annotate(config.input, config.output, config=config, progress=progress.update)
+        manifest = annotate(config.input, config.output, config=config, progress=progress)
     print_summary(manifest, time.time() - started)
     return 0
 

@@ -11,11 +11,18 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, Protocol
 
 from seqlab.errors import ConfigError, missing_extra
 
-Progress = Callable[[int, int], None]  # (documents, words) landed since the last call
+class Progress(Protocol):
+    """What engines report progress to: ``start`` once with the characters of text the work
+    holds (None if unknown), then ``update`` with the counters (``seqlab.landing.count``:
+    documents, tokens (words), characters...) of rows as they land."""
+
+    def start(self, expected_characters: int | None) -> None: ...
+
+    def update(self, counts: Mapping[str, int]) -> None: ...
 ENTRY_POINTS = "seqlab.engines"
 OPTIONAL = {"ray": "ray", "apache_beam": "beam"}  # top-level package -> the extra with it
 

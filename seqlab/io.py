@@ -170,6 +170,26 @@ class Reader:
             [(n, _infer([r.get(n) for r in good])) for n in names]
         )
 
+    def text_size(self, fragment: Fragment) -> int | None:
+        """About how many characters of text a fragment holds, known without reading it: the
+        text column's uncompressed size in a Parquet footer (less each value's 4-byte length),
+        the size of an uncompressed JSON Lines file; None when it cannot be told."""
+        try:
+            if fragment.format != PARQUET:
+                if fragment.path.lower().endswith(COMPRESSIONS):
+                    return None
+                return int(self.fs.size(fragment.path))
+            with self.fs.open(fragment.path, "rb") as handle:
+                meta = pq.ParquetFile(handle).metadata
+            column = meta.schema.to_arrow_schema().get_field_index(self.text_column)
+            if column < 0:
+                return 0
+            return sum(max(0, meta.row_group(g).column(column).total_uncompressed_size
+                           - 4 * meta.row_group(g).num_rows)
+                       for g in range(meta.num_row_groups))
+        except (OSError, *CONTENT_ERRORS):
+            return None
+
     def count_rows(self, fragment: Fragment) -> int | None:
         """Rows of a fragment: from the footer for Parquet, by reading for JSON Lines; None
         when the file cannot be read."""

@@ -77,11 +77,33 @@ def merge_counts(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
 
 
 def count(documents: pa.RecordBatch, n_entities: int) -> dict[str, int]:
+    """The run counters of a batch of documents rows: documents per status, documents,
+    ``tokens`` (words, the ``n_tokens`` column), entities, and ``characters`` of text (the
+    unit progress is shown in: it moves on long documents too)."""
     statuses = pc.value_counts(documents.column(schema.STATUS)).to_pylist()
     counts = {f"status.{s['values']}": int(s["counts"]) for s in statuses}
     counts.update(documents=documents.num_rows, entities=n_entities,
-                  tokens=int(pc.sum(documents.column(schema.N_TOKENS)).as_py() or 0))
+                  tokens=int(pc.sum(documents.column(schema.N_TOKENS)).as_py() or 0),
+                  characters=characters(documents))
     return counts
+
+
+def characters(documents: pa.RecordBatch) -> int:
+    """Characters of text in the rows: the text's length, or (with ``--drop-text``) where the
+    last word ends."""
+    names = documents.schema.names
+    if schema.TEXT in names:
+        return int(pc.sum(pc.utf8_length(documents.column(schema.TEXT))).as_py() or 0)
+    return _last_ends(documents.column(schema.TOKENS)) if schema.TOKENS in names else 0
+
+
+def _last_ends(tokens: pa.Array) -> int:
+    """The sum over documents of their last word's end (0 for documents without words)."""
+    lengths = pc.list_value_length(tokens).fill_null(0).to_numpy(zero_copy_only=False)
+    if not lengths.sum():
+        return 0
+    ends = pc.list_flatten(tokens).field("end_char").to_numpy()
+    return int(ends[np.cumsum(lengths)[lengths > 0] - 1].sum())
 
 
 class FragmentSink:

@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Mapping
 
 from rich.console import Console
-from rich.progress import Progress, ProgressColumn, SpinnerColumn, Task, TextColumn
+from rich.progress import (BarColumn, Progress, ProgressColumn, SpinnerColumn, Task,
+                           TextColumn)
 from rich.table import Table
 from rich.text import Text
 
@@ -55,6 +57,15 @@ class _Rate(ProgressColumn):
         return Text(_count(task.fields.get(self.field, 0), task.elapsed or 0.0, self.unit))
 
 
+class _Share(ProgressColumn):
+    """``41% of 12.3 M characters, ETA 3:05`` while the total is known."""
+
+    def render(self, task: Task) -> Text:
+        if not task.total:
+            return Text("")
+        return Text(_share(task.completed, task.total, task.elapsed or 0.0))
+
+
 def _count(value: int, elapsed: float, unit: str) -> str:
     """
     >>> _count(1500, 3.0, "words")
@@ -64,10 +75,27 @@ def _count(value: int, elapsed: float, unit: str) -> str:
     return f"{value:,} {unit} ({rate:,.0f}/s)"
 
 
+def _share(done: float, total: float, elapsed: float) -> str:
+    """The part of the text done, its size, and the time left at the rate so far.
+
+    >>> _share(2_500_000, 10_000_000, 60.0)
+    '25% of 10.0 M characters, ETA 3:00'
+    >>> _share(0, 10_000_000, 5.0)
+    '0% of 10.0 M characters, ETA -'
+    """
+    done = min(done, total)
+    left = (total - done) * elapsed / done if done and elapsed > 0 else None
+    eta = "-" if left is None else f"{int(left // 60)}:{int(left % 60):02d}"
+    return f"{done / total:.0%} of {total / 1e6:,.1f} M characters, ETA {eta}"
+
+
 class RunProgress:
-    """Documents and words done, with their rates: a live line on a terminal; elsewhere (a
-    log file, a CI job) a log line every ``every_s`` seconds, since a redrawn line would be
-    either invisible or thousands of lines of noise there."""
+    """Progress of a run: the share of its text done with an ETA (when the text's size is
+    known up front: Parquet footers, file sizes), documents and words with their rates. A live
+    line on a terminal; elsewhere (a log file, a CI job, a Ray or Beam driver's log) a log line
+    every ``every_s`` seconds, since a redrawn line would be either invisible or thousands of
+    lines of noise there. Characters are the unit that moves: a run over a few long
+    documents lands no document for minutes but moves through their text."""
 
     def __init__(self, enabled: bool = True, every_s: float = 30.0,
                  target: Console | None = None) -> None:
@@ -75,13 +103,14 @@ class RunProgress:
         self.enabled = enabled
         self.live = enabled and self.console.is_terminal
         self.every_s = every_s
-        self.docs = self.words = 0
+        self.docs = self.words = self.characters = 0
+        self.expected: int | None = None
         self.started = time.monotonic()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._logger: threading.Thread | None = None
-        self.progress = Progress(SpinnerColumn(), TextColumn("annotating"),
-                                 _Rate("docs", "documents"), _Rate("words", "words"),
+        self.progress = Progress(SpinnerColumn(), TextColumn("annotating"), BarColumn(),
+                                 _Share(), _Rate("docs", "documents"), _Rate("words", "words"),
                                  console=self.console, transient=True)
         self.task = None
 
@@ -89,26 +118,35 @@ class RunProgress:
         self.started = time.monotonic()
         if self.live:
             self.progress.start()
-            self.task = self.progress.add_task("annotate", docs=0, words=0)
+            self.task = self.progress.add_task("annotate", total=None, docs=0, words=0)
         elif self.enabled:
             self._logger = threading.Thread(target=self._log_every, daemon=True,
                                             name="seqlab-progress")
             self._logger.start()
         return self
 
-    def update(self, docs: int, words: int) -> None:
-        """The engines' ``progress`` callback: documents and words done since the last call
-        (called from engine threads too)."""
-        with self._lock:
-            self.docs += docs
-            self.words += words
-            totals = self.docs, self.words
+    def start(self, expected_characters: int | None) -> None:
+        """The run's plan is made: this much text is to be annotated (None: unknown)."""
+        self.expected = expected_characters or None
+        self.started = time.monotonic()
         if self.task is not None:
-            self.progress.update(self.task, docs=totals[0], words=totals[1])
+            self.progress.reset(self.task, total=self.expected, docs=0, words=0)
+
+    def update(self, counts: Mapping[str, int]) -> None:
+        """Counters of rows that landed (``seqlab.landing.count``); called from engine
+        threads too."""
+        with self._lock:
+            self.docs += counts.get("documents", 0)
+            self.words += counts.get("tokens", 0)
+            self.characters += counts.get("characters", 0)
+            docs, words, characters = self.docs, self.words, self.characters
+        if self.task is not None:
+            self.progress.update(self.task, completed=characters, docs=docs, words=words)
 
     def line(self) -> str:
         elapsed = time.monotonic() - self.started
-        return (f"annotated {_count(self.docs, elapsed, 'documents')}, "
+        share = f"{_share(self.characters, self.expected, elapsed)}; " if self.expected else ""
+        return (f"annotated {share}{_count(self.docs, elapsed, 'documents')}, "
                 f"{_count(self.words, elapsed, 'words')} in {elapsed:,.0f} s")
 
     def _log_every(self) -> None:

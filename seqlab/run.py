@@ -69,6 +69,14 @@ class RunPlan:
     def documents_schema(self) -> pa.Schema:
         return schema.documents_schema(self.reader.passthrough, self.config.keep_text)
 
+    def expected_characters(self) -> int | None:
+        """About how many characters of text the work holds (for progress and its ETA); None
+        when unknown (a compressed JSON Lines file, or a --limit that stops inside a file)."""
+        if self.config.limit is not None:
+            return None
+        sizes = [self.reader.text_size(item.fragment) for item in self.work]
+        return None if any(size is None for size in sizes) else sum(sizes)
+
     def model_spec(self) -> ModelSpec:
         c = self.config
         return ModelSpec(c.model, c.model_revision, c.device, c.dtype, self.labels.scheme,

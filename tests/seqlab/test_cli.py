@@ -203,7 +203,7 @@ class EndpointConnectionError(Exception):
 
 def _fails_mid_run(exc: Exception):
     def annotate(input, output, *, config, progress):
-        progress(16, 1200)  # a first batch landed, then the storage went away
+        progress.update({"documents": 16, "tokens": 1200})  # a batch landed, then the storage went away
         raise exc
 
     return annotate

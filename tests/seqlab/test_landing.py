@@ -113,14 +113,20 @@ def test_land_splits_a_batch_into_runs_of_consecutive_rows(plan, docs):
 
 def test_counts_sum_statuses_tokens_and_entities(plan, docs):
     batch = pa.record_batch({schema.STATUS: ["ok", "empty", "ok", "failed"],
-                             schema.N_TOKENS: pa.array([3, 0, 2, 0], pa.int32())})
+                             schema.N_TOKENS: pa.array([3, 0, 2, 0], pa.int32()),
+                             schema.TEXT: ["a bc", None, "déjà", "xy"]})
     assert count(batch, 7) == {"status.ok": 2, "status.empty": 1, "status.failed": 1,
-                               "documents": 4, "entities": 7, "tokens": 5}
+                               "documents": 4, "entities": 7, "tokens": 5, "characters": 10}
     landed = land(plan, pa.Table.from_batches([docs[1]]).take([0, 1, 2, 5, 6]))
     total = merge_counts(x.counts for x in landed)
     chosen = docs[1].take(pa.array([0, 1, 2, 5, 6]))
     assert total == count(chosen, mentions(chosen).num_rows)
     assert total["tokens"] == pc.sum(chosen.column(schema.N_TOKENS)).as_py() > 0
+    text = sum(len(t or "") for t in chosen.column(schema.TEXT).to_pylist())
+    assert total["characters"] == text > 0
+    dropped = chosen.drop_columns([schema.TEXT])  # --drop-text: where the last word ends
+    ends = [d["tokens"][-1]["end_char"] for d in chosen.to_pylist() if d["tokens"]]
+    assert count(dropped, 0)["characters"] == sum(ends) > 0
 
 
 def test_a_landing_summary_survives_json(plan, docs):

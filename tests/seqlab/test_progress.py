@@ -44,8 +44,8 @@ def test_progress_off_a_terminal_is_a_log_line_every_few_seconds(caplog):
     target = Console(file=io.StringIO())  # not a terminal: a log file, a CI job
     with caplog.at_level(logging.INFO, logger="seqlab.progress"):
         with RunProgress(every_s=0.05, target=target) as progress:
-            progress.update(3, 300)
-            progress.update(2, 200)
+            progress.update({"documents": 3, "tokens": 300})
+            progress.update({"documents": 2, "tokens": 200})
             time.sleep(0.3)
     lines = [r.getMessage() for r in caplog.records if r.name == "seqlab.progress"]
     assert len(lines) >= 2
@@ -53,11 +53,33 @@ def test_progress_off_a_terminal_is_a_log_line_every_few_seconds(caplog):
     assert target.file.getvalue() == ""  # no spinner frames in the log
 
 
+def test_progress_shows_the_share_of_text_done_and_an_eta(caplog):
+    """Characters move on long documents: the line has a total, a percentage and an ETA."""
+    target = Console(file=io.StringIO())
+    with caplog.at_level(logging.INFO, logger="seqlab.progress"):
+        with RunProgress(every_s=0.05, target=target) as progress:
+            progress.start(8_000_000)
+            progress.update({"documents": 0, "tokens": 5_000, "characters": 2_000_000})
+            time.sleep(0.2)
+    line = [r.getMessage() for r in caplog.records if r.name == "seqlab.progress"][-1]
+    assert line.startswith("annotated 25% of 8.0 M characters, ETA 0:0")
+    assert "0 documents" in line and "5,000 words" in line
+
+
+def test_live_line_has_a_bar_with_the_total(logger):
+    target = Console(file=io.StringIO(), force_terminal=True, width=160)
+    with RunProgress(target=target) as progress:
+        progress.start(4_000_000)
+        progress.update({"documents": 1, "tokens": 10, "characters": 1_000_000})
+        time.sleep(0.2)
+    assert "25% of 4.0 M characters, ETA" in target.file.getvalue()
+
+
 def test_quiet_progress_shows_nothing(caplog):
     target = Console(file=io.StringIO(), force_terminal=True)
     with caplog.at_level(logging.INFO, logger="seqlab.progress"):
         with RunProgress(enabled=False, every_s=0.01, target=target) as progress:
-            progress.update(1, 1)
+            progress.update({"documents": 1, "tokens": 1})
             time.sleep(0.05)
     assert target.file.getvalue() == "" and not caplog.records
 
@@ -75,12 +97,12 @@ def test_log_lines_land_above_the_live_line(logger):
     target = Console(file=io.StringIO(), force_terminal=True, width=120)
     logger.addHandler(ConsoleHandler(target))
     with RunProgress(target=target) as progress:
-        progress.update(3, 40)
+        progress.update({"documents": 3, "tokens": 40})
         time.sleep(0.2)
         logger.info("fragment 1 of 2 done")
-        progress.update(2, 10)
+        progress.update({"documents": 2, "tokens": 10})
         time.sleep(0.2)
     out = target.file.getvalue()
-    assert "annotating 3 documents" in out and "40 words" in out
+    assert "annotating" in out and "3 documents" in out and "40 words" in out
     # the live line is erased first, so the record starts a line of its own
     assert "\r\x1b[2Kfragment 1 of 2 done\n" in out

@@ -9,6 +9,7 @@ type opens a new entity rather than being dropped.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -37,10 +38,31 @@ def find_entities(text: str, labels: list[str], scores: np.ndarray, starts: np.n
     """
     found = []
     for type_, first, last in chunks(labels):
-        start, end = int(starts[first]), int(ends[last])
-        score = float(np.mean(scores[first : last + 1]))
-        found.append(Entity(text[start:end], type_, start, end, score))
+        for lo, hi in _within_paragraphs(text, starts, ends, first, last):
+            start, end = int(starts[lo]), int(ends[hi])
+            score = float(np.mean(scores[lo : hi + 1]))
+            found.append(Entity(text[start:end], type_, start, end, score))
     return found
+
+
+BLANK_LINE = re.compile(r"\n[^\S\n]*\n")
+
+
+def _within_paragraphs(text: str, starts: np.ndarray, ends: np.ndarray, first: int,
+                       last: int) -> list[tuple[int, int]]:
+    """The words ``first..last`` of one labelled span, cut where a blank line separates two of
+    them: a heading and the paragraph under it are never one name, however the labels run on.
+
+    >>> text = "Anarchism\\n\\nAnarchism is"
+    >>> _within_paragraphs(text, np.array([0, 11, 21]), np.array([9, 20, 23]), 0, 1)
+    [(0, 0), (1, 1)]
+    """
+    pieces, lo = [], first
+    for word in range(first, last):
+        if BLANK_LINE.search(text, int(ends[word]), int(starts[word + 1])):
+            pieces.append((lo, word))
+            lo = word + 1
+    return [*pieces, (lo, last)]
 
 
 def normalize_text(text: str) -> str:

@@ -10,7 +10,7 @@ from seqlab.formats import Sentence, read_sentences, write_sentences
 from seqlab.labels import convert
 from seqlab.metrics import entity_scores
 from seqlab.model import ModelSpec, load_model
-from tests.test_train import ner_sentences, tiny_encoder
+from tests.seqlab.test_train import ner_sentences, tiny_encoder
 from tests.tiny import POS_LABELS
 
 

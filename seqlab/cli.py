@@ -150,10 +150,17 @@ def add_annotate_flags(p: argparse.ArgumentParser) -> None:
                    f"(default: {d['batch_docs']})")
     p.add_argument("--rows-per-part", type=int, metavar="N", help="rows per output Parquet "
                    f"part (default: {d['rows_per_part']})")
-    p.add_argument("--decoder", choices=DECODERS, help=f"label decoding "
-                   f"(default: {d['decoder']})")
+    p.add_argument("--decoder", choices=DECODERS, help="label decoding (default: greedy, "
+                   "unless the model's seqlab.json recommends another, as the shipped ner "
+                   "recommends viterbi)")
     p.add_argument("--aggregation", choices=AGGREGATIONS,
                    help=f"subword -> word label strategy (default: {d['aggregation']})")
+    p.add_argument("--min-score", type=float, metavar="S", help="leave entities scoring "
+                   "below S out of entities, mentions and aggregates; their tokens keep their "
+                   "labels (default: keep all)")
+    p.add_argument("--top-k", type=int, metavar="K", help="each token also lists its K most "
+                   f"probable labels with their scores in tokens.top (default: {d['top_k']}, "
+                   "off: top is null)")
     p.add_argument("--scheme", help="label scheme: iob1, iob2, bioes, io or tags "
                    "(default: detected from the model's labels)")
     p.add_argument("--device", help=f"auto, cpu, cuda or cuda:N (default: {d['device']})")

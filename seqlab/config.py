@@ -42,6 +42,24 @@ def settle_window(max_length: int | None, stride: int | None, trained: int | Non
     return max_length, stride if stride is not None else max_length // 4
 
 
+def settle_decoder(asked: str | None, recommended: str | None) -> str:
+    """The decoder to use: the one asked for, else the model's recommendation, else greedy.
+
+    >>> settle_decoder(None, "viterbi"), settle_decoder("greedy", "viterbi")
+    ('viterbi', 'greedy')
+    """
+    if asked is not None:
+        return check_choice(asked, DECODERS, "--decoder")
+    if recommended is None:
+        return "greedy"
+    if recommended not in DECODERS:
+        raise ConfigError(f"the model recommends the decoder {recommended!r}, which this "
+                          "seqlab does not know",
+                          fix=f"pass --decoder ({', '.join(DECODERS)}), or fix \"decoder\" in "
+                          "the model's seqlab.json")
+    return recommended
+
+
 @dataclass
 class AnnotateConfig:
     """Everything ``seqlab annotate`` needs. Field names match the CLI flags."""
@@ -60,8 +78,13 @@ class AnnotateConfig:
     batch_tokens: int = 16384
     batch_docs: int = 256
     rows_per_part: int = 100_000
-    decoder: str = "greedy"
+    # None: the decoder the model recommends (seqlab.json "decoder"), else greedy
+    decoder: str | None = None
     aggregation: str = "first"
+    # entities scoring below this are left out of entities, mentions and aggregates
+    min_score: float | None = None
+    # each token also carries its top_k most probable labels (0: none, the column is null)
+    top_k: int = 0
     scheme: str | None = None
     device: str = "auto"
     dtype: str = "auto"
@@ -75,7 +98,8 @@ class AnnotateConfig:
 
     def __post_init__(self) -> None:
         check_choice(self.engine, ENGINES, "--engine")
-        check_choice(self.decoder, DECODERS, "--decoder")
+        if self.decoder is not None:
+            check_choice(self.decoder, DECODERS, "--decoder")
         check_choice(self.aggregation, AGGREGATIONS, "--aggregation")
         if self.scheme:
             self.scheme = normalize_scheme(self.scheme)
@@ -85,6 +109,13 @@ class AnnotateConfig:
                                   fix=f"pass a positive --{name.replace('_', '-')}")
         if self.limit is not None and self.limit < 0:
             raise ConfigError("--limit must be 0 or more", fix="pass a non-negative --limit")
+        if self.top_k < 0:
+            raise ConfigError(f"--top-k must be 0 or more, not {self.top_k}",
+                              fix="pass --top-k 0 (off) or the number of labels to keep")
+        if self.min_score is not None and not 0.0 <= self.min_score <= 1.0:
+            raise ConfigError(f"--min-score {self.min_score} is not a probability",
+                              fix="pass a --min-score between 0 and 1 (entity scores are "
+                              "softmax probabilities)")
         padded = -(-(self.max_length or 0) // PAD_MULTIPLE) * PAD_MULTIPLE
         if self.batch_tokens < padded:
             raise ConfigError(
@@ -105,6 +136,21 @@ class AnnotateConfig:
         """
         max_length, stride = settle_window(self.max_length, self.stride, trained)
         return dataclasses.replace(self, max_length=max_length, stride=stride)
+
+    def with_decoder(self, recommended: str | None) -> "AnnotateConfig":
+        """This config with the decoder settled: ``--decoder``, else the one the model
+        recommends (``seqlab.json`` ``"decoder"``, see ``seqlab.model.recommended_decoder``),
+        else greedy.
+
+        >>> AnnotateConfig("in", "out").with_decoder("viterbi").decoder
+        'viterbi'
+        >>> AnnotateConfig("in", "out", decoder="greedy").with_decoder("viterbi").decoder
+        'greedy'
+        >>> AnnotateConfig("in", "out").with_decoder(None).decoder
+        'greedy'
+        """
+        decoder = settle_decoder(self.decoder, recommended)
+        return dataclasses.replace(self, decoder=decoder)
 
     def fingerprint(self) -> dict[str, Any]:
         """The settings that change the output: a resumed run must match them."""

@@ -298,6 +298,31 @@ def trained_window(metadata: dict) -> int | None:
     return int(window) if window else None
 
 
+def model_temperature(metadata: dict) -> float:
+    """The softmax temperature fitted on the model's dev set (``seqlab.json`` ``calibration``,
+    written by ``seqlab evaluate --calibrate``), else 1: the tag stage's probabilities are
+    ``softmax(logits / T)``.
+
+    >>> model_temperature({"calibration": {"temperature": 1.25}}), model_temperature({})
+    (1.25, 1.0)
+    """
+    temperature = float((metadata.get("calibration") or {}).get("temperature") or 1.0)
+    if not temperature > 0:
+        raise ModelError(f"the model's seqlab.json has calibration temperature {temperature}",
+                         fix="refit it with `seqlab evaluate MODEL DEV --calibrate`, or remove "
+                         "the calibration entry")
+    return temperature
+
+
+def recommended_decoder(metadata: dict) -> str | None:
+    """The decoder the model's ``seqlab.json`` recommends (``"decoder"``), if any.
+
+    >>> recommended_decoder({"decoder": "viterbi"}), recommended_decoder({})
+    ('viterbi', None)
+    """
+    return metadata.get("decoder") or None
+
+
 def write_metadata(directory: str | Path, metadata: dict) -> None:
     path = Path(directory) / METADATA_FILE
     path.write_text(json.dumps(metadata, indent=2, sort_keys=False) + "\n")

@@ -14,7 +14,8 @@ import pyarrow as pa
 
 from seqlab.errors import ConfigError
 
-SCHEMA_VERSION = 1
+# 2: tokens carry ``top`` (their K best labels with ``--top-k K``, else null)
+SCHEMA_VERSION = 2
 
 DOC_ID = "doc_id"
 TEXT = "text"
@@ -22,6 +23,7 @@ STATUS = "status"
 ERROR = "error"
 N_TOKENS = "n_tokens"  # words of the document (the entries of ``tokens``)
 TOKENS = "tokens"
+TOP = "top"  # a token's K most probable labels (``--top-k``)
 ENTITIES = "entities"
 
 # Row statuses. Anything but OK is a row that could not be annotated; its error says why.
@@ -35,6 +37,19 @@ FAILED = "failed"
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
+# A label and its probability, one entry of a token's ``top``.
+LABEL_SCORE = pa.struct(
+    [
+        pa.field("label", pa.string(), nullable=False),
+        pa.field("score", pa.float64(), nullable=False),
+    ]
+)
+# ``top`` is in the token struct on every run, null when ``--top-k`` is 0 (the default), rather
+# than a field only runs with ``--top-k`` have: the documents schema stays one schema, so
+# every engine writes it, parts of runs with and without ``--top-k`` load into one warehouse
+# table, and loaders see the same columns whatever the flags. A null list costs a definition
+# level per token in Parquet. A list of (label, score) structs, not a map: warehouses do not
+# load maps, and the order (best first) is part of the value.
 TOKEN = pa.struct(
     [
         pa.field("text", pa.string(), nullable=False),
@@ -42,6 +57,7 @@ TOKEN = pa.struct(
         pa.field("end_char", pa.int32(), nullable=False),
         pa.field("label", pa.string(), nullable=False),
         pa.field("score", pa.float64(), nullable=False),
+        pa.field(TOP, pa.list_(pa.field("element", LABEL_SCORE, nullable=False))),
     ]
 )
 ENTITY = pa.struct(

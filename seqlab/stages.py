@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from seqlab import schema
-from seqlab.decode import WordDecoder
+from seqlab.decode import WordDecoder, word_distributions
 from seqlab.entities import find_entities
 from seqlab.labels import LabelSet
 
@@ -45,14 +45,19 @@ class _ListBuilder:
     def __init__(self, type_: pa.ListType) -> None:
         self.type = type_
         self.children: dict[str, list] = {f.name: [] for f in type_.value_type}
+        # children given as Arrow arrays (nested lists such as a token's ``top``), by chunk
+        self.chunks: dict[str, list[pa.Array]] = {f.name: [] for f in type_.value_type}
         self.offsets = [0]
         self.valid: list[bool] = []
 
-    def add(self, **children: list | np.ndarray) -> None:
+    def add(self, **children: list | np.ndarray | pa.Array) -> None:
         n = 0
         for name, values in children.items():
-            self.children[name].extend(values.tolist() if isinstance(values, np.ndarray)
-                                       else values)
+            if isinstance(values, pa.Array):
+                self.chunks[name].append(values)
+            else:
+                self.children[name].extend(values.tolist() if isinstance(values, np.ndarray)
+                                           else values)
             n = len(values)
         self.offsets.append(self.offsets[-1] + n)
         self.valid.append(True)
@@ -64,7 +69,9 @@ class _ListBuilder:
     def finish(self) -> pa.Array:
         struct_type = self.type.value_type
         values = pa.StructArray.from_arrays(
-            [pa.array(self.children[f.name], f.type) for f in struct_type],
+            [pa.concat_arrays([c.cast(f.type) for c in self.chunks[f.name]])
+             if self.chunks[f.name] else pa.array(self.children[f.name], f.type)
+             for f in struct_type],
             fields=list(struct_type),
         )
         mask = pa.array([not v for v in self.valid], pa.bool_())
@@ -73,15 +80,25 @@ class _ListBuilder:
 
 
 class Decoder:
-    """Callable stage: tagged batch -> ``documents`` batch (declared schema, provenance)."""
+    """Callable stage: tagged batch -> ``documents`` batch (declared schema, provenance).
+
+    ``min_score``: entities whose score (the mean of their words' scores) is below it are left
+    out of ``entities``, and so of mentions and aggregates; their words keep their labels in
+    ``tokens``. ``top_k``: each token also carries its ``top_k`` most probable labels (from the
+    word's distribution, best first) in ``top``, which is null when ``top_k`` is 0.
+    ``decoder`` None is greedy (``seqlab.run.plan_run`` settles it from the model first).
+    """
 
     def __init__(self, labels: LabelSet, documents: pa.Schema, provenance: Provenance,
-                 decoder: str = "greedy", aggregation: str = "first") -> None:
+                 decoder: str | None = "greedy", aggregation: str = "first",
+                 min_score: float | None = None, top_k: int = 0) -> None:
         self.labels = labels
         self.names = np.asarray(labels.labels, dtype=object)
-        self.words = WordDecoder(labels, decoder, aggregation)
+        self.words = WordDecoder(labels, decoder or "greedy", aggregation)
         self.documents = documents
         self.provenance = provenance
+        self.min_score = min_score
+        self.top_k = min(top_k, len(self.names))
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         n_labels = len(self.names)
@@ -100,14 +117,17 @@ class Decoder:
             probs = probs_col[row].values.to_numpy().reshape(-1, n_labels)
             words = words_col[row].values.to_numpy()
             first, label_ids, scores = self.words(probs, words)
+            top = self._top(probs, first)
             last = np.append(first[1:], len(words)) - 1
             starts = starts_col[row].values.to_numpy()[first]
             ends = ends_col[row].values.to_numpy()[last]
             labels = self.names[label_ids].tolist()
             tokens.add(text=[text[s:e] for s, e in zip(starts.tolist(), ends.tolist())],
-                       start_char=starts, end_char=ends, label=labels, score=scores)
+                       start_char=starts, end_char=ends, label=labels, score=scores, top=top)
             found = (find_entities(text, labels, scores, starts, ends)
                      if self.labels.has_entities else [])
+            if self.min_score is not None:
+                found = [e for e in found if e.score >= self.min_score]
             entities.add(**{f.name: [getattr(e, f.name) for e in found]
                             for f in schema.ENTITY})
             n_tokens[row] = len(first)
@@ -121,6 +141,21 @@ class Decoder:
         target = self.output_schema(batch.schema)
         return pa.RecordBatch.from_arrays([columns[f.name].cast(f.type) for f in target],
                                           schema=target)
+
+    def _top(self, probs: np.ndarray, first: np.ndarray) -> pa.Array:
+        """Each word's ``top_k`` labels and probabilities, best first (ties: label order);
+        all null when ``top_k`` is 0."""
+        top_type = schema.TOKEN.field(schema.TOP).type
+        if not self.top_k:
+            return pa.nulls(len(first), top_type)
+        dist = word_distributions(probs, first, self.words.aggregation)
+        best = np.argsort(-dist, axis=1, kind="stable")[:, : self.top_k]
+        entries = pa.StructArray.from_arrays(
+            [pa.array(self.names[best].ravel().tolist(), pa.string()),
+             pa.array(np.take_along_axis(dist, best, axis=1).ravel(), pa.float64())],
+            fields=list(top_type.value_type))
+        offsets = pa.array(np.arange(len(first) + 1) * self.top_k, pa.int32())
+        return pa.ListArray.from_arrays(offsets, entries, type=top_type)
 
     def output_schema(self, source: pa.Schema) -> pa.Schema:
         """The documents schema, plus the location columns when the batch carries them."""

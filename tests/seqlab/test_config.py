@@ -88,3 +88,49 @@ def test_yaml_options_take_dashes_or_underscores(tmp_path):
     path.write_text("- a list\n")
     with pytest.raises(ConfigError, match="not a mapping"):
         load_yaml(path)
+
+
+def test_the_decoder_settles_from_the_model_unless_given():
+    assert config().decoder is None  # the model's recommendation, settled by plan_run
+    assert config().with_decoder("viterbi").decoder == "viterbi"
+    assert config().with_decoder(None).decoder == "greedy"
+    assert config(decoder="greedy").with_decoder("viterbi").decoder == "greedy"
+    with pytest.raises(ConfigError, match="recommends the decoder 'crf'") as error:
+        config().with_decoder("crf")
+    assert "--decoder" in error.value.fix
+    # settled before the fingerprint, so asking for the recommendation matches leaving it out
+    assert config().with_decoder("viterbi").fingerprint() == \
+        config(decoder="viterbi").with_decoder("viterbi").fingerprint()
+
+
+def test_the_decoder_recommended_by_a_model_is_read_from_its_seqlab_json(ner_model, tmp_path):
+    import shutil
+
+    from seqlab.model import read_metadata, recommended_decoder, write_metadata
+
+    assert recommended_decoder(read_metadata(str(ner_model))) is None
+    model = shutil.copytree(ner_model, tmp_path / "model")
+    write_metadata(model, {**read_metadata(str(model)), "decoder": "viterbi"})
+    assert config().with_decoder(recommended_decoder(read_metadata(str(model)))).decoder == \
+        "viterbi"
+
+
+def test_min_score_and_top_k_are_checked_and_change_the_fingerprint():
+    assert (config().min_score, config().top_k) == (None, 0)
+    assert config(min_score=0.5).fingerprint() != config().fingerprint()
+    assert config(top_k=3).fingerprint() != config().fingerprint()
+    assert config(min_score=0.0).min_score == 0.0 and config(min_score=1).min_score == 1
+    for bad in (-0.1, 1.5):
+        with pytest.raises(ConfigError, match="is not a probability"):
+            config(min_score=bad)
+    with pytest.raises(ConfigError, match="--top-k must be 0 or more"):
+        config(top_k=-1)
+
+
+def test_min_score_and_top_k_flags_reach_the_config():
+    from seqlab.cli import ENGINE_FLAGS, annotate_options, build_parser
+
+    args = build_parser("annotate").parse_args(["annotate", "in", "out", "--min-score", "0.8",
+                                                "--top-k", "3"])
+    built = build_config(**annotate_options(args, ENGINE_FLAGS))
+    assert (built.min_score, built.top_k, built.decoder) == (0.8, 3, None)

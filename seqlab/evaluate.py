@@ -12,6 +12,7 @@ and the decoder (greedy or Viterbi) all count.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,12 +20,13 @@ from pathlib import Path
 import pyarrow as pa
 
 from seqlab import schema
-from seqlab.config import settle_window
+from seqlab.config import settle_decoder, settle_window
 from seqlab.errors import ConfigError
 from seqlab.formats import CONTEXTS, Sentence, documents, read_sentences, sentence_text
 from seqlab.labels import OUTSIDE, LabelSet, convert
 from seqlab.metrics import confusion_matrix, label_class, score
-from seqlab.model import LoadedModel, ModelSpec, load_model, trained_window
+from seqlab.model import (LoadedModel, ModelSpec, load_model, recommended_decoder,
+                          trained_window)
 from seqlab.stages import Decoder, Provenance
 from seqlab.tag import Tagger
 from seqlab.tokenize import Tokenizer, WindowSpec, model_max_length
@@ -32,6 +34,7 @@ from seqlab.tokenize import Tokenizer, WindowSpec, model_max_length
 log = logging.getLogger(__name__)
 
 BATCH_SENTENCES = 512
+Stage = Callable[[pa.RecordBatch], pa.RecordBatch]
 # A gold word the tokenizer produced no word for (only characters it drops) gets this label.
 MISSING = "<none>"
 
@@ -43,26 +46,48 @@ class Predictions:
     labels: LabelSet
 
 
-def predict(loaded: LoadedModel, sentences: list[Sentence], decoder: str = "greedy",
-            batch_tokens: int = 16384, context: str = "document",
-            max_length: int | None = None) -> list[list[str]]:
-    """One predicted label per gold word, through the annotate stages."""
+def model_decoder(loaded: LoadedModel, decoder: str | None = None) -> str:
+    """``decoder``, else the one the model recommends (``seqlab.json``), else greedy."""
+    return settle_decoder(decoder, recommended_decoder(loaded.metadata))
+
+
+def read_units(loaded: LoadedModel, sentences: list[Sentence], stages: Stage,
+               context: str = "document", max_length: int | None = None
+               ) -> Iterator[tuple[list[list[Sentence]], list[list[int]], pa.RecordBatch]]:
+    """The sentences as annotate reads text: each document (or sentence) as one text, its
+    words joined by spaces, tokenized in the model's windows and passed through ``stages``.
+    Yields, a batch at a time, the units, the character offset of each unit's words, and
+    ``stages``' output (one row per unit)."""
     if context not in CONTEXTS:
         raise ConfigError(f"unknown --context {context!r}", fix=f"use one of {CONTEXTS}")
     window = settle_window(max_length, None, trained_window(loaded.metadata),
                            model_max_length(loaded.tokenizer))
     tokenize = Tokenizer(loaded.tokenizer, WindowSpec(*window))
+    units = documents(sentences) if context == "document" else [[s] for s in sentences]
+    done = 0
+    for batch in _batches(units, BATCH_SENTENCES):
+        texts = [sentence_text([w for s in unit for w in s.words]) for unit in batch]
+        yield batch, [offsets for _, offsets in texts], \
+            stages(tokenize(_batch(done, [t for t, _ in texts])))
+        done += sum(len(unit) for unit in batch)
+        log.info("tagged %d of %d sentences", done, len(sentences))
+
+
+def predict(loaded: LoadedModel, sentences: list[Sentence], decoder: str | None = "greedy",
+            batch_tokens: int = 16384, context: str = "document",
+            max_length: int | None = None) -> list[list[str]]:
+    """One predicted label per gold word, through the annotate stages (``decoder`` None: the
+    model's recommended decoder, else greedy)."""
     tag = Tagger(loaded, batch_tokens)
     provenance = Provenance("evaluate", loaded.name, loaded.revision,
                             datetime.now(timezone.utc))
-    decode = Decoder(loaded.labels, schema.documents_schema(pa.schema([])), provenance, decoder)
-    units = documents(sentences) if context == "document" else [[s] for s in sentences]
+    decode = Decoder(loaded.labels, schema.documents_schema(pa.schema([])), provenance,
+                     model_decoder(loaded, decoder))
     predicted: list[list[str]] = []
-    for batch in _batches(units, BATCH_SENTENCES):
-        texts = [sentence_text([w for s in unit for w in s.words]) for unit in batch]
-        rows = decode(tag(tokenize(_batch(len(predicted), [t for t, _ in texts]))))
-        for unit, (_, offsets), tokens, status in zip(
-                batch, texts, rows.column("tokens").to_pylist(),
+    for batch, offsets_of, rows in read_units(loaded, sentences, lambda b: decode(tag(b)),
+                                              context, max_length):
+        for unit, offsets, tokens, status in zip(
+                batch, offsets_of, rows.column("tokens").to_pylist(),
                 rows.column(schema.STATUS).to_pylist()):
             by_start = {t["start_char"]: t["label"] for t in tokens or []}
             if status != schema.OK:
@@ -70,7 +95,6 @@ def predict(loaded: LoadedModel, sentences: list[Sentence], decoder: str = "gree
             words = iter(offsets)
             for sentence in unit:
                 predicted.append([by_start.get(next(words), MISSING) for _ in sentence.words])
-        log.info("tagged %d of %d sentences", len(predicted), len(sentences))
     return predicted
 
 
@@ -103,14 +127,15 @@ def gold_in_scheme(sentences: list[Sentence], labels: LabelSet) -> list[list[str
 
 
 def evaluate(model: str, data: str, format: str | None = None, column: str | None = None,
-             decoder: str = "greedy", device: str = "auto", batch_tokens: int = 16384,
+             decoder: str | None = None, device: str = "auto", batch_tokens: int = 16384,
              report: str | None = None, loaded: LoadedModel | None = None,
              context: str = "document", max_length: int | None = None) -> dict:
     """Scores of ``model`` on the labelled file ``data``: ``{"f1", "precision", "recall",
     "accuracy", "per_label"}``; with ``report`` a directory, also a confusion matrix image
     and a markdown table there. ``context`` is ``"document"`` (each sentence read within its
     document, as annotate reads documents) or ``"sentence"``; ``max_length`` sets the window
-    (default as ``seqlab annotate``: the length the model was trained on, else 512)."""
+    (default as ``seqlab annotate``: the length the model was trained on, else 512);
+    ``decoder`` None is the model's recommended decoder (``seqlab.json``), else greedy."""
     loaded = loaded or load_model(ModelSpec(name=model, device=device))
     sentences = read_sentences(data, format, column)
     gold = gold_in_scheme(sentences, loaded.labels)

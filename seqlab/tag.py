@@ -26,7 +26,7 @@ import torch
 from seqlab import schema
 from seqlab.config import PAD_MULTIPLE
 from seqlab.decode import stitch_windows
-from seqlab.model import LoadedModel
+from seqlab.model import LoadedModel, model_temperature
 from seqlab.tokenize import case_types, special_affixes
 
 log = logging.getLogger(__name__)
@@ -43,8 +43,16 @@ class Window:
 class Tagger:
     """Callable stage holding the model: adds the stitched ``_probs`` column to a batch."""
 
-    def __init__(self, loaded: LoadedModel, batch_tokens: int = 16384) -> None:
+    def __init__(self, loaded: LoadedModel, batch_tokens: int = 16384,
+                 temperature: float | None = None, logits: bool = False) -> None:
+        """``temperature``: divides the logits before the softmax (default: the one fitted
+        on the model's dev set, ``seqlab.json`` ``calibration``, else 1). ``logits``: the
+        ``_probs`` column holds the scaled logits instead of probabilities (what
+        ``seqlab.calibration`` fits a temperature on)."""
         self.loaded = loaded
+        self.temperature = model_temperature(loaded.metadata) if temperature is None \
+            else float(temperature)
+        self.logits = logits
         self.model = loaded.model
         self.device = loaded.device
         self.n_labels = len(loaded.labels.labels)
@@ -137,7 +145,9 @@ class Tagger:
 
     @torch.inference_mode()
     def forward(self, group: list[Window]) -> list[np.ndarray]:
-        """Softmax probabilities ``u_i = softmax(W h_i)`` for the content tokens of each window."""
+        """Softmax probabilities ``u_i = softmax(W h_i / T)`` for the content tokens of each
+        window: ``T`` is the model's calibrated temperature (1 when it has none), which
+        changes the scores, never their order, so greedy labels stay those of ``T = 1``."""
         length = max(self._padded_length(w) for w in group)
         input_ids = np.full((len(group), length), self.pad_id, dtype=np.int64)
         mask = np.zeros((len(group), length), dtype=np.int64)
@@ -154,7 +164,10 @@ class Tagger:
         logits = self.model(
             **{name: torch.from_numpy(value).to(self.device) for name, value in inputs.items()}
         ).logits
-        probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+        scaled = logits.float()
+        if self.temperature != 1.0:  # left alone at 1, so uncalibrated scores stay bit for bit
+            scaled = scaled / self.temperature
+        probs = (scaled if self.logits else torch.softmax(scaled, dim=-1)).cpu().numpy()
         self.windows_run += len(group)
         self.tokens_run += int(mask.sum())
         return [probs[i, lead : lead + len(w.ids)] for i, w in enumerate(group)]

@@ -59,7 +59,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("data", help="labelled file (any fsspec URL)")
     p.add_argument("--format", choices=FORMATS, help="input format (default: from file name)")
     p.add_argument("--column", choices=COLUMNS, help="CoNLL-U column (default: upos)")
-    p.add_argument("--decoder", choices=DECODERS, default="greedy")
+    p.add_argument("--decoder", choices=DECODERS,
+                   help="label decoding (default: greedy, unless the model's seqlab.json "
+                   "recommends another, as the shipped ner recommends viterbi)")
     p.add_argument("--context", choices=CONTEXTS, default="document",
                    help="tag each document's text (default; as annotate does) or each sentence")
     p.add_argument("--max-length", type=int, help="window in subwords (default as annotate: "
@@ -68,6 +70,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--report", help="directory for a confusion matrix image and a markdown "
                    "table")
+    p.add_argument("--calibrate", action="store_true",
+                   help="first fit the model's softmax temperature on DATA (its dev set) and "
+                   "write it into the model directory's seqlab.json, then score the model "
+                   "with it (argmax labels do not change)")
 
 
 @command("train")
@@ -93,17 +99,46 @@ def train_cli(args: argparse.Namespace) -> int:
 
 @command("evaluate")
 def evaluate_cli(args: argparse.Namespace) -> int:
-    from seqlab.evaluate import evaluate
+    import sys
 
+    from seqlab.evaluate import evaluate, model_decoder
+    from seqlab.model import ModelSpec, load_model
+
+    loaded = load_model(ModelSpec(name=args.model, device=args.device))
+    decoder = model_decoder(loaded, args.decoder)
+    if args.calibrate:
+        from seqlab.calibration import calibrate
+
+        entry = calibrate(args.model, args.data, format=args.format, column=args.column,
+                          decoder=decoder, context=args.context, max_length=args.max_length,
+                          loaded=loaded)
+        print(calibration_line(entry), file=sys.stderr if args.json else sys.stdout)
     scores = evaluate(args.model, args.data, format=args.format, column=args.column,
-                      decoder=args.decoder, device=args.device, report=args.report,
+                      decoder=decoder, report=args.report, loaded=loaded,
                       context=args.context, max_length=args.max_length)
+    if args.decoder:
+        how = "as asked"
+    else:
+        how = "the model's recommendation" if loaded.metadata.get("decoder") else "the default"
     if args.json:
         print(json.dumps(scores))
+        print(f"decoder {decoder} ({how})", file=sys.stderr)
         return 0
+    print(f"decoder {decoder} ({how})")
     print(f"f1 {scores['f1']:.4f}  precision {scores['precision']:.4f}  "
           f"recall {scores['recall']:.4f}  accuracy {scores['accuracy']:.4f}")
     for name, row in scores["per_label"].items():
         print(f"  {name:<16} f1 {row['f1']:.4f}  precision {row['precision']:.4f}  "
               f"recall {row['recall']:.4f}  support {row['support']}")
     return 0
+
+
+def calibration_line(entry: dict) -> str:
+    """What ``--calibrate`` fitted, on one line."""
+    line = (f"temperature {entry['temperature']:.4f} written: word ECE "
+            f"{entry['ece_before']:.4f} -> {entry['ece_after']:.4f}, NLL "
+            f"{entry['nll_before']:.4f} -> {entry['nll_after']:.4f}")
+    if "entity_ece_before" in entry:
+        line += (f", entity ECE {entry['entity_ece_before']:.4f} -> "
+                 f"{entry['entity_ece_after']:.4f}")
+    return line

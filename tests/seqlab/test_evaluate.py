@@ -88,3 +88,26 @@ def test_tags_accuracy_per_tag(tmp_path, capsys):
     assert set(scores["per_label"]) == {"DET", "NOUN", "VERB"}
     assert main(["evaluate", str(model), str(tmp_path / "d.conllu")]) == 0
     assert "accuracy" in capsys.readouterr().out
+
+
+def test_the_models_recommended_decoder_is_used_unless_one_is_given(ner_setup, tmp_path,
+                                                                    capsys):
+    import shutil
+
+    from seqlab.model import read_metadata, write_metadata
+
+    model, data = ner_setup
+    copy = shutil.copytree(model, tmp_path / "model")
+    write_metadata(copy, {**read_metadata(str(copy)), "decoder": "viterbi"})
+    loaded = load_model(ModelSpec(str(copy), device="cpu"))
+    sentences = read_sentences(data)
+    assert predict(loaded, sentences, decoder=None) == predict(loaded, sentences, "viterbi")
+    viterbi = evaluate(str(copy), data, loaded=loaded)
+    assert viterbi == evaluate(str(copy), data, loaded=loaded, decoder="viterbi")
+    assert evaluate(str(model), data) == evaluate(str(model), data, decoder="greedy")
+    assert main(["evaluate", str(copy), data, "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "decoder viterbi (the model's recommendation)" in out
+    assert f"f1 {viterbi['f1']:.4f}" in out
+    assert main(["evaluate", str(copy), data, "--decoder", "greedy", "--device", "cpu"]) == 0
+    assert "decoder greedy (as asked)" in capsys.readouterr().out

@@ -126,3 +126,23 @@ def test_a_window_that_fails_fails_only_its_document(tokenized, ner_model):
     assert tagged.column(schema.PROBS)[1].as_py() is None
     for row in (0, 2):
         assert np.array_equal(probs(tagged, row), probs(clean, row))
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.5, 3.0])
+def test_probabilities_are_the_softmax_of_the_logits_over_the_temperature(tokenized, ner_model,
+                                                                          temperature):
+    import torch
+
+    batch = tokenized(0, 1, 3)
+    loaded = shared_tagger(str(ner_model)).loaded
+    logits = Tagger(loaded, 1024, temperature=1.0, logits=True)(batch)
+    scaled = Tagger(loaded, 1024, temperature=temperature)(batch)
+    n = len(loaded.labels.labels)
+    for row in range(batch.num_rows):
+        z = torch.from_numpy(probs(logits, row).reshape(-1, n).copy())
+        expected = torch.softmax(z / temperature, dim=-1).numpy()
+        got = probs(scaled, row).reshape(-1, n)
+        if temperature == 1.0:  # no calibration: the plain softmax, bit for bit
+            assert np.array_equal(got, torch.softmax(z, dim=-1).numpy())
+        np.testing.assert_allclose(got, expected, atol=1e-6)
+        assert np.array_equal(got.argmax(axis=1), z.numpy().argmax(axis=1))

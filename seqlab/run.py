@@ -35,7 +35,7 @@ from seqlab.io import Fragment, Reader, discover
 from seqlab.labels import LabelSet
 from seqlab.landing import merge_counts
 from seqlab.model import (LoadedModel, ModelSpec, load_model, load_tokenizer, local_model_dir,
-                          model_revision, read_metadata, trained_window)
+                          model_revision, read_metadata, recommended_decoder, trained_window)
 from seqlab.output import FragmentRecord, OutputDir, check_resumable, read_table, write_table
 from seqlab.stages import Decoder, Provenance
 from seqlab.tag import Tagger
@@ -97,8 +97,9 @@ class RunPlan:
         return Tagger(loaded or self.load_model(), self.config.batch_tokens)
 
     def decoder_stage(self) -> Decoder:
-        return Decoder(self.labels, self.documents_schema, self.provenance,
-                       self.config.decoder, self.config.aggregation)
+        c = self.config
+        return Decoder(self.labels, self.documents_schema, self.provenance, c.decoder,
+                       c.aggregation, min_score=c.min_score, top_k=c.top_k)
 
 
 def plan_run(config: AnnotateConfig) -> RunPlan:
@@ -108,6 +109,7 @@ def plan_run(config: AnnotateConfig) -> RunPlan:
     source = local_model_dir(config.model, config.model_revision)
     metadata = read_metadata(source)
     config = config.with_window(trained_window(metadata))
+    config = config.with_decoder(recommended_decoder(metadata))
     tokenizer = load_tokenizer(config.model, config.model_revision, config.trust_remote_code)
     Tokenizer(tokenizer, WindowSpec(config.max_length, config.stride, config.max_chars))
     try:

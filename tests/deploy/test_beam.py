@@ -72,7 +72,7 @@ def test_every_runner_has_a_documented_command() -> None:
 def sample(param: dict) -> str:
     regexes = " ".join(param.get("regexes", []))
     if "[0-9]" in regexes:
-        return "8"
+        return "16"  # a window of 16 fits a --batch-tokens of 16
     if "greedy" in regexes:
         return "viterbi"
     return "gs://bucket/x" if "gs|s3" in regexes else "value"
@@ -90,7 +90,7 @@ def test_flex_template_parameters_are_pipeline_flags() -> None:
     args, beam_args = parse_args(flags + ["--experiments=no_use_multiple_sdk_containers"])
     assert beam_args == ["--experiments=no_use_multiple_sdk_containers"]  # Beam's own option
     options = check_config(args, beam_args)
-    assert options["text_column"] == "value" and options["max_length"] == 8
+    assert options["text_column"] == "value" and options["max_length"] == 16
 
 
 def test_dockerfile_matches_the_installed_stack() -> None:

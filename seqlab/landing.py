@@ -122,6 +122,7 @@ class FragmentSink:
         self.partial = aggregate.merge([])
         self.counts: list[dict[str, int]] = []
         self.current: dict[str, PartFile] = {}
+        self.part_start = first_row  # first row of the documents part being written
 
     def write(self, located: pa.RecordBatch) -> None:
         """Documents rows with their location columns, continuing where the sink is."""
@@ -162,14 +163,12 @@ class FragmentSink:
         self.next_row += documents.num_rows
 
     def _open(self, table: str, declared: pa.Schema) -> PartFile:
-        start = self.next_row if table == "documents" else self._documents_start()
-        return PartFile(self.out.fs, self.out.root,
-                        posixpath.join(table, part_name(self.fragment, start)), declared)
-
-    def _documents_start(self) -> int:
+        if table == "documents":
+            self.part_start = self.next_row
         # a mentions part takes the name of the documents part it belongs to
-        return int(posixpath.basename(self.current["documents"].relpath).split("-")[2]
-                   .split(".")[0])
+        return PartFile(self.out.fs, self.out.root,
+                        posixpath.join(table, part_name(self.fragment, self.part_start)),
+                        declared)
 
     def _close_parts(self) -> None:
         for table in ("documents", "mentions"):

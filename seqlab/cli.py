@@ -290,6 +290,39 @@ def add_report_flags(p: argparse.ArgumentParser) -> None:
     add_storage_flag(p, "OUTPUT")
 
 
+SCHEMA = """\
+Print the schema of a landed table for a warehouse, generated from the schema seqlab lands:
+BigQuery's JSON schema file (bq load --schema FILE --parquet_enable_list_inference=true),
+CREATE TABLE for Snowflake or DuckDB, the Iceberg table schema (JSON), or the Arrow schema.
+The documents table holds the input's own columns after doc_id: give them with --passthrough."""
+# the same as seqlab.warehouse.TABLES and FORMATS, written out so that --help imports no pyarrow
+SCHEMA_TABLES = ("documents", "mentions", "aggregates")
+SCHEMA_FORMATS = ("bigquery", "snowflake", "duckdb", "iceberg", "arrow")
+
+
+@command("schema")
+def schema_cli(args: argparse.Namespace) -> int:
+    from seqlab.warehouse import warehouse_schema
+
+    print(warehouse_schema(args.table, args.format, args.passthrough or "", args.keep_text,
+                           args.name))
+    return 0
+
+
+def add_schema_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("table", choices=SCHEMA_TABLES, help="the landed table")
+    p.add_argument("--format", required=True, choices=SCHEMA_FORMATS,
+                   help="the warehouse or schema language")
+    p.add_argument("--passthrough", metavar="'NAME:TYPE,...'",
+                   help="the input's own columns that land in documents, with Arrow type "
+                   "names, e.g. 'title:string,year:int64,tags:list<string>' (every input "
+                   "column but the text and --id-column)")
+    p.add_argument("--no-text", dest="keep_text", action="store_false",
+                   help="the documents table of a run with --drop-text (default: with text)")
+    p.add_argument("--name", metavar="TABLE_NAME", help="table name of the CREATE TABLE "
+                   "statement, e.g. db.schema.documents (default: the table)")
+
+
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole command line. With ``only`` (the command about to run, "" for none), the
     lazily built sub-commands get their flags only if they are that command; the others are
@@ -312,6 +345,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="write an HTML report of a run", description=REPORT)
     add_report_flags(p)
+
+    p = sub.add_parser("schema", help="print a table's schema for a warehouse",
+                       description=SCHEMA)
+    add_schema_flags(p)
 
     _add_commands(sub, only)
     return parser

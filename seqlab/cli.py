@@ -466,6 +466,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if exc.fix:
             print(f"  fix: {exc.fix}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader of a pipe (``| head``) stopped: not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume", file=sys.stderr)
         return 130

@@ -231,3 +231,19 @@ def test_other_unexpected_errors_point_at_the_traceback(monkeypatch, tmp_path, c
     assert err == ["seqlab annotate: error: KeyError: 'n_tokens'",
                    "  fix: rerun with -v for the traceback; rerun the same command to resume "
                    "the run"]
+
+
+def test_a_closed_pipe_is_not_an_error():
+    """``seqlab show OUT | head``: the reader stops early; seqlab exits quietly, without a
+    BrokenPipeError taken for a storage failure. (The output is larger than a pipe's buffer.)"""
+    import subprocess
+    import sys
+
+    script = ("import sys\nimport seqlab.cli as cli\n"
+              "cli.COMMANDS['show'] = lambda args: [print('x' * 100) for _ in range(20000)] and 0"
+              "\nsys.exit(cli.main(['show', 'out']))\n")
+    done = subprocess.run(f"{sys.executable} -c \"$SCRIPT\" | head -c 10", shell=True,
+                          capture_output=True, text=True, timeout=120,
+                          env={**__import__('os').environ, "SCRIPT": script})
+    assert done.stdout == "x" * 10
+    assert "error" not in done.stderr, done.stderr

@@ -33,9 +33,10 @@ from transformers import (AutoConfig, AutoModelForTokenClassification,
                           PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments,
                           set_seed)
 
+from seqlab.config import TRAIN_ENGINES, TrainConfig
 from seqlab.errors import ConfigError, missing_extra
 from seqlab.examples import Encoded, encode
-from seqlab.formats import CONTEXTS, Sentence, format_of, read_sentences
+from seqlab.formats import Sentence, format_of, read_sentences
 from seqlab.labels import OUTSIDE, convert, detect_scheme, normalize_scheme, split_label
 from seqlab.metrics import score
 from seqlab.model import load_tokenizer, local_model_dir, write_metadata
@@ -44,74 +45,11 @@ from seqlab.tokenize import lower_cases
 
 log = logging.getLogger(__name__)
 
-ENGINES = ("local", "ray")
+ENGINES = TRAIN_ENGINES  # ``seqlab train --engine`` choices
 # Engines other than local are installed beside seqlab and found by name in this entry-point
 # group, so that seqlab never imports them: ``ray`` is the Ray Train engine (seqlab[ray]).
 TRAINERS = "seqlab.trainers"
-# A small encoder (all-MiniLM-L6-v2: 6 layers, 384 wide) tuned for three epochs takes a larger
-# peak step than run_ner.py's 5e-5 for BERT-base; the warmup starts it gently.
-FULL_LR = 1.5e-4
-# LoRA adapters train few weights from a zero start; they need a larger step than full tuning.
-LORA_LR = 1e-3
 _PREFIXES = {"iob2": "BI", "iob1": "BI", "bioes": "BIES", "io": "I"}
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything one training run needs; ``seqlab train`` flags map one to one."""
-
-    train: str
-    dev: str
-    base: str
-    out: str
-    format: str | None = None
-    scheme: str | None = None
-    column: str | None = None
-    epochs: float = 3
-    lr: float | None = None
-    # An example is up to max_length subwords of one document (~200 on CoNLL-2003): two of
-    # them make a step about as large as 16 sentences.
-    batch_size: int = 2
-    max_length: int = 256
-    context: str = "document"
-    seed: int = 42
-    lora_r: int | None = None
-    engine: str = "local"
-    num_workers: int = 2
-    use_gpu: bool = False
-    warmup: float = 0.1
-    weight_decay: float = 0.01
-    patience: int = 2
-    # Word embeddings are kept from the base by default: the difference from the base encoder
-    # then sits in the transformer layers, where a low-rank factorisation stores it compactly
-    # (seqlab.shipped), and a step skips the gradient of the largest matrix.
-    train_embeddings: bool = False
-    # Upper-case letters reach the model as token type ids (``seqlab.tokenize.case_types``):
-    # uncased vocabularies lower-case the text and lose them otherwise. None (the default):
-    # on when the tokenizer lower-cases and the encoder has a second token type.
-    case_feature: bool | None = None
-    # The share of training examples shown without casing, as if lower-cased: a model that
-    # always saw capitals would lean on them and fail on text that has none.
-    caseless: float = 0.25
-
-    def __post_init__(self) -> None:
-        if self.context not in CONTEXTS:
-            raise ConfigError(f"unknown context {self.context!r}", fix=f"use one of {CONTEXTS}")
-        if self.engine not in ENGINES:
-            raise ConfigError(f"unknown --engine {self.engine!r}", fix=f"use one of {ENGINES}")
-        if not 0 <= self.caseless <= 1:
-            raise ConfigError(f"--caseless {self.caseless} is not a share",
-                              fix="pass a value between 0 and 1")
-
-    @property
-    def learning_rate(self) -> float:
-        return self.lr or (LORA_LR if self.lora_r else FULL_LR)
-
-    def hyper_parameters(self) -> dict:
-        keep = ("epochs", "batch_size", "max_length", "context", "seed", "lora_r", "warmup",
-                "weight_decay", "patience", "train_embeddings", "case_feature", "caseless",
-                "engine", "num_workers", "use_gpu")
-        return {"lr": self.learning_rate, **{k: getattr(self, k) for k in keep}}
 
 
 @dataclass

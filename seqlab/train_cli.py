@@ -13,7 +13,7 @@ from seqlab.formats import COLUMNS, CONTEXTS, FORMATS
 def add_commands(sub: argparse._SubParsersAction) -> None:
     from seqlab.decode import DECODERS
     from seqlab.labels import SCHEMES
-    from seqlab.train import ENGINES, FULL_LR, LORA_LR, TrainConfig
+    from seqlab.config import FULL_LR, LORA_LR, TRAIN_ENGINES, TrainConfig
 
     default = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
@@ -27,7 +27,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--scheme", choices=SCHEMES,
                    help="scheme the model predicts (default: iob2 for spans, tags for tags)")
     p.add_argument("--column", choices=COLUMNS, help="CoNLL-U column to learn (default: upos)")
-    p.add_argument("--epochs", type=float, default=default["epochs"])
+    p.add_argument("--epochs", type=float, default=default["epochs"],
+                   help="passes over the training data (default: %(default)s)")
     p.add_argument("--lr", type=float, help=f"peak learning rate (default: {FULL_LR:g}; "
                    f"{LORA_LR:g} with --lora-r)")
     p.add_argument("--batch-size", type=int, default=default["batch_size"],
@@ -37,7 +38,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--context", choices=CONTEXTS, default="document",
                    help="an example holds consecutive sentences of one document (default), "
                    "or one sentence")
-    p.add_argument("--seed", type=int, default=default["seed"])
+    p.add_argument("--seed", type=int, default=default["seed"],
+                   help="random seed of the run (default: %(default)s)")
     p.add_argument("--lora-r", type=int, help="train a LoRA adapter of this rank")
     p.add_argument("--train-embeddings", action="store_true",
                    help="also train the word embeddings (default: keep the base encoder's, "
@@ -49,7 +51,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--caseless", type=float, default=default["caseless"],
                    help="share of training examples shown without casing, so the model also "
                    "tags lower-case text (default: %(default)s)")
-    p.add_argument("--engine", choices=ENGINES, default="local")
+    p.add_argument("--engine", choices=TRAIN_ENGINES, default=default["engine"],
+                   help="where training runs (default: %(default)s)")
     p.add_argument("--num-workers", type=int, default=default["num_workers"],
                    help="Ray Train workers")
     p.add_argument("--use-gpu", action="store_true", help="train on GPU(s), bf16 when possible")

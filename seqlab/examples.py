@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+from collections.abc import Iterator
 from typing import TypeVar
 
 import numpy as np
@@ -84,29 +85,47 @@ def split_long(words: list[list[T]], labels: list[int], budget: int
             for chunk in pack([len(word) for word in words], budget)]
 
 
-def _subwords(sentences: list[Sentence],
+def _subwords(groups: list[list[Sentence]],
               tokenizer: PreTrainedTokenizerBase) -> list[list[list[Subword]]]:
-    """Each sentence's words as lists of (subword id, case type) pairs (no special tokens).
+    """Each sentence's words as lists of (subword id, case type) pairs (no special tokens), in
+    the order of ``groups``.
 
-    Case types are computed as the tag stage computes them, on the words joined by spaces
-    (the text ``seqlab evaluate`` gives the annotate path)."""
+    Case types are computed as the tag stage computes them, on the text ``seqlab evaluate``
+    gives the annotate path: the words of each group (a document, or a sentence alone) joined
+    by spaces. A heading's run of capitals is thus judged whole, across its sentences, as
+    ``case_types`` judges it when annotating."""
+    tokenized = _tokenized([s for group in groups for s in group], tokenizer)
     out = []
+    for group in groups:
+        text, word_starts = sentence_text([w for s in group for w in s.words])
+        pieces, first = [], 0
+        for sentence in group:
+            ids, word_ids, offsets = next(tokenized)
+            # offsets are within each word: shift them by the word's start in the text
+            shift = np.asarray(word_starts[first : first + len(sentence.words)],
+                               dtype=np.int64)[word_ids]
+            pieces.append((ids, word_ids, offsets + shift[:, None], len(sentence.words)))
+            first += len(sentence.words)
+        spans = np.concatenate([p[2] for p in pieces])
+        cases = iter(case_types(text, spans[:, 0], spans[:, 1]).tolist())
+        for ids, word_ids, _, n_words in pieces:
+            words: list[list[Subword]] = [[] for _ in range(n_words)]
+            for token, word in zip(ids, word_ids.tolist()):
+                words[word].append((token, next(cases)))
+            out.append(words)
+    return out
+
+
+def _tokenized(sentences: list[Sentence], tokenizer: PreTrainedTokenizerBase
+               ) -> Iterator[tuple[list[int], np.ndarray, np.ndarray]]:
+    """Per sentence: subword ids, their word numbers and character offsets within each word."""
     for start in range(0, len(sentences), 1000):
         chunk = sentences[start : start + 1000]
         batch = tokenizer([list(s.words) for s in chunk], is_split_into_words=True,
                           add_special_tokens=False, return_offsets_mapping=True)
-        for i, sentence in enumerate(chunk):
-            word_ids = np.asarray(batch.word_ids(i), dtype=np.int64)
-            text, starts = sentence_text(sentence.words)
-            # offsets are within each word: shift them by the word's start in the text
-            word_starts = np.asarray(starts, dtype=np.int64)[word_ids]
-            offsets = np.asarray(batch["offset_mapping"][i], dtype=np.int64).reshape(-1, 2)
-            cases = case_types(text, word_starts + offsets[:, 0], word_starts + offsets[:, 1])
-            words: list[list[Subword]] = [[] for _ in sentence.words]
-            for token, word, case in zip(batch["input_ids"][i], word_ids, cases.tolist()):
-                words[word].append((token, case))
-            out.append(words)
-    return out
+        for i in range(len(chunk)):
+            yield (batch["input_ids"][i], np.asarray(batch.word_ids(i), dtype=np.int64),
+                   np.asarray(batch["offset_mapping"][i], dtype=np.int64).reshape(-1, 2))
 
 
 def encode(sentences: list[Sentence], tokenizer: PreTrainedTokenizerBase,
@@ -132,8 +151,8 @@ def encode(sentences: list[Sentence], tokenizer: PreTrainedTokenizerBase,
         raise ConfigError(f"--max-length {max_length} leaves no room for words",
                           fix="pass a larger --max-length")
     affixes = tuple(a.tolist() for a in special_affixes(tokenizer))
-    subwords = iter(_subwords(sentences, tokenizer))
     groups = documents(sentences) if context == "document" else [[s] for s in sentences]
+    subwords = iter(_subwords(groups, tokenizer))
     items, empty = [], 0
     draw = random.Random(seed)
     for group in groups:

@@ -9,9 +9,10 @@ document gets bit-identical scores however an engine batches it (measured on CPU
 window to a longer neighbour's length moved the shipped ``ner`` model's probabilities by up to
 2e-6, while the number of rows in a batch moved nothing). Tensor cores prefer such shapes too.
 
-Models trained with ``case_feature`` (``seqlab.json``) also get BERT's token type ids: 1 on
-subwords that hold an upper-case letter of the original text, computed from the character
-offsets as training computed them (``seqlab.tokenize.case_types``).
+Models trained with ``case_feature`` (``seqlab.json``) also get BERT's token type ids: the
+casing of each subword of the original text (all-capital runs read as the document writes
+their words elsewhere), computed from the character offsets as training computed them
+(``seqlab.tokenize.case_types``).
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ from typing import Any
 
 from seqlab.decode import AGGREGATIONS, DECODERS, check_choice
 from seqlab.errors import ConfigError
-from seqlab.formats import CONTEXTS
 from seqlab.labels import normalize_scheme
 
 ENGINES = ("local", "ray", "beam")
@@ -242,6 +241,8 @@ class TrainConfig:
     caseless: float = 0.25
 
     def __post_init__(self) -> None:
+        from seqlab.formats import CONTEXTS  # here: formats imports pyarrow, --help must not
+
         if self.context not in CONTEXTS:
             raise ConfigError(f"unknown context {self.context!r}", fix=f"use one of {CONTEXTS}")
         if self.engine not in TRAIN_ENGINES:

@@ -41,8 +41,8 @@ class InjectedFault(RuntimeError):
 def injected_faults(value: str | None = None) -> dict[str, set[str]]:
     """``SEQLAB_FAULT`` parsed: stage -> document ids.
 
-    >>> injected_faults("tokenize:a,decode:b,decode:c")
-    {'tokenize': {'a'}, 'decode': {'b', 'c'}}
+    >>> {step: sorted(ids) for step, ids in injected_faults("decode:b,tokenize:a,decode:c").items()}
+    {'tokenize': ['a'], 'decode': ['b', 'c']}
     """
     value = os.environ.get(FAULT_ENV, "") if value is None else value
     faults: dict[str, set[str]] = {}

@@ -20,12 +20,10 @@ same words and type as a gold entity).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-import fsspec
 import numpy as np
 import pyarrow as pa
 
@@ -35,6 +33,7 @@ from seqlab.errors import ConfigError
 from seqlab.evaluate import gold_in_scheme, model_decoder, read_units
 from seqlab.formats import Sentence, read_sentences
 from seqlab.labels import OUTSIDE, LabelSet, chunks
+from seqlab.shipped import file_sha256
 from seqlab.model import (CACHE_DIR, LoadedModel, ModelSpec, load_model, local_model_dir,
                           read_metadata, write_metadata)
 from seqlab.tag import Tagger
@@ -243,7 +242,7 @@ def calibrate(model: str, data: str, format: str | None = None, column: str | No
         raise ConfigError(f"no word of {data} could be scored with {model!r}",
                           fix="pass the model's dev file, with its labels (--format, --column)")
     entry = calibration_entry(dev, loaded.labels, model_decoder(loaded, decoder), data)
-    entry = {**entry, "fitted_on_sha256": _sha256(data)}
+    entry = {**entry, "fitted_on_sha256": file_sha256(data)}
     loaded.metadata["calibration"] = entry
     if directory is not None:
         metadata = read_metadata(str(directory))
@@ -263,11 +262,3 @@ def _writable_model_dir(model: str) -> Path:
             "model directory",
             fix="download or copy the model into a directory and pass that directory")
     return source
-
-
-def _sha256(url: str) -> str:
-    digest = hashlib.sha256()
-    with fsspec.open(url, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

@@ -275,7 +275,7 @@ navigable sample of documents with their entities highlighted."""
 
 @command("report")
 def report_cli(args: argparse.Namespace) -> int:
-    from seqlab.report import write_report
+    from seqlab.report_html import write_report
 
     write_report(args.output, args.html, args.sample, args.storage_options)
     print(f"wrote {args.html}")

@@ -49,7 +49,7 @@ def load_documents(output: str, doc_id: str | None = None, limit: int = 1,
     rows = found.to_pylist()
     for row in rows:
         if row.get(schema.TEXT) is None:
-            row[schema.TEXT] = _rebuild_text(row.get("tokens") or [])
+            row[schema.TEXT] = rebuild_text(row.get("tokens") or [])
     return rows
 
 
@@ -76,7 +76,7 @@ def print_list(rows: Iterable[tuple[str, str, int]]) -> None:
         print(f"{doc_id}\t{status}\t{entities}")
 
 
-def _rebuild_text(tokens: list[dict]) -> str:
+def rebuild_text(tokens: list[dict]) -> str:
     """Text from token offsets, for runs written with --drop-text (gaps become spaces)."""
     chars: list[str] = []
     for token in tokens:

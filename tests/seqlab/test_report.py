@@ -92,7 +92,7 @@ def ner_out(tmp_path_factory, ner_model) -> Path:
 
 @pytest.fixture(scope="module")
 def ner_page(ner_out, tmp_path_factory) -> tuple[Node, str]:
-    from seqlab.report import write_report
+    from seqlab.report_html import write_report
 
     path = tmp_path_factory.mktemp("report-page") / "report.html"
     write_report(str(ner_out), path, sample=8)
@@ -237,7 +237,7 @@ def test_an_output_without_manifest(tmp_path, capsys):
 
 def test_a_tags_model_shows_its_tags(tmp_path, pos_model):
     from seqlab import annotate
-    from seqlab.report import write_report
+    from seqlab.report_html import write_report
 
     out = tmp_path / "out"
     annotate(str(write_corpus(tmp_path / "corpus.parquet")), str(out), model=str(pos_model),

@@ -2,40 +2,24 @@
 
 from __future__ import annotations
 
+import argparse
+import doctest
 import json
 import re
 import shlex
-from pathlib import Path
 
 import pytest
 
 beam = pytest.importorskip("apache_beam")
 
-from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
 from packaging.requirements import Requirement  # noqa: E402
 
 from pipelines.beam_cli import parse_args  # noqa: E402
-from seqlab.cli import ENGINE_FLAGS, annotate_options, build_parser  # noqa: E402
-from seqlab.config import build_config  # noqa: E402
+from seqlab.cli import add_annotate_flags, add_engine_flags, build_parser  # noqa: E402
+from tests.deploy import DEPLOY as ALL, ROOT, check_beam_config  # noqa: E402
 
-ROOT = Path(__file__).resolve().parents[2]
-DEPLOY = ROOT / "deploy" / "beam"
-
-
-def unknown_beam_options(args: list[str]) -> set[str]:
-    """Arguments no Beam PipelineOptions class (seqlab's included) knows."""
-    options = PipelineOptions(args)
-    known = options.get_all_options(retain_unknown_options=False)
-    return set(options.get_all_options(retain_unknown_options=True)) - set(known)
-
-
-def check_config(args, beam_args: list[str]) -> dict:
-    args.beam_args = beam_args or None
-    options = annotate_options(args, ENGINE_FLAGS)
-    build_config(**{**options, "engine": "beam"})
-    assert not unknown_beam_options(beam_args)
-    return options
-
+DEPLOY = ALL / "beam"
+pytestmark = pytest.mark.timeout(60)
 
 def documented_commands() -> list[list[str]]:
     text = (DEPLOY / "README.md").read_text()
@@ -54,10 +38,10 @@ def test_documented_commands_are_valid(argv: list[str]) -> None:
         head = argv[1 : len(argv) - len(tail) - (1 if "--" in argv else 0)]
         args = build_parser().parse_args(head)
         assert args.command == "annotate" and args.engine == "beam"
-        check_config(args, tail)
+        check_beam_config(args, tail)
     else:
         args, beam_args = parse_args(argv[3:])
-        check_config(args, beam_args)
+        check_beam_config(args, beam_args)
 
 
 def test_every_runner_has_a_documented_command() -> None:
@@ -69,7 +53,15 @@ def test_every_runner_has_a_documented_command() -> None:
     assert any("--engine" in a and "--runner" not in a for a in documented_commands())
 
 
+SAMPLES = {"incremental": "true", "prune": "false", "run_date": "2026-01-02",
+           "table_format": "iceberg", "catalog": "prod", "namespace": "nlp"}
+# parameters of an incremental run; the others are of every run
+INCREMENTAL = set(SAMPLES)
+
+
 def sample(param: dict) -> str:
+    if param["name"] in SAMPLES:
+        return SAMPLES[param["name"]]
     regexes = " ".join(param.get("regexes", []))
     if "[0-9]" in regexes:
         return "16"  # a window of 16 fits a --batch-tokens of 16
@@ -78,19 +70,63 @@ def sample(param: dict) -> str:
     return "gs://bucket/x" if "gs|s3" in regexes else "value"
 
 
+def flex_template():
+    """deploy/beam/flex_template.py, the template's entry point (not an installed module)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("flex_template", DEPLOY / "flex_template.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def launch(parameters: dict[str, str], beam_args: list[str] = ()):
+    """What the template launcher runs for these parameters: every one as --name=value,
+    through the entry point's switch handling, into pipelines.beam's parser."""
+    argv = [f"--{name}={value}" for name, value in parameters.items()] + list(beam_args)
+    return parse_args(flex_template().switches_as_flags(argv))
+
+
 def test_flex_template_parameters_are_pipeline_flags() -> None:
     spec = json.loads((DEPLOY / "metadata.json").read_text())
     names = [p["name"] for p in spec["parameters"]]
     assert {"input", "output", "model"} <= set(names) and len(names) == len(set(names))
+    parser = argparse.ArgumentParser()
+    add_annotate_flags(parser)
+    add_engine_flags(parser)
+    flags = {s for action in parser._actions for s in action.option_strings}
     for param in spec["parameters"]:
         assert re.fullmatch(r"[a-z][a-z0-9_]*", param["name"]) and param["helpText"]
+        assert param["name"] in ("input", "output") or \
+            "--" + param["name"].replace("_", "-") in flags, param["name"]
         for regex in param.get("regexes", []):
-            assert re.fullmatch(regex, sample(param))
-    flags = [f"--{p['name']}={sample(p)}" for p in spec["parameters"]]
-    args, beam_args = parse_args(flags + ["--experiments=no_use_multiple_sdk_containers"])
+            assert re.fullmatch(regex, sample(param)), param["name"]
+    # every parameter at once: those of any run, then those of an incremental run
+    every = {p["name"]: sample(p) for p in spec["parameters"] if p["name"] not in INCREMENTAL}
+    args, beam_args = launch(every, ["--experiments=no_use_multiple_sdk_containers"])
     assert beam_args == ["--experiments=no_use_multiple_sdk_containers"]  # Beam's own option
-    options = check_config(args, beam_args)
+    options = check_beam_config(args, beam_args)
     assert options["text_column"] == "value" and options["max_length"] == 16
+    incremental = {p["name"]: sample(p) for p in spec["parameters"]
+                   if p["name"] in INCREMENTAL | {"input", "output", "model"}}
+    args, beam_args = launch(incremental)
+    options = check_beam_config(args, beam_args)
+    assert options["incremental"] is True and "prune" not in options  # prune=false: no flag
+    assert (options["run_date"], options["table_format"], options["catalog"],
+            options["namespace"]) == ("2026-01-02", "iceberg", "prod", "nlp")
+
+
+def test_flex_template_entry_point_turns_switches_into_flags() -> None:
+    module = flex_template()
+    failed, _ = doctest.testmod(module)
+    assert failed == 0
+    assert module.switches()["drop_text"] == "--drop-text"
+    assert module.switches_as_flags(["--incremental=True", "--prune=0", "--model=ner"]) == \
+        ["--incremental", "--model=ner"]
+    assert module.switches_as_flags(["--incremental", "--model", "ner"]) == \
+        ["--incremental", "--model", "ner"]  # already flags: as they are
+    with pytest.raises(SystemExit, match="incremental=true or incremental=false"):
+        module.switches_as_flags(["--incremental=maybe"])
 
 
 def test_dockerfile_matches_the_installed_stack() -> None:

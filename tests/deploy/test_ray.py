@@ -3,29 +3,19 @@
 from __future__ import annotations
 
 import re
-import shlex
-from pathlib import Path
 
+import pytest
 import yaml
 
 from seqlab.cli import build_parser
+from tests.deploy import DEPLOY as ALL, parse_seqlab
 
-DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "ray"
+DEPLOY = ALL / "ray"
+pytestmark = pytest.mark.timeout(60)
 
 
 def load(name: str) -> dict:
     return yaml.safe_load((DEPLOY / name).read_text())
-
-
-def parse_seqlab(command: str):
-    """Parse a seqlab command line as ``seqlab.cli.main`` does: the words after ``--`` are
-    handed over, not parsed (they are the submitted command, or Beam's options)."""
-    words = shlex.split(command)
-    assert words[0] == "seqlab", command
-    tail = words.index("--") if "--" in words else len(words)
-    args = build_parser().parse_args(words[1:tail])
-    args.rest = words[tail + 1 :]
-    return args
 
 
 def test_rayjob_runs_a_valid_annotate_on_a_gpu_group():

@@ -9,7 +9,7 @@ from typing import Any
 from seqlab.config import AnnotateConfig, build_config
 from seqlab.engine import Progress, load_engine
 from seqlab.errors import ConfigError
-from seqlab.run import plan_run
+from seqlab.run import finish_run, plan_run
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,8 @@ def annotate(input: str | None, output: str | None, *, config: AnnotateConfig | 
     log.info("run %s: %d input fragments (%d to do), model %s (%s), engine %s",
              plan.provenance.run_id, len(plan.fragments), len(plan.work), config.model,
              plan.labels.scheme, config.engine)
+    if not plan.work:  # nothing new to annotate (or a resumed run whose files all landed)
+        return finish_run(plan, engine=config.engine)
     if progress is not None:
         progress.start(plan.expected_characters())
     return engine.run(plan, engine_options, progress)

@@ -122,7 +122,7 @@ def add_storage_flag(p: argparse.ArgumentParser, where: str = "INPUT and OUTPUT"
 def add_annotate_flags(p: argparse.ArgumentParser) -> None:
     import dataclasses
 
-    from seqlab.config import ENGINES, AnnotateConfig
+    from seqlab.config import ENGINES, TABLE_FORMATS, AnnotateConfig
     from seqlab.decode import AGGREGATIONS, DECODERS
 
     d = {f.name: f.default for f in dataclasses.fields(AnnotateConfig)}
@@ -175,6 +175,24 @@ def add_annotate_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust-remote-code", action="store_true", default=None,
                    help="allow model code from the model's repository to run")
     add_storage_flag(p)
+    inc = p.add_argument_group("incremental runs (OUTPUT as a table root that accumulates runs)")
+    inc.add_argument("--incremental", action="store_true", default=None,
+                     help="annotate only input files that no earlier run of the same "
+                     "configuration annotated (new or changed ones); parts land in "
+                     "documents/run_date=YYYY-MM-DD/, each run's manifest in _runs/RUN_ID/")
+    inc.add_argument("--prune", action="store_true", default=None,
+                     help="the rows of input files that no longer exist leave the table "
+                     "(default: they stay)")
+    inc.add_argument("--run-date", metavar="YYYY-MM-DD",
+                     help="the run's partition (default: today, UTC; a scheduler passes its "
+                     "logical date, e.g. Airflow's {{ ds }})")
+    inc.add_argument("--table-format", choices=TABLE_FORMATS,
+                     help="iceberg: also commit each run's files to Iceberg tables, one "
+                     "commit per table per run (default: parquet)")
+    inc.add_argument("--catalog", metavar="NAME", help="the pyiceberg catalog "
+                     "(~/.pyiceberg.yaml or PYICEBERG_CATALOG__NAME__* variables)")
+    inc.add_argument("--namespace", metavar="NS", help=f"the Iceberg namespace of the "
+                     f"tables (default: {d['namespace']})")
     p.add_argument("--config", metavar="YAML", help="file of options; flags given here "
                    "override it")
 
@@ -290,6 +308,41 @@ def add_report_flags(p: argparse.ArgumentParser) -> None:
     add_storage_flag(p, "OUTPUT")
 
 
+RUNS = """\
+List the runs of an incremental table (seqlab annotate --incremental): when each ran, how
+many input files it annotated and left unchanged, rows and entities it wrote, how many earlier
+files it superseded, and how many of its own files later runs replaced."""
+RUN_COLUMNS = ("run_id", "run_date", "status", "engine", "inputs", "unchanged", "rows",
+               "entities", "superseded", "replaced_later")
+
+
+@command("runs")
+def runs_cli(args: argparse.Namespace) -> int:
+    from seqlab.errors import InputError
+    from seqlab.incremental import list_runs
+    from seqlab.output import OutputDir
+
+    out = OutputDir(args.output, args.storage_options)
+    if not out.incremental():
+        raise InputError(f"{args.output} is not an incremental table (it has no _runs/)",
+                         fix="point seqlab runs at the OUTPUT of seqlab annotate --incremental")
+    runs = list_runs(out)
+    if args.json:
+        print(json.dumps(runs, indent=2))
+        return 0
+    cells = [[str(run[c]) if run[c] is not None else "-" for c in RUN_COLUMNS] for run in runs]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(RUN_COLUMNS)]
+    for row in [list(RUN_COLUMNS), *cells]:
+        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    return 0
+
+
+def add_runs_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("output", help="OUTPUT of seqlab annotate --incremental")
+    p.add_argument("--json", action="store_true", help="print the runs as JSON")
+    add_storage_flag(p, "OUTPUT")
+
+
 SCHEMA = """\
 Print the schema of a landed table for a warehouse, generated from the schema seqlab lands:
 BigQuery's JSON schema file (bq load --schema FILE --parquet_enable_list_inference=true),
@@ -345,6 +398,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="write an HTML report of a run", description=REPORT)
     add_report_flags(p)
+
+    p = sub.add_parser("runs", help="list the runs of an incremental table", description=RUNS)
+    add_runs_flags(p)
 
     p = sub.add_parser("schema", help="print a table's schema for a warehouse",
                        description=SCHEMA)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +13,13 @@ from seqlab.errors import ConfigError
 from seqlab.labels import normalize_scheme
 
 ENGINES = ("local", "ray", "beam")
+TABLE_FORMATS = ("parquet", "iceberg")
 DEFAULT_MODEL = "ner"
 DEFAULT_WINDOW = 512
 # Options an unfinished run may be resumed with changed: where and how fast it runs, and how
 # its files are cut. Every other option changes what lands, so a resumed run must match it.
 RESUMABLE = ("engine", "engine_options", "device", "storage_options", "batch_tokens",
-             "batch_docs", "rows_per_part", "overwrite")
+             "batch_docs", "rows_per_part", "overwrite", "run_date", "prune")
 PAD_MULTIPLE = 16  # the tag stage pads every window to a multiple of this (seqlab.tag)
 # Python keywords spelled as the command line's flags (``--drop-text``)
 ALIASES = {"drop_text": ("keep_text", lambda value: not value)}
@@ -92,6 +94,19 @@ class AnnotateConfig:
     keep_text: bool = True
     overwrite: bool = False
     trust_remote_code: bool = False
+    # OUTPUT as a table root that accumulates runs: only new or changed input files are
+    # annotated; parts land in run_date=YYYY-MM-DD partitions (seqlab.incremental)
+    incremental: bool = False
+    # with incremental: the rows of input files that are gone leave the live table too
+    prune: bool = False
+    # with incremental: the run's partition, YYYY-MM-DD (None: today, UTC). A resumed run
+    # keeps the date it started with.
+    run_date: str | None = None
+    # parquet: the partitioned folders are the table; iceberg: each run is also committed to
+    # Iceberg tables through pyiceberg (catalog as configured for pyiceberg)
+    table_format: str = "parquet"
+    catalog: str | None = None
+    namespace: str = "seqlab"
     storage_options: dict[str, Any] = field(default_factory=dict)
     # engine-specific settings (e.g. Ray's address and actor counts), read by that engine
     engine_options: dict[str, Any] = field(default_factory=dict)
@@ -116,6 +131,7 @@ class AnnotateConfig:
             raise ConfigError(f"--min-score {self.min_score} is not a probability",
                               fix="pass a --min-score between 0 and 1 (entity scores are "
                               "softmax probabilities)")
+        self._check_incremental()
         padded = -(-(self.max_length or 0) // PAD_MULTIPLE) * PAD_MULTIPLE
         if self.batch_tokens < padded:
             raise ConfigError(
@@ -124,6 +140,39 @@ class AnnotateConfig:
                 f"of {PAD_MULTIPLE})",
                 fix=f"pass --batch-tokens {padded} or more",
             )
+
+    def _check_incremental(self) -> None:
+        check_choice(self.table_format, TABLE_FORMATS, "--table-format")
+        if not self.incremental:
+            given = [flag for flag, on in (("--prune", self.prune),
+                                           ("--run-date", self.run_date is not None),
+                                           ("--table-format iceberg",
+                                            self.table_format != "parquet"))
+                     if on]
+            if given:
+                raise ConfigError(f"{', '.join(given)} only applies to incremental runs",
+                                  fix="add --incremental (OUTPUT becomes a table root that "
+                                  "accumulates runs)")
+            return
+        if self.overwrite:
+            raise ConfigError("--overwrite replaces a single run, and an incremental OUTPUT "
+                              "keeps every run",
+                              fix="drop --overwrite; to start the table over, delete OUTPUT")
+        if self.limit is not None:
+            raise ConfigError("--limit leaves input files half annotated, which an "
+                              "incremental table would then count as done",
+                              fix="drop --limit, or try the options on a separate OUTPUT "
+                              "without --incremental")
+        if self.run_date is not None:
+            try:
+                date.fromisoformat(self.run_date)
+            except ValueError:
+                raise ConfigError(f"--run-date {self.run_date!r} is not a date",
+                                  fix="pass --run-date YYYY-MM-DD") from None
+        if self.table_format == "iceberg" and not self.catalog:
+            raise ConfigError("--table-format iceberg needs the catalog to commit to",
+                              fix="pass --catalog NAME, configured as pyiceberg reads it "
+                              "(~/.pyiceberg.yaml or PYICEBERG_CATALOG__NAME__URI=...)")
 
     def with_window(self, trained: int | None) -> "AnnotateConfig":
         """This config with the window settled: ``--max-length``, else the length the model

@@ -53,6 +53,25 @@ class Fragment:
     path: str
     name: str
     format: str
+    # (size, version): what tells a changed file from the one an earlier run annotated. The
+    # version is the storage's ETag or generation where it has one, else the modification time.
+    identity: tuple[int, str] | None = None
+
+
+VERSION_KEYS = ("ETag", "etag", "generation", "md5Hash", "VersionId", "mtime", "LastModified",
+                "last_modified", "updated", "created")
+
+
+def identity(info: dict) -> tuple[int, str]:
+    """A file's (size, version) from an fsspec ``info`` entry, whichever storage it is on.
+
+    >>> identity({"name": "a", "size": 10, "ETag": '"9b2cf535"', "LastModified": "..."})
+    (10, '"9b2cf535"')
+    >>> identity({"name": "a", "size": 10, "mtime": 1764633600.5})
+    (10, '1764633600.5')
+    """
+    version = next((info[k] for k in VERSION_KEYS if info.get(k) not in (None, "")), "")
+    return int(info.get("size") or 0), str(version)
 
 
 def file_format(path: str) -> str | None:
@@ -74,13 +93,13 @@ def discover(url: str, storage_options: dict | None = None) -> tuple[fsspec.Abst
         ) from exc
     try:
         if fsspec.core.has_magic(root):
-            paths = fs.glob(root)
+            paths = fs.glob(root, detail=True)
             base = root[: min(root.find(c) for c in "*?[" if c in root)].rsplit("/", 1)[0]
         elif fs.isdir(root):
-            paths = fs.find(root)
+            paths = fs.find(root, detail=True)
             base = root.rstrip("/")
         elif fs.exists(root):
-            paths, base = [root], posixpath.dirname(root)
+            paths, base = {root: fs.info(root)}, posixpath.dirname(root)
         else:
             raise InputError(f"input {url!r} does not exist", fix="check the path or URL")
     except (OSError, PermissionError) as exc:
@@ -94,7 +113,7 @@ def discover(url: str, storage_options: dict | None = None) -> tuple[fsspec.Abst
         )
     fragments = [
         Fragment(i, p, p[len(base) + 1 :] if base and p.startswith(base + "/") else p,
-                 file_format(p) or "")
+                 file_format(p) or "", identity(paths[p]))
         for i, p in enumerate(files)
     ]
     return fs, fragments
@@ -122,9 +141,12 @@ class Reader:
     text_column: str = "text"
     id_column: str | None = None
     batch_rows: int = 256
+    # the passthrough columns when already known (an incremental run reads the schema from
+    # every input file, and then only the new ones), else probed from the fragments
+    known: pa.Schema | None = None
 
     def __post_init__(self) -> None:
-        self.passthrough = self._passthrough_schema()
+        self.passthrough = self.known if self.known is not None else self._passthrough_schema()
         self.schema = schema.read_schema(self.passthrough)
 
     def _passthrough_schema(self) -> pa.Schema:

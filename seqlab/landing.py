@@ -5,7 +5,8 @@ row). A part holds consecutive rows of one fragment and is named after its first
 
     documents/part-FFFFF-RRRRRRRRRR.parquet    mentions/part-FFFFF-RRRRRRRRRR.parquet
 
-so the same rows always land under the same name, whichever engine lands them, however they
+(in an incremental table, ``TABLE/run_date=YYYY-MM-DD/part-RUNID-FFFFF-RRRRRRRRRR.parquet``:
+``seqlab.output.Layout``), so the same rows always land under the same name, whichever engine lands them, however they
 were batched, and a retried batch overwrites its own earlier attempt rather than adding a
 copy. Each landing returns a ``Landed`` summary (parts with rows, bytes and sha256; counts;
 whether it holds the fragment's last row) from which ``seqlab.fragments.FragmentLedger``
@@ -167,8 +168,7 @@ class FragmentSink:
             self.part_start = self.next_row
         # a mentions part takes the name of the documents part it belongs to
         return PartFile(self.out.fs, self.out.root,
-                        posixpath.join(table, part_name(self.fragment, self.part_start)),
-                        declared)
+                        self.out.layout.part(table, self.fragment, self.part_start), declared)
 
     def _close_parts(self) -> None:
         for table in ("documents", "mentions"):

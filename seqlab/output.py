@@ -8,6 +8,10 @@ Layout (see the README):
     OUT/_progress/                                the run's state while it is unfinished
     OUT/_manifest.json                            written last: its presence means the run ended
 
+An incremental OUTPUT (``--incremental``, ``seqlab.incremental``) is a table root that
+accumulates runs: parts land in ``TABLE/run_date=YYYY-MM-DD/part-RUNID-FFFFF-RRRRRRRRRR.parquet``
+and each run's manifest in ``_runs/RUNID/manifest.json`` (see ``Layout``).
+
 Parts are written under a temporary name and renamed when complete, so a reader never sees a
 half-written file. A fragment counts as finished only once its record (every part with rows,
 bytes and sha256) is in ``_progress/``; ``OutputDir.cleanup`` removes everything in the table
@@ -38,6 +42,33 @@ MANIFEST = "_manifest.json"
 PROGRESS = "_progress"
 RUN_STATE = "_run.json"
 PARTIALS = posixpath.join(PROGRESS, "partials")  # aggregate partials of landed parts
+RUNS = "_runs"  # an incremental table's run manifests
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where a run's parts go: the table folders themselves (one run per OUTPUT), or a
+    ``run_date=`` partition of them with the run id in every name (an incremental table).
+
+    >>> Layout().part("documents", 3, 512)
+    'documents/part-00003-0000000512.parquet'
+    >>> Layout("2026-12-02", "R1").part("mentions", 3, 512)
+    'mentions/run_date=2026-12-02/part-R1-00003-0000000512.parquet'
+    """
+
+    run_date: str | None = None
+    run_id: str | None = None
+
+    def folder(self, table: str) -> str:
+        return posixpath.join(table, f"run_date={self.run_date}") if self.run_date else table
+
+    def part(self, table: str, fragment: int, first_row: int | None = None) -> str:
+        tag = f"{self.run_id}-" if self.run_id else ""
+        row = f"-{first_row:010d}" if first_row is not None else ""
+        return posixpath.join(self.folder(table), f"part-{tag}{fragment:05d}{row}.parquet")
+
+    def manifest(self) -> str:
+        return posixpath.join(RUNS, self.run_id, "manifest.json") if self.run_date else MANIFEST
 
 
 @dataclass
@@ -160,6 +191,7 @@ class OutputDir:
         self.url = url
         self.fs, self.root = fsspec.core.url_to_fs(url, **(storage_options or {}))
         self.root = self.root.rstrip("/") or "/"
+        self.layout = Layout()
 
     @property
     def location(self) -> str:
@@ -174,10 +206,22 @@ class OutputDir:
     def relative(self, path: str) -> str:
         return posixpath.relpath(path, self.root)
 
+    def url_of(self, relpath: str) -> str:
+        """The full URL of a file of the output (``file:///...``, ``s3://...``)."""
+        return self.fs.unstrip_protocol(self.path(relpath))
+
     # ------------------------------------------------------------------ the run's state
 
     def manifest(self) -> dict | None:
-        return self.read_json(MANIFEST)
+        """This run's manifest; for an incremental table not given a run, its latest one."""
+        if self.layout.run_id is None and self.incremental():
+            latest = self.read_json(posixpath.join(RUNS, "latest.json"))
+            return self.read_json(latest["manifest"]) if latest else None
+        return self.read_json(self.layout.manifest())
+
+    def incremental(self) -> bool:
+        """Whether the location is an incremental table root (it has ``_runs/``)."""
+        return self.fs.exists(self.path(RUNS))
 
     def state(self) -> dict | None:
         return self.read_json(posixpath.join(PROGRESS, RUN_STATE))
@@ -194,8 +238,8 @@ class OutputDir:
 
     def reopen(self) -> None:
         """An ended run with failed fragments is being retried: it is unfinished again."""
-        if self.fs.exists(self.path(MANIFEST)):
-            self.fs.rm(self.path(MANIFEST))
+        if self.fs.exists(self.path(self.layout.manifest())):
+            self.fs.rm(self.path(self.layout.manifest()))
 
     def done_fragments(self) -> dict[str, FragmentRecord]:
         records = {}
@@ -226,16 +270,22 @@ class OutputDir:
         """Remove every file of the table folders and partials that ``keep`` does not name:
         parts of unfinished fragments (any engine's names), temporary files of a crashed
         write, staging folders. Returns what was removed (relative paths)."""
-        removed = []
-        for folder in (*TABLES, PARTIALS):
-            if not self.fs.exists(self.path(folder)):
-                continue
+        removed: list[str] = []
+        folders = {posixpath.dirname(path) for path in keep}
+        kept_below = {parent for folder in folders for parent in _parents(folder)}
+
+        def sweep(folder: str) -> None:
             for entry in self.fs.ls(self.path(folder), detail=True):
                 relpath = self.relative(entry["name"])
-                if relpath in keep and entry["type"] == "file":
-                    continue
-                self.fs.rm(entry["name"], recursive=entry["type"] == "directory")
-                removed.append(relpath)
+                if entry["type"] == "directory" and relpath in kept_below:
+                    sweep(relpath)  # a partition holding kept parts: look inside
+                elif relpath not in keep or entry["type"] != "file":
+                    self.fs.rm(entry["name"], recursive=entry["type"] == "directory")
+                    removed.append(relpath)
+
+        for folder in (*TABLES, PARTIALS):
+            if self.fs.exists(self.path(folder)):
+                sweep(folder)
         if removed:
             log.info("removed %d files left by an unfinished attempt", len(removed))
         return removed
@@ -243,8 +293,12 @@ class OutputDir:
     def finish(self, manifest: dict, keep_progress: bool = False) -> None:
         """Write the manifest last, then drop the progress records it replaces (kept while
         failed fragments wait to be retried)."""
-        self.write_json(MANIFEST, manifest)
-        if not keep_progress and self.fs.exists(self.path(PROGRESS)):
+        self.write_json(self.layout.manifest(), manifest)
+        if not keep_progress:
+            self.drop_progress()
+
+    def drop_progress(self) -> None:
+        if self.fs.exists(self.path(PROGRESS)):
             self.fs.rm(self.path(PROGRESS), recursive=True)
 
     # ------------------------------------------------------------------ small files
@@ -264,6 +318,19 @@ class OutputDir:
         self.fs.mv(tmp, final)
 
 
+def _parents(folder: str) -> list[str]:
+    """``folder`` and the folders above it, relative paths.
+
+    >>> _parents("documents/run_date=2026-12-02")
+    ['documents/run_date=2026-12-02', 'documents']
+    """
+    parents = []
+    while folder:
+        parents.append(folder)
+        folder = posixpath.dirname(folder)
+    return parents
+
+
 def check_resumable(out: OutputDir, fingerprint: dict, overwrite: bool) -> dict | None:
     """Check the location can take this run; return the unfinished run's state to resume.
 
@@ -274,7 +341,7 @@ def check_resumable(out: OutputDir, fingerprint: dict, overwrite: bool) -> dict 
     if overwrite:
         out.clear()
         return None
-    manifest, state = out.manifest(), out.state()
+    manifest, state = out.read_json(MANIFEST), out.state()
     if manifest is not None and (manifest.get("complete", True) or state is None):
         raise OutputError(
             f"{out.url} already holds a finished run (run {manifest.get('run_id')})",

@@ -27,16 +27,17 @@ from transformers import AutoConfig
 
 import fsspec
 
-from seqlab import __version__, aggregate, schema
+from seqlab import __version__, aggregate, incremental, schema
 from seqlab.config import RESUMABLE, AnnotateConfig
-from seqlab.errors import ModelError, RunError
+from seqlab.errors import ModelError, OutputError, RunError
 from seqlab.fragments import WorkItem, work_items
 from seqlab.io import Fragment, Reader, discover
 from seqlab.labels import LabelSet
 from seqlab.landing import merge_counts
 from seqlab.model import (LoadedModel, ModelSpec, load_model, load_tokenizer, local_model_dir,
                           model_revision, read_metadata, recommended_decoder, trained_window)
-from seqlab.output import FragmentRecord, OutputDir, check_resumable, read_table, write_table
+from seqlab.output import (MANIFEST, FragmentRecord, Layout, OutputDir, check_resumable,
+                           read_table, write_table)
 from seqlab.stages import Decoder, Provenance
 from seqlab.tag import Tagger
 from seqlab.tokenize import Tokenizer, WindowSpec
@@ -56,6 +57,9 @@ class RunPlan:
     done: dict[str, FragmentRecord] = field(default_factory=dict)
     work: list[WorkItem] = field(default_factory=list)
     started: float = field(default_factory=time.time)
+    # an incremental run: which input files it annotates and which earlier files it replaces
+    increment: incremental.Increment | None = None
+    table: dict = field(default_factory=dict)  # an incremental table's settings
 
     @property
     def fragments(self) -> list[Fragment]:
@@ -122,29 +126,76 @@ def plan_run(config: AnnotateConfig) -> RunPlan:
     revision = model_revision(source, config.model_revision, _ConfigOnly(model_config))
 
     out = OutputDir(config.output, config.storage_options)
+    _check_table_kind(out, config)
     fingerprint = {**config.fingerprint(), "input": canonical(config.input, fs),
                    "output": out.location, "model_revision": revision,
                    "fragments": [f.name for f in fragments]}
+    if config.incremental:  # the run's files are fixed in its state, not by this listing
+        del fingerprint["fragments"]
     state = check_resumable(out, fingerprint, config.overwrite)
     attempt = {"engine": config.engine, "started_at": datetime.now(timezone.utc).isoformat()}
     if state is None:
         state = {"run_id": _new_run_id(), "fingerprint": fingerprint,
                  "processed_at": attempt["started_at"], "attempts": []}
+        if config.incremental:
+            table = {"documents_schema": _columns(schema.documents_schema(
+                reader.passthrough, config.keep_text)),
+                     **{k: getattr(config, k) for k in incremental.TABLE_OPTIONS}}
+            state["increment"] = incremental.plan_increment(
+                out, fragments, incremental.config_key(fingerprint),
+                config.run_date or incremental.today(), config.prune, table).to_dict()
+            state["table"] = table
         done: dict[str, FragmentRecord] = {}
     else:
         done = out.done_fragments()
         out.reopen()
         out.forget_failures()
         log.info("resuming run %s: %d of %d fragments already done", state["run_id"],
-                 len(done), len(fragments))
+                 len(done), len(state.get("increment", {}).get("inputs", fragments)))
     state["attempts"] = [*state.get("attempts", []), attempt]
+    increment = None
+    if "increment" in state:
+        increment = incremental.Increment.from_dict(state["increment"])
+        out.layout = Layout(increment.run_date, state["run_id"])
+        reader = Reader(fs, increment.inputs, config.text_column, config.id_column,
+                        config.batch_docs, known=reader.passthrough)
+        if increment.run_date != (config.run_date or increment.run_date):
+            log.warning("resuming run %s of run date %s (not %s); files added since wait for "
+                        "the next run", state["run_id"], increment.run_date, config.run_date)
     out.start(state)
-    out.cleanup(keep={path for record in done.values() for path in record.files()})
+    out.cleanup(keep=_kept(out, done.values(), increment))
     provenance = Provenance(state["run_id"], config.model, revision,
                             datetime.fromisoformat(state["processed_at"]))
-    plan = RunPlan(config, reader, out, labels, provenance, done)
+    plan = RunPlan(config, reader, out, labels, provenance, done, increment=increment,
+                   table=state.get("table", {}))
     plan.work = work_items(plan)
     return plan
+
+
+def _check_table_kind(out: OutputDir, config: AnnotateConfig) -> None:
+    """An incremental table root and a single run's output are not mistaken for each other."""
+    if config.overwrite:
+        return
+    if out.incremental() and not config.incremental:
+        raise OutputError(f"{out.url} is an incremental table (it has _runs/)",
+                          fix="add --incremental to add a run to it, or choose another OUTPUT")
+    if config.incremental and out.fs.exists(out.path(MANIFEST)):
+        raise OutputError(f"{out.url} holds a single run written without --incremental",
+                          fix="start the incremental table in a new OUTPUT")
+
+
+def _kept(out: OutputDir, records, increment: incremental.Increment | None) -> set[str]:
+    """The files cleanup keeps: those of finished fragments (and their aggregates part, which
+    a retried finish rewrites in place), and every file of the table's earlier runs."""
+    kept = {path for record in records for path in record.files()}
+    if increment is not None:
+        kept |= set(increment.earlier_files)
+        kept |= {out.layout.part("aggregates", record.index) for record in records}
+    return kept
+
+
+def _columns(declared: pa.Schema) -> list[str]:
+    return [f"{f.name}: {f.type}" for f in declared]
 
 
 def canonical(url: str, fs: fsspec.AbstractFileSystem) -> str:
@@ -180,6 +231,9 @@ def _redacted(config: dict) -> dict:
                                           for k in config.get("storage_options") or {}}}
 
 
+TABLE_SCHEMAS = {"mentions": schema.MENTIONS, "aggregates": schema.AGGREGATES}
+
+
 def finish_run(plan: RunPlan, engine: str, extra: dict | None = None) -> dict:
     """End the run: check its invariants, land the aggregates, write the manifest; return it.
 
@@ -195,7 +249,7 @@ def finish_run(plan: RunPlan, engine: str, extra: dict | None = None) -> dict:
     if unsettled:
         raise RunError(f"the {engine} engine ended without finishing {unsettled[:5]}",
                        fix="rerun the same command to resume; please report it with the logs")
-    out.cleanup(keep={path for record in records for path in record.files()})
+    out.cleanup(keep=_kept(out, records, plan.increment))
     rows_in = sum(r.rows_in for r in records)
     rows_out = sum(p.rows for r in records for p in r.parts.get("documents", []))
     if rows_in != rows_out:
@@ -203,14 +257,20 @@ def finish_run(plan: RunPlan, engine: str, extra: dict | None = None) -> dict:
             f"the run read {rows_in} rows but wrote {rows_out} documents rows",
             fix="this is a bug in seqlab; please report it with the run's logs",
         )
+    if plan.increment is not None:
+        incremental.land_aggregates(out, records)
     tables = {table: [p for r in records for p in r.parts.get(table, [])]
-              for table in ("documents", "mentions")}
-    if not tables["mentions"]:  # a loader pointed at an empty prefix needs a schema
-        tables["mentions"] = [write_table(out.fs, out.root, "mentions/part-empty.parquet",
-                                          schema.MENTIONS.empty_table())]
-    partials = (read_table(out.fs, out.path(path)) for r in records for path in r.partials)
-    tables["aggregates"] = [write_table(out.fs, out.root, "aggregates/part-00000.parquet",
-                                        aggregate.finalize(aggregate.fold(partials)))]
+              for table in ("documents", "mentions", "aggregates")}
+    if plan.increment is not None:
+        if not tables["mentions"]:
+            tables["mentions"] = [incremental.empty_mentions(out)]
+    else:
+        if not tables["mentions"]:  # a loader pointed at an empty prefix needs a schema
+            tables["mentions"] = [write_table(out.fs, out.root, "mentions/part-empty.parquet",
+                                              schema.MENTIONS.empty_table())]
+        partials = (read_table(out.fs, out.path(path)) for r in records for path in r.partials)
+        tables["aggregates"] = [write_table(out.fs, out.root, "aggregates/part-00000.parquet",
+                                            aggregate.finalize(aggregate.fold(partials)))]
     state = out.state() or {}
     manifest = {
         "run_id": plan.provenance.run_id,
@@ -237,8 +297,43 @@ def finish_run(plan: RunPlan, engine: str, extra: dict | None = None) -> dict:
         "aggregates": [vars(p) for p in tables["aggregates"]],
         **(extra or {}),
     }
-    out.finish(manifest, keep_progress=bool(failed))
+    if plan.increment is None:
+        out.finish(manifest, keep_progress=bool(failed))
+    else:
+        _finish_increment(plan, manifest, records)
     if failed:
         log.warning("%d input files could not be read (see failed_inputs in %s); rerun the "
                     "same command to retry them", len(failed), out.url)
     return manifest
+
+
+def _finish_increment(plan: RunPlan, manifest: dict, records: list[FragmentRecord]) -> None:
+    """Supersede the earlier files of what this run annotated again (moved aside, or replaced
+    in the Iceberg commit), then write the manifest and the markers. Failed inputs are not
+    retried by resuming this run: the next run finds them still to do."""
+    out, increment = plan.out, plan.increment
+    superseded = increment.superseded({r.fragment for r in records})
+    identities = {f.name: f.identity for f in increment.inputs}
+    for entry in manifest["inputs"]:
+        entry["identity"] = identities[entry["fragment"]]
+    manifest["run_date"] = increment.run_date
+    manifest["table"] = plan.table
+    manifest["incremental"] = {
+        "config_key": increment.config_key, "unchanged": increment.unchanged,
+        "replaced": sorted(set(increment.replaces) & {r.fragment for r in records}),
+        "pruned": sorted(increment.pruned), "superseded": superseded}
+    if plan.config.table_format == "iceberg":
+        from seqlab import iceberg  # pyiceberg only where Iceberg tables are asked for
+
+        manifest["iceberg"] = iceberg.commit_run(
+            plan.config.catalog, plan.config.namespace, manifest["run_id"],
+            {table: iceberg.TableChange(
+                plan.documents_schema if table == "documents" else TABLE_SCHEMAS[table],
+                [out.url_of(p["path"]) for p in manifest["tables"][table]],
+                [out.url_of(p) for p in superseded if p.startswith(table + "/")])
+             for table in manifest["tables"]})
+    else:
+        incremental.supersede(out, superseded)
+    out.finish(manifest, keep_progress=True)
+    incremental.mark_ended(out, manifest)
+    out.drop_progress()

@@ -30,9 +30,18 @@ def annotate_config(args, engine: str | None = None):
     from seqlab.cli import ENGINE_FLAGS, annotate_options
     from seqlab.config import build_config
 
-    args.beam_args = getattr(args, "rest", None) or getattr(args, "beam_args", None) or None
+    args = _without_rest(args, getattr(args, "rest", None) or getattr(args, "beam_args", None))
     options = annotate_options(args, ENGINE_FLAGS)
     return build_config(**({**options, "engine": engine} if engine else options))
+
+
+def _without_rest(args, beam_args):
+    """The parsed flags as ``seqlab.cli.main`` hands them on: the words after ``--`` as
+    ``beam_args``, and no ``rest``."""
+    import argparse
+
+    values = {k: v for k, v in vars(args).items() if k != "rest"}
+    return argparse.Namespace(**{**values, "beam_args": list(beam_args or []) or None})
 
 
 def unknown_beam_options(args: list[str]) -> set[str]:
@@ -50,8 +59,29 @@ def check_beam_config(args, beam_args: list[str]) -> dict:
     from seqlab.cli import ENGINE_FLAGS, annotate_options
     from seqlab.config import build_config
 
-    args.beam_args = beam_args or None
-    options = annotate_options(args, ENGINE_FLAGS)
+    options = annotate_options(_without_rest(args, beam_args), ENGINE_FLAGS)
     build_config(**{**options, "engine": "beam"})
     assert not unknown_beam_options(beam_args or []), unknown_beam_options(beam_args or [])
     return options
+
+
+def flex_template():
+    """deploy/beam/flex_template.py, the flex template's entry point (a script in the image,
+    not an installed module)."""
+    import importlib.util
+
+    path = DEPLOY / "beam" / "flex_template.py"
+    spec = importlib.util.spec_from_file_location("flex_template", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def flex_launch(parameters: dict[str, str], beam_args=()):
+    """What the template launcher runs for these parameters: each one as ``--name=value``,
+    through the entry point's switch handling, into ``pipelines.beam``'s parser; returns
+    ``(args, beam_args)``."""
+    from pipelines.beam_cli import parse_args
+
+    argv = [f"--{name}={value}" for name, value in parameters.items()] + list(beam_args)
+    return parse_args(flex_template().switches_as_flags(argv))

@@ -4,9 +4,9 @@ the import errors, each DAG's settings, and each task's templates rendered by Ai
 template engine for a few runs (a scheduled run, its retry, a manual run with no logical date).
 
     python tests/deploy/airflow_dagbag.py DAG_FOLDER RESULT.json
-    python tests/deploy/airflow_dagbag.py DAG_FOLDER RESULT.json --landed OUTPUT RUN_DATE
+    python tests/deploy/airflow_dagbag.py DAG_FOLDER RESULT.json --landed OUTPUT RUN_DATE ...
 
-With ``--landed`` it writes what the ``landed`` sensor's callable answers for that table root
+With ``--landed`` it writes what the ``landed`` sensor's callable answers for each table root
 and date instead (``true``, ``false``, or the error it raises). The result goes to a file:
 Airflow logs to stdout.
 """
@@ -101,14 +101,14 @@ def main(argv: list[str]) -> int:
 
 def _result(bag, argv: list[str]):
     if argv[:1] == ["--landed"]:
-        output, run_date = argv[1], argv[2]
-        dag = next(iter(bag.dags.values()))
-        check = dag.get_task("landed").python_callable
-        try:
-            answer = check(output=output, run_date=run_date)
-        except Exception as exc:  # noqa: BLE001 - the test reads what it raised
-            answer = {"error": f"{type(exc).__name__}: {exc}"}
-        return answer
+        check = next(iter(bag.dags.values())).get_task("landed").python_callable
+        answers = []
+        for output, run_date in zip(argv[1::2], argv[2::2]):
+            try:
+                answers.append(check(output=output, run_date=run_date))
+            except Exception as exc:  # noqa: BLE001 - the test reads what it raised
+                answers.append({"error": f"{type(exc).__name__}: {exc}"})
+        return answers
     return {"import_errors": {k: str(v) for k, v in bag.import_errors.items()},
             "dags": describe(bag)}
 

@@ -16,7 +16,8 @@ from packaging.requirements import Requirement  # noqa: E402
 
 from pipelines.beam_cli import parse_args  # noqa: E402
 from seqlab.cli import add_annotate_flags, add_engine_flags, build_parser  # noqa: E402
-from tests.deploy import DEPLOY as ALL, ROOT, check_beam_config  # noqa: E402
+from tests.deploy import (  # noqa: E402
+    DEPLOY as ALL, ROOT, check_beam_config, flex_launch, flex_template)
 
 DEPLOY = ALL / "beam"
 pytestmark = pytest.mark.timeout(60)
@@ -53,10 +54,11 @@ def test_every_runner_has_a_documented_command() -> None:
     assert any("--engine" in a and "--runner" not in a for a in documented_commands())
 
 
-SAMPLES = {"incremental": "true", "prune": "false", "run_date": "2026-01-02",
-           "table_format": "iceberg", "catalog": "prod", "namespace": "nlp"}
+INCREMENTAL_SAMPLES = {"incremental": "true", "prune": "false", "run_date": "2026-01-02",
+                       "table_format": "iceberg", "catalog": "prod", "namespace": "nlp"}
 # parameters of an incremental run; the others are of every run
-INCREMENTAL = set(SAMPLES)
+INCREMENTAL = set(INCREMENTAL_SAMPLES)
+SAMPLES = {**INCREMENTAL_SAMPLES, "dtype": "auto"}
 
 
 def sample(param: dict) -> str:
@@ -68,23 +70,6 @@ def sample(param: dict) -> str:
     if "greedy" in regexes:
         return "viterbi"
     return "gs://bucket/x" if "gs|s3" in regexes else "value"
-
-
-def flex_template():
-    """deploy/beam/flex_template.py, the template's entry point (not an installed module)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("flex_template", DEPLOY / "flex_template.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def launch(parameters: dict[str, str], beam_args: list[str] = ()):
-    """What the template launcher runs for these parameters: every one as --name=value,
-    through the entry point's switch handling, into pipelines.beam's parser."""
-    argv = [f"--{name}={value}" for name, value in parameters.items()] + list(beam_args)
-    return parse_args(flex_template().switches_as_flags(argv))
 
 
 def test_flex_template_parameters_are_pipeline_flags() -> None:
@@ -103,13 +88,13 @@ def test_flex_template_parameters_are_pipeline_flags() -> None:
             assert re.fullmatch(regex, sample(param)), param["name"]
     # every parameter at once: those of any run, then those of an incremental run
     every = {p["name"]: sample(p) for p in spec["parameters"] if p["name"] not in INCREMENTAL}
-    args, beam_args = launch(every, ["--experiments=no_use_multiple_sdk_containers"])
+    args, beam_args = flex_launch(every, ["--experiments=no_use_multiple_sdk_containers"])
     assert beam_args == ["--experiments=no_use_multiple_sdk_containers"]  # Beam's own option
     options = check_beam_config(args, beam_args)
     assert options["text_column"] == "value" and options["max_length"] == 16
     incremental = {p["name"]: sample(p) for p in spec["parameters"]
                    if p["name"] in INCREMENTAL | {"input", "output", "model"}}
-    args, beam_args = launch(incremental)
+    args, beam_args = flex_launch(incremental)
     options = check_beam_config(args, beam_args)
     assert options["incremental"] is True and "prune" not in options  # prune=false: no flag
     assert (options["run_date"], options["table_format"], options["catalog"],

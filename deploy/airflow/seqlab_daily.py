@@ -1,4 +1,5 @@
-"""Daily incremental seqlab annotation, scheduled by Airflow (2.9+ or 3.x).
+"""Daily incremental seqlab annotation, scheduled by Airflow (written for Airflow 3; the imports
+fall back to Airflow 2.9+'s).
 
 Two DAGs, one per way the annotation runs, both into the same kind of table root:
 
@@ -17,10 +18,11 @@ scheduled on ``Asset(OUTPUT)`` starts once the day's rows are in; a loader in an
 can run the same check with :func:`run_landed`.
 
 A retry reruns the same command, which resumes the unfinished run: no input file is annotated
-twice. Two runs into one table must never overlap, so ``max_active_runs=1``; a Ray retry first
-stops the job of the previous try (which may still run when the worker died or the task timed
-out), and a Dataflow retry reuses the day's job name, which Dataflow refuses while that job is
-still running.
+twice. (A run left unfinished by an earlier day keeps that day's date when it resumes; the
+day's new files then wait, ``landed`` times out, and clearing ``annotate`` runs the day.) Two
+runs into one table must never overlap, so ``max_active_runs=1``; a Ray retry first stops the
+job of the previous try (which may still run when the worker died or the task timed out), and
+a Dataflow retry reuses the day's job name, which Dataflow refuses while that job still runs.
 
 The Airflow workers need ``pip install 'seqlab[ray,cloud]'`` (Ray) or
 ``'seqlab[beam,cloud]' 'apache-beam[gcp]'`` (Dataflow). Change the defaults below, or override
@@ -167,9 +169,8 @@ with DAG(
     annotate = BashOperator(
         task_id="annotate",
         bash_command=RAY_COMMAND,
-        # seqlab submit and ray job stop read RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) from the
-        # worker's environment: set it there, e.g. from a secrets backend
-        append_env=True,
+        # seqlab submit and ray job stop read the cluster's token from the worker's environment
+        # (RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH), which the command inherits
         execution_timeout=timedelta(hours=6),
     )
     annotate >> landed_sensor(OUTPUT)
@@ -197,7 +198,7 @@ with DAG(
     annotate = BashOperator(
         task_id="annotate",
         bash_command=DATAFLOW_COMMAND,
-        append_env=True,  # Google credentials: the worker's (GOOGLE_APPLICATION_CREDENTIALS)
+        # Google credentials: the worker's (GOOGLE_APPLICATION_CREDENTIALS or its metadata server)
         execution_timeout=timedelta(hours=6),
     )
     annotate >> landed_sensor(DATAFLOW_OUTPUT)

@@ -27,6 +27,20 @@ def pos_model(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("models") / "pos", POS_LABELS, seed=1)
 
 
+@pytest.fixture
+def lake(tmp_path, monkeypatch) -> str:
+    """An Iceberg catalog named ``lake`` (pyiceberg's SQL catalog on SQLite, its warehouse in
+    tmp_path), configured only through the environment, as a pyiceberg user would."""
+    from seqlab import iceberg
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.pyiceberg.yaml of the machine
+    monkeypatch.delenv("PYICEBERG_HOME", raising=False)
+    monkeypatch.setenv("PYICEBERG_CATALOG__LAKE__URI", f"sqlite:///{tmp_path}/catalog.db")
+    monkeypatch.setenv("PYICEBERG_CATALOG__LAKE__WAREHOUSE", (tmp_path / "warehouse").as_uri())
+    monkeypatch.setattr(iceberg, "BACKOFF_S", 0.01)
+    return "lake"
+
+
 def make_text(rng: random.Random, n_words: int) -> str:
     """Text with capitals, punctuation, subword splits and unknown characters."""
     words = []

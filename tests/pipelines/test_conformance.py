@@ -174,6 +174,88 @@ def test_no_entities_still_lands_schema_bearing_tables(engine, ray_cluster, tmp_
         assert landed.num_rows == 0 and landed.schema.remove_metadata().equals(declared)
 
 
+@pytest.fixture(scope="module")
+def increments(model, ray_cluster, tmp_path_factory) -> dict[str, tuple[Path, list[dict]]]:
+    """Two incremental runs on every engine over a growing corpus: day two adds a file,
+    changes one and deletes one (with --prune)."""
+    results = {}
+    for engine in ENGINES:
+        root = tmp_path_factory.mktemp(f"incremental-{engine}")
+        (root / "in").mkdir()
+        rows = make_corpus(18, long_every=0)
+        for name, part in (("a", rows[:6]), ("b", rows[6:12]), ("c", rows[12:])):
+            pq.write_table(pa.Table.from_pylist(part), root / "in" / f"{name}.parquet")
+        options = {**OPTIONS, "model": str(model), "engine": engine, "incremental": True}
+        first = seqlab.annotate(str(root / "in"), str(root / "out"), run_date="2026-12-01",
+                                **options)
+        pq.write_table(renamed(make_corpus(4, seed=5, long_every=0), "d"),
+                       root / "in" / "d.parquet")
+        pq.write_table(pa.Table.from_pylist(rows[6:9]), root / "in" / "b.parquet")  # changed
+        (root / "in" / "c.parquet").unlink()
+        second = seqlab.annotate(str(root / "in"), str(root / "out"), run_date="2026-12-02",
+                                 prune=True, **options)
+        results[engine] = (root / "out", [first, second])
+    return results
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_incremental_runs_keep_each_current_row_once(increments, engine):
+    out, (first, second) = increments[engine]
+    assert [i["fragment"] for i in second["inputs"]] == ["b.parquet", "d.parquet"]
+    assert second["incremental"]["replaced"] == ["b.parquet"]
+    assert second["incremental"]["pruned"] == ["c.parquet"]
+    ids = pq.read_table(out / "documents").column("doc_id").to_pylist()
+    expected = [f"doc-{i:03d}" for i in range(9)] + [f"d-{i}" for i in range(4)]
+    assert sorted(ids) == sorted(expected)  # each current row exactly once
+    live = {p.relative_to(out).as_posix() for table in KEYS
+            for p in (out / table).rglob("*.parquet")}
+    written = {p["path"] for m in (first, second) for parts in m["tables"].values()
+               for p in parts}
+    assert live == written - set(second["incremental"]["superseded"])
+    assert all((out / "_superseded" / second["run_id"] / p).exists()
+               for p in second["incremental"]["superseded"])
+    assert {p.split("/")[1] for p in live} == {"run_date=2026-12-01", "run_date=2026-12-02"}
+
+
+@pytest.mark.parametrize("engine", ("ray", "beam"))
+def test_incremental_runs_commit_exactly_the_live_files_to_iceberg(engine, model, ray_cluster,
+                                                                    tmp_path, monkeypatch):
+    """As the local engine does (tests/seqlab/test_incremental.py), whichever process ends
+    the run: Ray's driver, Beam's Finish step."""
+    pytest.importorskip("sqlalchemy", reason="pip install 'pyiceberg[sql-sqlite]'")
+    from seqlab import iceberg
+
+    monkeypatch.setenv("PYICEBERG_CATALOG__LAKE__URI", f"sqlite:///{tmp_path}/catalog.db")
+    monkeypatch.setenv("PYICEBERG_CATALOG__LAKE__WAREHOUSE", (tmp_path / "wh").as_uri())
+    (tmp_path / "in").mkdir()
+    rows = make_corpus(12, long_every=0)
+    for name, part in (("a", rows[:6]), ("b", rows[6:])):
+        pq.write_table(pa.Table.from_pylist(part), tmp_path / "in" / f"{name}.parquet")
+    options = {**OPTIONS, "model": str(model), "engine": engine, "incremental": True,
+               "table_format": "iceberg", "catalog": "lake"}
+    out = tmp_path / "out"
+    manifests = [seqlab.annotate(str(tmp_path / "in"), str(out), **options)]
+    pq.write_table(pa.Table.from_pylist(rows[6:9]), tmp_path / "in" / "b.parquet")
+    manifests.append(seqlab.annotate(str(tmp_path / "in"), str(out), **options))
+    written = {p["path"] for m in manifests for parts in m["tables"].values() for p in parts}
+    live = written - set(manifests[1]["incremental"]["superseded"])
+    catalog = iceberg.load("lake")
+    for table in KEYS:
+        files = set(iceberg.live_files(catalog.load_table(f"seqlab.{table}")))
+        assert files == {f"file://{out}/{p}" for p in live if p.startswith(f"{table}/")}
+    ids = catalog.load_table("seqlab.documents").scan(selected_fields=("doc_id",)).to_arrow()
+    assert sorted(ids.column("doc_id").to_pylist()) == [f"doc-{i:03d}" for i in range(9)]
+
+
+def test_engines_land_identical_incremental_tables(increments):
+    def tables(out: Path) -> list[pa.Table]:
+        return [read(out, table) for table in KEYS]
+
+    local = tables(increments["local"][0])
+    for engine in ("ray", "beam"):
+        assert all(a.equals(b) for a, b in zip(tables(increments[engine][0]), local)), engine
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_unreadable_file_fails_alone_and_is_retried(engine, model, ray_cluster,
                                                     tmp_path_factory):

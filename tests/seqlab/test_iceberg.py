@@ -31,17 +31,6 @@ SCHEMAS = {"documents": DOCUMENTS, "mentions": MENTIONS, "aggregates": AGGREGATE
 NAMES = {"Reuters": "ORG", "London": "LOC", "Mary": "PER", "Zürich": "LOC"}
 
 
-@pytest.fixture
-def lake(tmp_path, monkeypatch) -> str:
-    """A catalog named ``lake``, configured only through the environment."""
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.pyiceberg.yaml of the machine
-    monkeypatch.delenv("PYICEBERG_HOME", raising=False)
-    monkeypatch.setenv("PYICEBERG_CATALOG__LAKE__URI", f"sqlite:///{tmp_path}/catalog.db")
-    monkeypatch.setenv("PYICEBERG_CATALOG__LAKE__WAREHOUSE", (tmp_path / "warehouse").as_uri())
-    monkeypatch.setattr(iceberg, "BACKOFF_S", 0.01)
-    return "lake"
-
-
 def url_of(path: Path) -> str:
     """A file URL as fsspec spells it (``Path.as_uri`` would quote the ``=`` of Hive folders,
     and pyiceberg takes a path literally)."""

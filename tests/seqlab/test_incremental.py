@@ -199,3 +199,70 @@ def test_incremental_refuses_what_it_cannot_keep(options, message):
 
     with pytest.raises(ConfigError, match=message):
         build_config(input="in", output="out", incremental=True, **options)
+
+
+def iceberg_files(catalog: str, table: str) -> set[str]:
+    from seqlab import iceberg
+
+    return set(iceberg.live_files(iceberg.load(catalog).load_table(f"seqlab.{table}")))
+
+
+def test_each_iceberg_snapshot_holds_exactly_the_live_files(tmp_path, corpus, ner_model,
+                                                             lake):
+    pytest.importorskip("sqlalchemy", reason="pip install 'pyiceberg[sql-sqlite]'")
+    out = tmp_path / "out"
+    options = {"table_format": "iceberg", "catalog": lake}
+    first = run(corpus, out, ner_model, **options)
+    for table in TABLES:
+        assert iceberg_files(lake, table) == {f"file://{out}/{p['path']}"
+                                              for p in first["tables"][table]}
+        assert first["iceberg"]["tables"][table]["status"] == "committed"
+    grow(corpus)
+    second = run(corpus, out, ner_model, prune=True, **options)
+    written = {p["path"] for m in (first, second) for t in TABLES for p in m["tables"][t]}
+    live = written - set(second["incremental"]["superseded"])
+    for table in TABLES:
+        assert iceberg_files(lake, table) == {f"file://{out}/{p}" for p in live
+                                              if p.startswith(f"{table}/")}
+    # the superseded files stay where the first snapshot still reads them
+    assert all((out / p).exists() for p in second["incremental"]["superseded"])
+    from seqlab import iceberg
+
+    scanned = iceberg.load(lake).load_table("seqlab.documents").scan(
+        selected_fields=("doc_id",)).to_arrow()
+    assert sorted(scanned.column("doc_id").to_pylist()) == [
+        "b10", "b11", "c0", "c1", "c2", "k0", "k1", "k2"]
+
+
+def test_a_crash_before_the_commit_leaves_the_table_as_it_was(tmp_path, corpus, ner_model,
+                                                              lake, monkeypatch):
+    pytest.importorskip("sqlalchemy", reason="pip install 'pyiceberg[sql-sqlite]'")
+    from seqlab import iceberg
+
+    out = tmp_path / "out"
+    options = {"table_format": "iceberg", "catalog": lake}
+    run(corpus, out, ner_model, **options)
+    before = {t: iceberg_files(lake, t) for t in TABLES}
+    grow(corpus)
+    plan = make_plan(corpus, out, ner_model, id_column="id", incremental=True, **options)
+    drive(plan)  # every file written
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed before committing")
+
+    with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
+        patched.setattr(iceberg, "commit_run", crash)
+        finish_run(plan, engine="test")
+    assert {t: iceberg_files(lake, t) for t in TABLES} == before
+    again = make_plan(corpus, out, ner_model, id_column="id", incremental=True, **options)
+    assert again.provenance.run_id == plan.provenance.run_id
+    manifest = finish_run(again, engine="test")
+    table = iceberg.load(lake).load_table("seqlab.documents")
+    runs = [s.summary.additional_properties.get("seqlab.run_id") for s in table.snapshots()]
+    assert runs.count(manifest["run_id"]) == 1  # committed once
+    # committing the same run again (a crash after the commit) adds no snapshot
+    added = [f"file://{out}/{p['path']}" for p in manifest["tables"]["documents"]]
+    repeat = iceberg.commit_run(lake, "seqlab", manifest["run_id"], {
+        "documents": iceberg.TableChange(again.documents_schema, added, [])})
+    assert repeat["tables"]["documents"]["status"] == "already_committed"
+    assert len(iceberg.load(lake).load_table("seqlab.documents").snapshots()) == len(runs)

@@ -413,3 +413,34 @@ def test_documented_commands_of_the_schedules_parse():
         if args.command == "annotate":
             config = annotate_config(args)
             assert config.incremental and config.run_date and config.engine == "ray"
+
+
+@pytest.mark.timeout(300)
+def test_scheduled_launch_runs_the_entry_point_twice_without_duplicates(tmp_path, ner_model):
+    """The launch body's parameters, as the template launcher passes them, through the flex
+    template's entry point on Beam's in-process runner: launched twice the same day (a
+    scheduler retry), the table holds each input row once."""
+    pytest.importorskip("apache_beam")
+    import pyarrow.dataset as ds
+
+    from tests.deploy import flex_template
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.jsonl").write_text("".join(
+        json.dumps({"id": f"a{i}", "text": "mary smith of london"}) + "\n" for i in range(4)))
+    table = tmp_path / "table"
+    body = json.loads((DEPLOY / "beam" / "scheduler-launch.json").read_text())
+    parameters = {**body["launchParameter"]["parameters"], "input": str(corpus),
+                  "output": str(table), "model": str(ner_model), "id_column": "id"}
+    argv = [f"--{name}={value}" for name, value in parameters.items()]
+    entry = flex_template()
+    for _ in range(2):
+        assert entry.main(argv) == 0
+    latest = json.loads((table / "_runs" / "latest.json").read_text())
+    assert latest["complete"] and latest["run_date"] == \
+        datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    assert (table / "_runs" / latest["run_id"] / "_SUCCESS").exists()
+    documents = ds.dataset(table / "documents", format="parquet", partitioning="hive")
+    ids = documents.to_table(columns=["doc_id"]).column("doc_id").to_pylist()
+    assert sorted(ids) == [f"a{i}" for i in range(4)]

@@ -306,3 +306,69 @@ def test_schema_help_says_the_defaults_and_imports_no_model_code():
                             timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[-1] == "[]"
+
+
+# ------------------------------------------------- the README's queries on an incremental table
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_queries() -> dict[str, str]:
+    """The README's SQL examples by their first comment line."""
+    blocks = re.findall(r"```sql\n(.*?)```", README.read_text(), re.S)
+    return {block.splitlines()[0].removeprefix("-- "): block for block in blocks}
+
+
+@pytest.fixture(scope="module")
+def table(tmp_path_factory, ner_model) -> Path:
+    """A two-run incremental table: day two adds a file and changes one."""
+    from tests.seqlab import rows, write_parquet
+
+    root = tmp_path_factory.mktemp("incremental")
+    options = dict(model=str(ner_model), id_column="id", incremental=True,
+                   max_length=64, stride=16, batch_tokens=1024, device="cpu")
+    write_parquet(root / "in" / "a.parquet", rows(5, "a"))
+    write_parquet(root / "in" / "b.parquet", rows(5, "b"))
+    seqlab.annotate(str(root / "in"), str(root / "out"), run_date="2026-12-01", **options)
+    write_parquet(root / "in" / "b.parquet", rows(3, "b", start=7))
+    write_parquet(root / "in" / "c.parquet", rows(4, "c"))
+    seqlab.annotate(str(root / "in"), str(root / "out"), run_date="2026-12-02", **options)
+    return root / "out"
+
+
+def query(name: str, out: Path, **replace: str):
+    import duckdb
+
+    sql = readme_queries()[name].replace("'OUT/", f"'{out}/")
+    for word, value in replace.items():
+        sql = sql.replace(word, value)
+    return duckdb.sql(sql).fetchall()
+
+
+def test_the_readme_queries_read_each_current_row_once(table):
+    live = pq.read_table(table / "mentions")
+    assert live.num_rows > 0
+    documents = pq.read_table(table / "documents").column("doc_id").to_pylist()
+    assert sorted(documents) == sorted([f"a{i}" for i in range(5)] + ["b7", "b8", "b9"] +
+                                       [f"c{i}" for i in range(4)])
+
+    totals = query("totals from the aggregate sums: per run date, and over all runs "
+                   "(run_date NULL)", table)
+    assert [row[0] for row in totals] == [datetime.date(2026, 12, 1),
+                                          datetime.date(2026, 12, 2), None]
+    assert totals[-1][1] == live.num_rows == totals[0][1] + totals[1][1]
+    assert totals[-1][2] == pytest.approx(sum(live.column("score").to_pylist()))
+
+    top = query("top entities per label over all runs", table)
+    per_label: dict[str, list] = {}
+    for label, text, mentions, _, mean in top:
+        per_label.setdefault(label, []).append(mentions)
+        assert 0 < mean <= 1
+    counts = live.group_by("label").aggregate([("label", "count")]).to_pylist()
+    assert set(per_label) == {row["label"] for row in counts}
+    assert all(m == sorted(m, reverse=True) and len(m) <= 3 for m in per_label.values())
+
+    doc = live.column("doc_id")[0].as_py()
+    joined = query("a document's mentions joined to it", table, DOC_ID=doc)
+    expected = sorted(r["start_char"] for r in live.to_pylist() if r["doc_id"] == doc)
+    assert [row[2] for row in joined] == expected and {row[0] for row in joined} == {doc}

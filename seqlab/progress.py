@@ -185,6 +185,12 @@ def print_summary(manifest: dict, elapsed: float) -> None:
     table = Table(title=f"run {manifest['run_id']}", show_header=False)
     table.add_row("output", manifest["config"]["output"])
     table.add_row("model", f"{manifest['model']['name']} ({manifest['model']['scheme']})")
+    if "incremental" in manifest:  # a run of an incremental table
+        increment = manifest["incremental"]
+        table.add_row("run date", manifest["run_date"])
+        table.add_row("input files", f"{len(manifest['inputs']):,} annotated, "
+                      f"{increment['unchanged']:,} unchanged")
+        table.add_row("superseded", f"{len(increment['superseded']):,} earlier files")
     table.add_row("documents", f"{manifest['rows']['out']:,}")
     for name, value in status_rows(counts):
         table.add_row(name, value)

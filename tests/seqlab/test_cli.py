@@ -33,6 +33,39 @@ def test_annotate_show_and_html(corpus_parquet, ner_model, tmp_path, capsys):
     assert html.startswith("<!DOCTYPE html>") and "<script" not in html
 
 
+def test_incremental_annotate_then_runs_show_and_report(ner_model, tmp_path, capsys):
+    from tests.seqlab import rows, write_parquet
+
+    write_parquet(tmp_path / "in" / "a.parquet", rows(4, "a"))
+    flags = ["--model", str(ner_model), "--id-column", "id", "--max-length", "64",
+             "--incremental"]
+    out = str(tmp_path / "out")
+    assert main(["annotate", str(tmp_path / "in"), out, *flags, "--run-date", "2026-12-01"]) == 0
+    write_parquet(tmp_path / "in" / "b.parquet", rows(3, "b"))
+    assert main(["annotate", str(tmp_path / "in"), out, *flags, "--run-date", "2026-12-02"]) == 0
+    summary = capsys.readouterr().out
+    assert "1 annotated, 1 unchanged" in summary and "2026-12-02" in summary
+
+    assert main(["runs", out]) == 0
+    header, *lines = capsys.readouterr().out.splitlines()
+    assert header.split()[:3] == ["run_id", "run_date", "status"]
+    assert [line.split()[1:3] for line in lines] == [["2026-12-01", "complete"],
+                                                     ["2026-12-02", "complete"]]
+    assert main(["runs", out, "--json"]) == 0
+    runs = json.loads(capsys.readouterr().out)
+    assert [(r["inputs"], r["unchanged"], r["rows"]) for r in runs] == [(1, 0, 4), (1, 1, 3)]
+
+    assert main(["show", out, "--list"]) == 0  # the documents of every partition
+    listed = capsys.readouterr().out
+    assert all(f"{p}0" in listed for p in "ab")
+    page = tmp_path / "report.html"
+    assert main(["report", out, "--html", str(page)]) == 0  # the latest run
+    assert runs[-1]["run_id"] in page.read_text()
+
+    assert main(["runs", str(tmp_path / "in")]) == 2
+    assert "not an incremental table" in capsys.readouterr().err
+
+
 def test_errors_name_the_fix(corpus_parquet, ner_model, tmp_path, capsys):
     code = main(["annotate", str(corpus_parquet), str(tmp_path / "o"), "--model", str(ner_model),
                  "--text-column", "body"])

@@ -10,7 +10,7 @@ equal the accuracy.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
 
@@ -49,8 +49,10 @@ def token_accuracy(gold: Labels, pred: Labels) -> float:
     return correct / total if total else 0.0
 
 
-def entity_scores(gold: Labels, pred: Labels) -> dict:
-    """Entity-level precision, recall and F1, overall and per type, plus token accuracy.
+def entity_scores(gold: Labels, pred: Labels, ignore: Collection[str] = ()) -> dict:
+    """Entity-level precision, recall and F1, overall and per type, plus token accuracy;
+    spans of the types in ``ignore`` are not counted (CoNLL-2005 SRL scoring leaves out the
+    predicate's own ``V`` span).
 
     >>> s = entity_scores([["B-PER", "I-PER", "O", "B-LOC"]], [["B-PER", "I-PER", "O", "O"]])
     >>> round(s["f1"], 3), s["per_label"]["LOC"]["recall"], s["per_label"]["PER"]["support"]
@@ -61,7 +63,8 @@ def entity_scores(gold: Labels, pred: Labels) -> dict:
     n_gold: Counter[str] = Counter()
     n_pred: Counter[str] = Counter()
     for g, p in zip(gold, pred):
-        gold_spans, pred_spans = set(chunks(g)), set(chunks(p))
+        gold_spans = {span for span in chunks(g) if span[0] not in ignore}
+        pred_spans = {span for span in chunks(p) if span[0] not in ignore}
         n_gold.update(span[0] for span in gold_spans)
         n_pred.update(span[0] for span in pred_spans)
         correct.update(span[0] for span in gold_spans & pred_spans)
@@ -97,9 +100,10 @@ def tag_scores(gold: Labels, pred: Labels) -> dict:
             "per_label": per_label}
 
 
-def score(gold: Labels, pred: Labels, has_entities: bool) -> dict:
-    """``entity_scores`` for span label sets, ``tag_scores`` for plain tags."""
-    return entity_scores(gold, pred) if has_entities else tag_scores(gold, pred)
+def score(gold: Labels, pred: Labels, has_entities: bool, ignore: Collection[str] = ()) -> dict:
+    """``entity_scores`` for span label sets (without the types in ``ignore``), ``tag_scores``
+    for plain tags."""
+    return entity_scores(gold, pred, ignore) if has_entities else tag_scores(gold, pred)
 
 
 def confusion_matrix(gold: Labels, pred: Labels, classes: Sequence[str],

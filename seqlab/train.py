@@ -41,7 +41,10 @@ from seqlab.labels import OUTSIDE, convert, detect_scheme, normalize_scheme, spl
 from seqlab.metrics import score
 from seqlab.model import load_tokenizer, local_model_dir, write_metadata
 from seqlab.shipped import file_sha256
+from seqlab.srl_data import VERB
+from seqlab.srl_train import prepare_srl, srl_config, srl_metadata, srl_model
 from seqlab.tokenize import lower_cases
+from seqlab.train_data import Prepared, TaskData
 
 log = logging.getLogger(__name__)
 
@@ -50,20 +53,6 @@ ENGINES = TRAIN_ENGINES  # ``seqlab train --engine`` choices
 # group, so that seqlab never imports them: ``ray`` is the Ray Train engine (seqlab[ray]).
 TRAINERS = "seqlab.trainers"
 _PREFIXES = {"iob2": "BI", "iob1": "BI", "bioes": "BIES", "io": "I"}
-
-
-@dataclass
-class TaskData:
-    """Train and dev sentences in the model's scheme, and the labels in id order."""
-
-    train: list[Sentence]
-    dev: list[Sentence]
-    labels: list[str]
-    scheme: str
-
-    @property
-    def has_entities(self) -> bool:
-        return self.scheme != "tags"
 
 
 def target_scheme(sentences: list[Sentence], scheme: str | None) -> str:
@@ -92,6 +81,8 @@ def label_list(sentences: list[Sentence], scheme: str) -> list[str]:
 
 
 def prepare_data(config: TrainConfig) -> TaskData:
+    if config.task == "predicates":
+        return predicate_data(config)
     fmt = format_of(config.train, config.format)
     train = read_sentences(config.train, fmt, config.column)
     dev = read_sentences(config.dev, format_of(config.dev, config.format), config.column)
@@ -101,6 +92,16 @@ def prepare_data(config: TrainConfig) -> TaskData:
         dev = [dataclasses.replace(s, labels=tuple(convert(s.labels, scheme))) for s in dev]
     labels = label_list(train + dev, scheme)
     return TaskData(train, dev, labels, scheme)
+
+
+def predicate_data(config: TrainConfig) -> TaskData:
+    """The predicate labeller's sentences from SRL JSON Lines: ``B-<kind>`` on predicate words
+    (``seqlab.srl_data.predicate_sentences``)."""
+    from seqlab.srl_data import predicate_sentences, read_srl
+
+    train = predicate_sentences(read_srl(config.train))
+    dev = predicate_sentences(read_srl(config.dev))
+    return TaskData(train, dev, label_list(train + dev, "iob2"), "iob2")
 
 
 def build_model(base: str, labels: list[str], lora_r: int | None,
@@ -126,7 +127,7 @@ def build_model(base: str, labels: list[str], lora_r: int | None,
     return model
 
 
-def compute_metrics_fn(labels: list[str], has_entities: bool):
+def compute_metrics_fn(labels: list[str], has_entities: bool, ignore: tuple[str, ...] = ()):
     names = np.asarray(labels, dtype=object)
 
     def compute(prediction) -> dict[str, float]:
@@ -136,7 +137,7 @@ def compute_metrics_fn(labels: list[str], has_entities: bool):
             keep = g_row != -100
             gold.append(names[g_row[keep]].tolist())
             pred.append(names[p_row[keep]].tolist())
-        scores = score(gold, pred, has_entities)
+        scores = score(gold, pred, has_entities, ignore)
         return {k: scores[k] for k in ("f1", "precision", "recall", "accuracy")}
 
     return compute
@@ -168,14 +169,6 @@ def training_arguments(config: TrainConfig, output_dir: str, best_metric: str,
     else:
         options["warmup_steps"] = config.warmup  # a float below 1 is a ratio of all steps
     return TrainingArguments(**options)
-
-
-@dataclass
-class Prepared:
-    data: TaskData
-    tokenizer: PreTrainedTokenizerBase
-    train_set: Encoded
-    dev_set: Encoded
 
 
 def prepare(config: TrainConfig) -> Prepared:
@@ -221,7 +214,8 @@ def metadata(config: TrainConfig, data: TaskData, best: dict, epochs: list[dict]
     import transformers
 
     def data_file(path: str, sentences: list[Sentence]) -> dict:
-        return {"path": path, "format": format_of(path, config.format), "sha256": file_sha256(path),
+        fmt = "srl-jsonl" if config.task != "tagging" else format_of(path, config.format)
+        return {"path": path, "format": fmt, "sha256": file_sha256(path),
                 "sentences": len(sentences), "words": sum(len(s.words) for s in sentences)}
 
     return {
@@ -246,6 +240,8 @@ def metadata(config: TrainConfig, data: TaskData, best: dict, epochs: list[dict]
 
 def task_name(config: TrainConfig, data: TaskData) -> str:
     """``ner`` for spans, the CoNLL-U column for CoNLL-U tags, else ``tagging``."""
+    if config.task != "tagging":
+        return config.task
     if config.column:
         return config.column
     if format_of(config.train, config.format) == "conllu":
@@ -307,6 +303,8 @@ def train(config: TrainConfig) -> dict:
     if config.use_gpu and config.engine == "local" and not torch.cuda.is_available():
         raise ConfigError("--use-gpu was given but torch sees no CUDA device",
                           fix="leave --use-gpu out, or install a CUDA build of torch")
+    if config.task == "srl":
+        config = srl_config(config)
     config = settle_case_feature(config)
     if config.engine != "local":
         return trainer_of(config.engine)(config)
@@ -332,11 +330,17 @@ def trainer_of(engine: str) -> Callable[[TrainConfig], dict]:
 
 def train_local(config: TrainConfig) -> dict:
     started = time.time()
-    prepared = prepare(config)
+    prepared = prepare_srl(config) if config.task == "srl" else prepare(config)
     checkpoints = Path(config.out) / "checkpoints"
     trainer = build_trainer(config, prepared, str(checkpoints))
+    if config.task == "srl":
+        srl_model(trainer, config)
+        trainer.compute_metrics = compute_metrics_fn(prepared.data.labels, True, ignore=(VERB,))
     trainer.train()
     meta = save_trained(trainer, prepared, config, time.time() - started)
+    if config.task == "srl":
+        meta = srl_metadata(meta, config, prepared)
+        write_metadata(config.out, meta)
     shutil.rmtree(checkpoints, ignore_errors=True)
     return meta
 

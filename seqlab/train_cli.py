@@ -13,7 +13,7 @@ from seqlab.formats import COLUMNS, CONTEXTS, FORMATS
 def add_commands(sub: argparse._SubParsersAction) -> None:
     from seqlab.decode import DECODERS
     from seqlab.labels import SCHEMES
-    from seqlab.config import FULL_LR, LORA_LR, TRAIN_ENGINES, TrainConfig
+    from seqlab.config import FULL_LR, LORA_LR, TRAIN_ENGINES, TRAIN_TASKS, TrainConfig
 
     default = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
@@ -23,6 +23,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base", help="encoder: directory, hub id or fsspec URL "
                    "(default: the packaged all-MiniLM-L6-v2)")
     p.add_argument("--out", required=True, help="directory of the trained model")
+    p.add_argument("--task", choices=TRAIN_TASKS, default=default["task"],
+                   help="tagging (default): the labels of a labelled file; srl: semantic "
+                   "roles, one predicate at a time, and predicates: the predicate "
+                   "identification labeller, both from SRL JSON Lines")
+    p.add_argument("--predicate-encoding", choices=("indicator", "segment"),
+                   default=default["predicate_encoding"],
+                   help="--task srl: how the predicate reaches the encoder, a learned "
+                   "embedding on its subwords beside the case feature (default) or a second "
+                   "segment as in Shi & Lin 2019 (no case feature)")
     p.add_argument("--format", choices=FORMATS, help="input format (default: from file name)")
     p.add_argument("--scheme", choices=SCHEMES,
                    help="scheme the model predicts (default: iob2 for spans, tags for tags)")
@@ -73,6 +82,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--report", help="directory for a confusion matrix image and a markdown "
                    "table")
+    p.add_argument("--predicates", help="SRL models: gold (default) or predicted predicates "
+                   "(found by the predicate labeller), all of them or, with verbs "
+                   "(\"verbs\", \"predicted,verbs\"), only the verbal ones as CoNLL-2005 "
+                   "scores")
+    p.add_argument("--predicate-model", help="SRL models: the predicate labeller for "
+                   "--predicates predicted (default: the one the model's seqlab.json names)")
     p.add_argument("--calibrate", action="store_true",
                    help="first fit the model's softmax temperature on DATA (its dev set) and "
                    "write it into the model directory's seqlab.json, then score the model "
@@ -91,7 +106,7 @@ def train_cli(args: argparse.Namespace) -> int:
         context=args.context, seed=args.seed, lora_r=args.lora_r, engine=args.engine,
         num_workers=args.num_workers, use_gpu=args.use_gpu,
         train_embeddings=args.train_embeddings, case_feature=args.case_feature,
-        caseless=args.caseless)
+        caseless=args.caseless, task=args.task, predicate_encoding=args.predicate_encoding)
     meta = train(config)
     best = meta["dev_metrics"]
     key = "f1" if meta["scheme"] != "tags" else "accuracy"
@@ -109,6 +124,8 @@ def evaluate_cli(args: argparse.Namespace) -> int:
 
     loaded = load_model(ModelSpec(name=args.model, device=args.device))
     decoder = model_decoder(loaded, args.decoder)
+    if loaded.metadata.get("task") == "srl" or args.predicates:
+        return evaluate_srl_cli(args, loaded, decoder)
     if args.calibrate:
         from seqlab.calibration import calibrate
 
@@ -145,3 +162,55 @@ def calibration_line(entry: dict) -> str:
         line += (f", entity ECE {entry['entity_ece_before']:.4f} -> "
                  f"{entry['entity_ece_after']:.4f}")
     return line
+
+def predicate_choice(value: str | None) -> tuple[str, bool]:
+    """``--predicates``: which predicates (gold or predicted) and whether only verbal ones.
+
+    >>> predicate_choice(None), predicate_choice("verbs"), predicate_choice("predicted,verbs")
+    (('gold', False), ('gold', True), ('predicted', True))
+    """
+    from seqlab.errors import ConfigError
+    from seqlab.srl_data import PREDICATE_CHOICES
+
+    parts = {p.strip() for p in (value or "gold").split(",") if p.strip()}
+    verbs = "verbs" in parts
+    which = parts - {"verbs"} or {"gold"}
+    if len(which) != 1 or not which <= set(PREDICATE_CHOICES):
+        raise ConfigError(f"--predicates {value!r} is not one of gold, predicted, verbs, "
+                          "gold,verbs, predicted,verbs",
+                          fix="pass --predicates gold, predicted, or either with ,verbs")
+    return which.pop(), verbs
+
+
+def evaluate_srl_cli(args: argparse.Namespace, loaded, decoder: str) -> int:
+    """``seqlab evaluate`` of an SRL model: CoNLL-2005 scores, and predicate identification
+    with predicted predicates."""
+    import sys
+
+    from seqlab.errors import ConfigError
+    from seqlab.srl_eval import evaluate_srl
+
+    if loaded.metadata.get("task") != "srl":
+        raise ConfigError(f"--predicates is for SRL models; {args.model} is a "
+                          f"{loaded.metadata.get('task', 'tagging')} model",
+                          fix="leave --predicates out, or pass a model trained with "
+                          "seqlab train --task srl")
+    which, verbs = predicate_choice(args.predicates)
+    scores = evaluate_srl(args.model, args.data, which, verbs, decoder, args.predicate_model,
+                          loaded=loaded)
+    if args.json:
+        print(json.dumps(scores))
+        print(f"decoder {decoder}", file=sys.stderr)
+        return 0
+    print(f"decoder {decoder}, {which} predicates{' (verbs)' if verbs else ''}, "
+          f"{scores['frames']['gold']} gold frames, {scores['frames']['predicted']} scored")
+    print(f"f1 {scores['f1']:.4f}  precision {scores['precision']:.4f}  "
+          f"recall {scores['recall']:.4f}  (arguments, V not counted)")
+    if "predicates" in scores:
+        p = scores["predicates"]
+        print(f"predicate identification: f1 {p['f1']:.4f}  precision {p['precision']:.4f}  "
+              f"recall {p['recall']:.4f}")
+    for name, row in scores["per_label"].items():
+        print(f"  {name:<16} f1 {row['f1']:.4f}  precision {row['precision']:.4f}  "
+              f"recall {row['recall']:.4f}  support {row['support']}")
+    return 0

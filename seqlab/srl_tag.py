@@ -1,0 +1,115 @@
+"""Frame tagging: role distributions for each predicate of a tokenized text.
+
+Works on the tokenize stage's output (``seqlab.tokenize.Tokenizer``), so frames are read from
+the same subwords, offsets and windows as every other annotation. A predicate is a character
+span of the text (a word the predicate labeller found, or a gold predicate); its subwords are
+those inside the span. Each frame is run as the text's windows with the predicate indicator
+(``seqlab.srl_examples``) in the token types, through the ``Tagger``'s micro-batching and
+forward pass, then stitched and decoded to one role label per word like any tagging output.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from seqlab import schema
+from seqlab.decode import WordDecoder, stitch_windows
+from seqlab.errors import ModelError
+from seqlab.model import LoadedModel
+from seqlab.srl_examples import PREDICATE_TYPE
+from seqlab.tag import Tagger, Window
+from seqlab.tokenize import case_types
+
+Span = tuple[int, int]  # start_char, end_char
+
+
+@dataclass
+class FrameWords:
+    """One frame decoded: per word of the text (the tokenizer's words), its first subword,
+    character span, role label and score."""
+
+    starts: np.ndarray
+    ends: np.ndarray
+    labels: list[str]
+    scores: np.ndarray
+
+
+def predicate_mask(starts: np.ndarray, ends: np.ndarray, span: Span) -> np.ndarray:
+    """1 on the subwords inside the character span ``span``.
+
+    >>> predicate_mask(np.array([0, 4, 7]), np.array([3, 7, 9]), (4, 9)).tolist()
+    [0, 1, 1]
+    """
+    return ((starts >= span[0]) & (ends <= span[1]) & (ends > starts)).astype(np.int64)
+
+
+class FrameTagger:
+    """Holds an SRL model; ``frames(batch, predicates)`` decodes every (row, predicate)."""
+
+    def __init__(self, loaded: LoadedModel, batch_tokens: int = 16384,
+                 decoder: str = "greedy") -> None:
+        encoding = loaded.metadata.get("predicate_encoding")
+        if loaded.metadata.get("task") != "srl" or encoding != "indicator":
+            raise ModelError(f"{loaded.name} is not an SRL model with the predicate indicator "
+                             f"(seqlab.json task {loaded.metadata.get('task')!r}, predicate "
+                             f"encoding {encoding!r})",
+                             fix="pass a model trained with seqlab train --task srl")
+        self.tagger = Tagger(loaded, batch_tokens)
+        # the token types carry the predicate even where the model has no case feature
+        self.case_feature = self.tagger.case_feature
+        self.tagger.case_feature = True
+        self.names = np.asarray(loaded.labels.labels, dtype=object)
+        self.decode = WordDecoder(loaded.labels, decoder)
+
+    def frames(self, batch: pa.RecordBatch, predicates: list[list[Span]]
+               ) -> list[list[FrameWords | None]]:
+        """For each row, one ``FrameWords`` per predicate span (None for rows not ``ok`` or
+        predicates with no subword)."""
+        status = batch.column(schema.STATUS).to_pylist()
+        windows, keys = [], []
+        for row, spans in enumerate(predicates):
+            if status[row] != schema.OK:
+                continue
+            for n, span in enumerate(spans):
+                found = self._windows(batch, row, span, len(keys))
+                if found:
+                    windows += found
+                    keys.append((row, n))
+        outputs: dict[tuple[int, int], np.ndarray] = {}
+        for group in self.tagger._micro_batches(windows):
+            for window, probs in zip(group, self.tagger.forward(group)):
+                outputs[(window.row, window.index)] = probs
+        result: list[list[FrameWords | None]] = [[None] * len(spans) for spans in predicates]
+        for frame, (row, n) in enumerate(keys):
+            result[row][n] = self._decode(batch, row, frame, outputs)
+        return result
+
+    def _windows(self, batch: pa.RecordBatch, row: int, span: Span, frame: int) -> list[Window]:
+        starts = batch.column(schema.STARTS)[row].values.to_numpy()
+        ends = batch.column(schema.ENDS)[row].values.to_numpy()
+        mask = predicate_mask(starts, ends, span)
+        if not mask.any():
+            return []
+        types = PREDICATE_TYPE * mask
+        if self.case_feature:
+            types = types + case_types(batch.column(schema.TEXT)[row].as_py(), starts, ends)
+        ids = batch.column(schema.IDS)[row].values.to_numpy()
+        win_starts = batch.column(schema.WIN_STARTS)[row].values.to_numpy()
+        win_lens = batch.column(schema.WIN_LENS)[row].values.to_numpy()
+        return [Window(frame, w, ids[s : s + n], types[s : s + n])
+                for w, (s, n) in enumerate(zip(win_starts, win_lens))]
+
+    def _decode(self, batch: pa.RecordBatch, row: int, frame: int,
+                outputs: dict[tuple[int, int], np.ndarray]) -> FrameWords:
+        win_starts = batch.column(schema.WIN_STARTS)[row].values.to_numpy()
+        words = batch.column(schema.WORDS)[row].values.to_numpy()
+        parts = [outputs[(frame, w)] for w in range(len(win_starts))]
+        probs = stitch_windows(parts, win_starts, len(words))
+        first, label_ids, scores = self.decode(probs, words)
+        last = np.append(first[1:], len(words)) - 1
+        return FrameWords(batch.column(schema.STARTS)[row].values.to_numpy()[first],
+                          batch.column(schema.ENDS)[row].values.to_numpy()[last],
+                          self.names[label_ids].tolist(), scores)

@@ -43,3 +43,33 @@ def test_annotate_from_and_to_s3(s3, ner_model, corpus_rows):
     assert fs.exists("results/run1/_manifest.json")
     assert fs.exists("results/run1/aggregates/part-00000.parquet")
     assert not [p for p in fs.find("results/run1") if ".tmp-" in p]
+
+
+def test_incremental_runs_on_s3_tell_changed_files_by_etag(s3, ner_model, corpus_rows):
+    fs, options = s3
+
+    def put(name: str, rows: list[dict]) -> None:
+        with fs.open(f"corpus/daily/{name}", "wb") as handle:
+            pq.write_table(pa.Table.from_pylist(rows), handle)
+
+    run = dict(model=str(ner_model), id_column="id", max_length=64, stride=16,
+               incremental=True, storage_options=options)
+    put("a.parquet", corpus_rows[:10])
+    put("b.parquet", corpus_rows[10:20])
+    first = seqlab.annotate("s3://corpus/daily", "s3://results/table", **run)
+    assert all(i["identity"][1].strip('"') for i in first["inputs"])  # the ETag
+    fs.invalidate_cache()
+    put("b.parquet", corpus_rows[10:15])  # the same name, other bytes: another ETag
+    second = seqlab.annotate("s3://corpus/daily", "s3://results/table", **run)
+    assert [i["fragment"] for i in second["inputs"]] == ["b.parquet"]
+    assert second["incremental"]["unchanged"] == 1
+    fs.invalidate_cache()
+    live = [p for p in fs.find("results/table/documents") if p.endswith(".parquet")]
+    ids = []
+    for path in live:
+        with fs.open(path, "rb") as handle:
+            ids += pq.read_table(handle).column("doc_id").to_pylist()
+    assert sorted(ids) == sorted(r["id"] for r in corpus_rows[:15])
+    assert all(fs.exists(f"results/table/_superseded/{second['run_id']}/{p}")
+               for p in second["incremental"]["superseded"])
+    assert fs.exists(f"results/table/_runs/{second['run_id']}/_SUCCESS")

@@ -7,8 +7,9 @@ import logging
 from typing import Any
 
 from seqlab.config import AnnotateConfig, build_config
-from seqlab.engine import Progress, load_engine
+from seqlab.engine import Engine, Progress, load_engine
 from seqlab.errors import ConfigError
+from seqlab.incremental import today
 from seqlab.run import finish_run, plan_run
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,19 @@ def annotate(input: str | None, output: str | None, *, config: AnnotateConfig | 
                           "config's own), or input, output and options without config")
     engine = load_engine(config.engine)  # a missing extra fails before any work
     engine_options = engine.parse_options(config.engine_options)
+    wanted = config.run_date or today()  # before the run: one that passes midnight is one run
+    manifest = _run(config, engine, engine_options, progress)
+    if config.incremental and manifest["run_date"] != wanted:
+        # that was an earlier day's unfinished run, resumed under its own date; now the run
+        # this command asked for
+        log.info("run %s of %s finished; starting the run of %s", manifest["run_id"],
+                 manifest["run_date"], wanted)
+        manifest = _run(config, engine, engine_options, progress)
+    return manifest
+
+
+def _run(config: AnnotateConfig, engine: Engine, engine_options: Any,
+         progress: Progress | None) -> dict:
     plan = plan_run(config)
     log.info("run %s: %d input fragments (%d to do), model %s (%s), engine %s",
              plan.provenance.run_id, len(plan.fragments), len(plan.work), config.model,

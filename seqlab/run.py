@@ -159,9 +159,10 @@ def plan_run(config: AnnotateConfig) -> RunPlan:
         out.layout = Layout(increment.run_date, state["run_id"])
         reader = Reader(fs, increment.inputs, config.text_column, config.id_column,
                         config.batch_docs, known=reader.passthrough)
-        if increment.run_date != (config.run_date or increment.run_date):
-            log.warning("resuming run %s of run date %s (not %s); files added since wait for "
-                        "the next run", state["run_id"], increment.run_date, config.run_date)
+        if increment.run_date != (config.run_date or incremental.today()):
+            log.warning("finishing the unfinished run %s of %s first (seqlab.annotate then "
+                        "starts the run of %s)", state["run_id"], increment.run_date,
+                        config.run_date or incremental.today())
     out.start(state)
     out.cleanup(keep=_kept(out, done.values(), increment))
     provenance = Provenance(state["run_id"], config.model, revision,

@@ -266,3 +266,24 @@ def test_a_crash_before_the_commit_leaves_the_table_as_it_was(tmp_path, corpus, 
         "documents": iceberg.TableChange(again.documents_schema, added, [])})
     assert repeat["tables"]["documents"]["status"] == "already_committed"
     assert len(iceberg.load(lake).load_table("seqlab.documents").snapshots()) == len(runs)
+
+
+def test_an_earlier_days_unfinished_run_is_finished_then_the_days_run_follows(
+        tmp_path, corpus, ner_model):
+    import seqlab
+
+    out = tmp_path / "out"
+    options = dict(model=str(ner_model), id_column="id", incremental=True, max_length=64,
+                   stride=16, batch_tokens=1024, device="cpu")
+    monday = make_plan(corpus, out, ner_model, id_column="id", incremental=True,
+                       run_date="2026-11-30")
+    drive(monday, monday.work[:1])  # then it crashes
+    write_parquet(corpus / "d.parquet", rows(2, "d"))  # Tuesday's new file
+    manifest = seqlab.annotate(str(corpus), str(out), run_date="2026-12-01", **options)
+    runs = incremental.list_runs(OutputDir(str(out)))
+    assert [(r["run_date"], r["inputs"]) for r in runs] == [("2026-11-30", 3),
+                                                             ("2026-12-01", 1)]
+    assert runs[0]["run_id"] == monday.provenance.run_id
+    assert manifest["run_date"] == "2026-12-01" and manifest["inputs"][0]["fragment"] == \
+        "d.parquet"
+    assert live(out, "documents").num_rows == 11

@@ -332,7 +332,10 @@ def _finish_increment(plan: RunPlan, manifest: dict, records: list[FragmentRecor
                 plan.documents_schema if table == "documents" else TABLE_SCHEMAS[table],
                 [out.url_of(p["path"]) for p in manifest["tables"][table]],
                 [out.url_of(p) for p in superseded if p.startswith(table + "/")])
-             for table in manifest["tables"]})
+             for table in manifest["tables"]},
+            {"seqlab.run_date": increment.run_date, "seqlab.model": plan.config.model,
+             "seqlab.model_revision": plan.provenance.model_revision,
+             "seqlab.output": out.location})
     else:
         incremental.supersede(out, superseded)
     out.finish(manifest, keep_progress=True)

@@ -234,17 +234,22 @@ def test_incremental_runs_commit_exactly_the_live_files_to_iceberg(engine, model
     options = {**OPTIONS, "model": str(model), "engine": engine, "incremental": True,
                "table_format": "iceberg", "catalog": "lake"}
     out = tmp_path / "out"
+
+    def check(manifests: list[dict], ids: list[str]) -> None:
+        written = {p["path"] for m in manifests for parts in m["tables"].values() for p in parts}
+        live = written - set(manifests[-1]["incremental"]["superseded"])
+        catalog = iceberg.load("lake")
+        for table in KEYS:
+            files = set(iceberg.live_files(catalog.load_table(f"seqlab.{table}")))
+            assert files == {f"file://{out}/{p}" for p in live if p.startswith(f"{table}/")}
+        scan = catalog.load_table("seqlab.documents").scan(selected_fields=("doc_id",))
+        assert sorted(scan.to_arrow().column("doc_id").to_pylist()) == ids
+
     manifests = [seqlab.annotate(str(tmp_path / "in"), str(out), **options)]
+    check(manifests, [f"doc-{i:03d}" for i in range(12)])
     pq.write_table(pa.Table.from_pylist(rows[6:9]), tmp_path / "in" / "b.parquet")
     manifests.append(seqlab.annotate(str(tmp_path / "in"), str(out), **options))
-    written = {p["path"] for m in manifests for parts in m["tables"].values() for p in parts}
-    live = written - set(manifests[1]["incremental"]["superseded"])
-    catalog = iceberg.load("lake")
-    for table in KEYS:
-        files = set(iceberg.live_files(catalog.load_table(f"seqlab.{table}")))
-        assert files == {f"file://{out}/{p}" for p in live if p.startswith(f"{table}/")}
-    ids = catalog.load_table("seqlab.documents").scan(selected_fields=("doc_id",)).to_arrow()
-    assert sorted(ids.column("doc_id").to_pylist()) == [f"doc-{i:03d}" for i in range(9)]
+    check(manifests, [f"doc-{i:03d}" for i in range(9)])
 
 
 def test_engines_land_identical_incremental_tables(increments):

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 from transformers import DataCollatorForTokenClassification, Trainer, TrainingArguments, set_seed
 
+from seqlab.examples import Encoded
 from seqlab.metrics import entity_scores
 from seqlab.model import load_tokenizer
 from seqlab.shipped import base_encoder
@@ -75,30 +76,48 @@ def plain_recipe(config: TrainConfig, dev_frames: str) -> dict:
     return {"seconds": seconds, "cpu_seconds": cpu, "dev": scores}
 
 
+class _Ids(dict):
+    """Label ids that grow: a dev role the training frames never had gets a new id, so it
+    counts as gold (and as never predicted)."""
+
+    def __missing__(self, key: str) -> int:
+        self[key] = len(self)
+        return self[key]
+
+
 def frame_scores(trainer: Trainer, dev: str, labels: list[str], encoding: str,
                  case_feature: bool, max_length: int) -> dict:
     """CoNLL-2005 P/R/F1 of a trained model on every gold frame of ``dev``, from the label of
     each word's first subword (greedy)."""
-    label2id = {label: i for i, label in enumerate(labels)}
+    label2id = _Ids({label: i for i, label in enumerate(labels)})
     dev_set = encode_frames(read_srl(dev), trainer.processing_class, label2id, max_length,
                             encoding, case_feature)
-    output = trainer.predict(dev_set)
+    # predicted without labels (a dev role unknown to the model has no id the loss takes),
+    # shortest first so that batches carry little padding
+    order = sorted(range(len(dev_set)), key=lambda i: len(dev_set[i]["input_ids"]))
+    inputs = Encoded([{k: v for k, v in dev_set[i].items() if k != "labels"} for i in order])
+    output = trainer.predict(inputs)
     predicted = np.asarray(output.predictions).argmax(-1)
-    names = np.asarray(labels, dtype=object)
+    names = np.asarray(list(label2id), dtype=object)
     gold, pred = [], []
-    for item, row in zip(dev_set.items, predicted):
-        keep = np.asarray(item["labels"]) != -100
-        gold.append(names[np.asarray(item["labels"])[keep]].tolist())
+    for item, row in zip([dev_set[i] for i in order], predicted):
+        ids = np.asarray(item["labels"])
+        keep = ids != -100
+        gold.append(names[ids[keep]].tolist())
         pred.append(names[row[: len(keep)][keep]].tolist())
     scores = entity_scores(gold, pred, ignore=(VERB,))
     return {k: round(scores[k], 5) for k in ("precision", "recall", "f1")}
 
 
 def seqlab_recipe(config: TrainConfig, dev_frames: str, predicate_model: str | None,
-                  decoders: list[str]) -> dict:
+                  decoders: list[str], score_only: bool = False) -> dict:
     started, cpu = time.time(), time.process_time()
-    meta = train(config)
-    seconds, cpu = time.time() - started, time.process_time() - cpu
+    if score_only:  # trained before: its own record of the time
+        meta = json.loads(Path(config.out, "seqlab.json").read_text())
+        seconds, cpu = meta["train_seconds"], None
+    else:
+        meta = train(config)
+        seconds, cpu = time.time() - started, time.process_time() - cpu
     tokenizer = load_tokenizer(config.out)
     trainer = Trainer(model=_load(config.out), processing_class=tokenizer,
                       args=TrainingArguments(output_dir="/tmp/srl-eval", report_to="none",
@@ -158,6 +177,8 @@ def main() -> None:
                         help="decoders to score the seqlab model with through the annotate "
                         "stages")
     parser.add_argument("--use-gpu", action="store_true")
+    parser.add_argument("--score-only", action="store_true",
+                        help="seqlab: score the model already trained in OUT/seqlab")
     parser.add_argument("--threads", type=int, help="torch CPU threads (on a CPU shared with "
                         "other work, 1 avoids threads waiting on each other)")
     parser.add_argument("--out", required=True)
@@ -178,7 +199,8 @@ def main() -> None:
             f"seqlab-{args.predicate_encoding}"
         results[name] = seqlab_recipe(replace(config, out=str(out / name),
                                               predicate_encoding=args.predicate_encoding),
-                                      args.dev, args.predicate_model, args.served)
+                                      args.dev, args.predicate_model, args.served,
+                                      args.score_only)
         results_file.write_text(json.dumps(results, indent=2))
     if args.only != "seqlab":
         results["plain"] = plain_recipe(replace(config, out=str(out / "plain")), args.dev)
@@ -195,7 +217,8 @@ def table(results: dict) -> str:
     for key, result in results.items():
         d = result["dev"]
         lines.append(f"| {names[key]} | {d['precision']:.4f} | {d['recall']:.4f} | "
-                     f"{d['f1']:.4f} | {result['seconds']:,.0f} | {result['cpu_seconds']:,.0f} |")
+                     f"{d['f1']:.4f} | {result['seconds']:,.0f} | "
+                     f"{result['cpu_seconds'] or float('nan'):,.0f} |")
     for key in ("served_greedy", "served_viterbi", "end_to_end_greedy", "end_to_end_viterbi",
                 "predicates"):
         if key in results.get("seqlab", {}):

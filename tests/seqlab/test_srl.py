@@ -185,3 +185,37 @@ def test_frame_tagger_refuses_other_models(srl_files):
     loaded = load_model(ModelSpec(srl_files["base"]))
     with pytest.raises(Exception, match="not an SRL model"):
         FrameTagger(loaded)
+
+
+def test_cli_train_and_evaluate_srl(srl_model, predicate_model, srl_files, tmp_path, capsys):
+    from seqlab.cli import main
+
+    out = tmp_path / "segment"
+    assert main(["train", "--task", "srl", "--predicate-encoding", "segment", "--train",
+                 srl_files["train"], "--dev", srl_files["dev"], "--base", srl_files["base"],
+                 "--out", str(out), "--epochs", "1", "--lr", "1e-2", "--batch-size", "16",
+                 "--context", "sentence"]) == 0
+    assert "dev f1" in capsys.readouterr().out
+    meta = read_metadata(str(out))
+    assert meta["predicate_encoding"] == "segment" and meta["case_feature"] is False
+    assert main(["evaluate", str(srl_model), srl_files["dev"], "--json"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["frames"]["gold"] == 40 and "predicates" not in scores
+    assert main(["evaluate", str(srl_model), srl_files["dev"], "--predicates", "predicted,verbs",
+                 "--predicate-model", str(predicate_model)]) == 0
+    printed = capsys.readouterr().out
+    assert "predicted predicates (verbs), 20 gold frames" in printed
+    assert "predicate identification: f1" in printed
+    assert main(["evaluate", str(srl_model), srl_files["dev"], "--predicates", "nouns"]) == 2
+
+
+def test_low_rank_export_keeps_the_predicate_indicator(srl_model, srl_files, tmp_path):
+    from seqlab.export import export_low_rank_model
+
+    pinned = tmp_path / "pinned"
+    export_low_rank_model(srl_model, pinned, rank=12, hub_id=None, package=None)
+    exported = read_metadata(str(pinned))
+    assert exported["task"] == "srl" and exported["predicate_encoding"] == "indicator"
+    full = evaluate_srl(str(srl_model), srl_files["dev"])
+    compact = evaluate_srl(str(pinned), srl_files["dev"])
+    assert compact["f1"] == pytest.approx(full["f1"], abs=0.1)

@@ -1,12 +1,24 @@
 """seqlab's local engine vs transformers' token-classification pipeline, side by side.
 
-    python benchmarks/annotate_vs_hf.py [--model DIR] [--docs 60] [--max-length 512]
+    python benchmarks/annotate_vs_hf.py [--model ner] [--docs 30] [--reps 3] [--systems ...]
 
 Both annotate the same slice of ../shared/corpora/wikipedia-en.parquet (long articles included)
-with the same model: the pipeline batched, with ``stride`` so long texts are windowed, and
-``aggregation_strategy="first"``; seqlab with its defaults. Each runs in its own process so its
-peak memory (max RSS) is its own. Prints documents/s, tokens/s, peak memory and how many
-entities agree (same label and character span).
+with the same model (a shipped model is first saved as a plain checkpoint for transformers).
+Systems, each at its defaults and at matched settings:
+
+- ``hf``: ``pipeline("token-classification", aggregation_strategy="first", stride=128)``,
+  batch 32, 512-subword windows (its defaults); ``hf-256``: the same in seqlab's 256/64 window;
+- ``seqlab``: ``seqlab.annotate`` at its defaults (the model's window, cut at sentences,
+  ``--precision auto``); ``seqlab-int8``: the same with ``--precision int8``; ``seqlab-fp32``:
+  ``--precision fp32``; ``seqlab-512``: 512/128 windows with fixed cuts, as ``hf``.
+
+Each run is a fresh process, so its peak memory (max RSS) is its own, and the repetitions
+alternate the systems (A B C, A B C, ...), so that a machine whose load changes over the run
+slows every system alike; medians are printed. Padded tokens are what the model's forward
+passes ran (counted by a forward hook in the pipeline, from the run manifest for seqlab).
+Entity agreement: same label and character span as the pipeline at its defaults. Last, the
+bare forward rate of the model on fixed batches of 32 x 128 tokens, fp32 and int8 alternated:
+the ceiling of each precision on this machine.
 """
 
 from __future__ import annotations
@@ -15,6 +27,7 @@ import argparse
 import json
 import multiprocessing as mp
 import resource
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +36,14 @@ import pyarrow.parquet as pq
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpora" / "wikipedia-en.parquet"
+SYSTEMS = {
+    "hf": ("hf", {"max_length": 512, "stride": 128}),
+    "hf-256": ("hf", {"max_length": 256, "stride": 64}),
+    "seqlab": ("seqlab", {}),
+    "seqlab-fp32": ("seqlab", {"precision": "fp32"}),
+    "seqlab-int8": ("seqlab", {"precision": "int8"}),
+    "seqlab-512": ("seqlab", {"max_length": 512, "stride": 128, "window_cuts": "fixed"}),
+}
 
 
 def corpus_slice(n_docs: int, out: Path) -> Path:
@@ -31,49 +52,76 @@ def corpus_slice(n_docs: int, out: Path) -> Path:
     return out
 
 
-def run_hf(model: str, path: str, max_length: int, stride: int, batch_size: int) -> dict:
-    import torch
+def run_hf(model: str, path: str, options: dict) -> dict:
     from transformers import pipeline
 
-    torch.set_num_threads(torch.get_num_threads())
     texts = pq.read_table(path).column("text").to_pylist()
     tagger = pipeline("token-classification", model=model, aggregation_strategy="first",
-                      stride=stride, device="cpu")
-    tagger.tokenizer.model_max_length = max_length
+                      stride=options["stride"], device="cpu")
+    tagger.tokenizer.model_max_length = options["max_length"]
+    padded = []
+    tagger.model.register_forward_pre_hook(
+        lambda module, args, kwargs: padded.append(kwargs["input_ids"].numel()),
+        with_kwargs=True)
     start = time.perf_counter()
-    results = tagger(texts, batch_size=batch_size)
+    results = tagger(texts, batch_size=32)
     elapsed = time.perf_counter() - start
     entities = {(i, e["start"], e["end"], e["entity_group"])
                 for i, found in enumerate(results) for e in found}
-    return {"elapsed": elapsed, "entities": sorted(entities)}
+    return {"elapsed": elapsed, "entities": sorted(entities), "padded": sum(padded)}
 
 
-def run_seqlab(model: str, path: str, max_length: int, stride: int, batch_size: int) -> dict:
+def run_seqlab(model: str, path: str, options: dict) -> dict:
     import seqlab
 
     out = tempfile.mkdtemp(prefix="seqlab-bench-")
     start = time.perf_counter()
-    seqlab.annotate(path, out, model=model, max_length=max_length, stride=stride,
-                    device="cpu", overwrite=True)
+    manifest = seqlab.annotate(path, out, model=model, device="cpu", overwrite=True, **options)
     elapsed = time.perf_counter() - start
     docs = pq.read_table(Path(out) / "documents").sort_by("doc_id")
     entities = set()
     for doc in docs.to_pylist():
         row = int(doc["doc_id"].rsplit(":", 1)[1])
         entities |= {(row, e["start_char"], e["end_char"], e["label"]) for e in doc["entities"]}
-    return {"elapsed": elapsed, "entities": sorted(entities)}
+    tagging = manifest.get("tagging", {})
+    return {"elapsed": elapsed, "entities": sorted(entities),
+            "padded": tagging.get("padded_tokens"), "precision": tagging.get("precision")}
 
 
-def _child(target, args, queue) -> None:
-    result = target(*args)
+def forward_rates(model: str, reps: int) -> dict:
+    """Tokens/s of the bare forward pass on 32 x 128-token batches, fp32 and int8 alternated."""
+    import torch
+
+    from seqlab.model import ModelSpec, load_model
+
+    models = {p: load_model(ModelSpec(model, device="cpu", precision=p)).model
+              for p in ("fp32", "int8")}
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(1000, 20000, (32, 128), generator=generator)
+    inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
+              "token_type_ids": torch.zeros_like(ids)}
+    rates: dict[str, list[float]] = {p: [] for p in models}
+    with torch.inference_mode():
+        for m in models.values():
+            m(**inputs)
+        for _ in range(reps):
+            for precision, m in models.items():
+                start = time.perf_counter()
+                m(**inputs)
+                rates[precision].append(ids.numel() / (time.perf_counter() - start))
+    return {p: statistics.median(r) for p, r in rates.items()}
+
+
+def _child(kind, args, queue) -> None:
+    result = (run_hf if kind == "hf" else run_seqlab)(*args)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     queue.put(result)
 
 
-def measure(target, *args) -> dict:
+def measure(kind: str, *args) -> dict:
     context = mp.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_child, args=(target, args, queue))
+    process = context.Process(target=_child, args=(kind, args, queue))
     process.start()
     result = queue.get()
     process.join()
@@ -92,7 +140,7 @@ def materialize(name: str, out: Path) -> str:
     """A plain checkpoint directory of a shipped model, so transformers' pipeline loads it."""
     from seqlab.model import ModelSpec, load_model
 
-    loaded = load_model(ModelSpec(name, device="cpu"))
+    loaded = load_model(ModelSpec(name, device="cpu", precision="fp32"))
     loaded.model.save_pretrained(out, safe_serialization=True)
     loaded.tokenizer.save_pretrained(out)
     return str(out)
@@ -101,35 +149,49 @@ def materialize(name: str, out: Path) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="ner", help="default: the shipped NER model")
-    parser.add_argument("--docs", type=int, default=60)
-    parser.add_argument("--max-length", type=int, default=512)
-    parser.add_argument("--stride", type=int, default=128)
-    parser.add_argument("--batch-size", type=int, default=32, help="pipeline batch size")
+    parser.add_argument("--docs", type=int, default=30)
+    parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS))
+    parser.add_argument("--forward-reps", type=int, default=9)
     args = parser.parse_args()
-    model = args.model
     with tempfile.TemporaryDirectory() as tmp:
         from seqlab.shipped import shipped_model_dir
 
-        if shipped_model_dir(model) is not None:
-            model = materialize(model, Path(tmp) / "model")
+        plain = materialize(args.model, Path(tmp) / "model") \
+            if shipped_model_dir(args.model) is not None else args.model
         path = str(corpus_slice(args.docs, Path(tmp) / "slice.parquet"))
-        tokens = count_tokens(model, path)
-        settings = (model, path, args.max_length, args.stride, args.batch_size)
-        hf = measure(run_hf, *settings)
-        ours = measure(run_seqlab, *settings)
-    agree = len(set(map(tuple, hf["entities"])) & set(map(tuple, ours["entities"])))
-    rows = [("transformers pipeline", hf), ("seqlab local", ours)]
-    print(f"\n{args.docs} Wikipedia articles, {tokens:,} subword tokens, model {model}\n")
-    print(f"| {'system':<22} | {'docs/s':>7} | {'tokens/s':>9} | {'peak RSS MB':>11} "
-          f"| {'entities':>8} | {'agree':>6} |")
-    print(f"|{'-' * 24}|{'-' * 9}|{'-' * 11}|{'-' * 13}|{'-' * 10}|{'-' * 8}|")
-    for name, r in rows:
-        print(f"| {name:<22} | {args.docs / r['elapsed']:>7.2f} | {tokens / r['elapsed']:>9,.0f} "
-              f"| {r['peak_rss_mb']:>11,.0f} | {len(r['entities']):>8,} | {agree:>6,} |")
-    print(f"\nspeed-up: {hf['elapsed'] / ours['elapsed']:.2f}x; "
-          f"entity agreement: {agree / max(len(hf['entities']), 1):.1%} of the pipeline's, "
-          f"{agree / max(len(ours['entities']), 1):.1%} of seqlab's")
-    print(json.dumps({"hf_s": hf["elapsed"], "seqlab_s": ours["elapsed"]}))
+        tokens = count_tokens(plain, path)
+        runs: dict[str, list[dict]] = {name: [] for name in args.systems}
+        for rep in range(args.reps):
+            for name in args.systems:
+                kind, options = SYSTEMS[name]
+                runs[name].append(measure(kind, plain if kind == "hf" else args.model, path,
+                                          options))
+                print(f"rep {rep + 1} {name}: {runs[name][-1]['elapsed']:.1f} s", flush=True)
+        rates = forward_rates(args.model, args.forward_reps)
+    reference = set(map(tuple, runs[args.systems[0]][0]["entities"]))
+    base = statistics.median(r["elapsed"] for r in runs[args.systems[0]])
+    print(f"\n{args.docs} Wikipedia articles, {tokens:,} subword tokens, model {args.model}, "
+          f"{args.reps} alternated repetitions (medians); agreement and ratios against "
+          f"{args.systems[0]}\n")
+    print("| system | s | docs/s | tokens/s | padded tokens | padded / content | peak RSS MB "
+          "| entities | agree | docs/s ratio |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    summary = {}
+    for name, results in runs.items():
+        elapsed = statistics.median(r["elapsed"] for r in results)
+        rss = statistics.median(r["peak_rss_mb"] for r in results)
+        entities = set(map(tuple, results[0]["entities"]))
+        padded = results[0]["padded"] or 0
+        summary[name] = {"s": [r["elapsed"] for r in results], "rss": rss}
+        print(f"| {name} | {elapsed:.1f} | {args.docs / elapsed:.3f} | {tokens / elapsed:,.0f} "
+              f"| {padded:,} | {padded / tokens:.3f} | {rss:,.0f} | {len(entities):,} "
+              f"| {len(entities & reference) / max(len(reference), 1):.1%} "
+              f"| {base / elapsed:.2f}x |")
+    print(f"\nbare forward, 32 x 128 tokens, {args.forward_reps} alternated: fp32 "
+          f"{rates['fp32']:,.0f} tokens/s, int8 {rates['int8']:,.0f} tokens/s "
+          f"({rates['int8'] / rates['fp32']:.2f}x)")
+    print(json.dumps({"runs": summary, "forward": rates}))
 
 
 if __name__ == "__main__":

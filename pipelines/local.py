@@ -45,7 +45,9 @@ def run(plan: RunPlan, options: LocalOptions | None = None,
     tagger = annotate.tagger
     return finish_run(plan, engine="local",
                       extra={"tagging": {"windows": tagger.windows_run,
-                                         "padded_tokens": tagger.tokens_run}})
+                                         "padded_tokens": tagger.padded_tokens_run,
+                                         "content_tokens": tagger.content_tokens_run,
+                                         "precision": tagger.loaded.precision}})
 
 
 def _tokenized(annotate: Annotator, plan: RunPlan, item: WorkItem) -> Iterator[pa.RecordBatch]:

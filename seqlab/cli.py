@@ -119,10 +119,20 @@ def add_storage_flag(p: argparse.ArgumentParser, where: str = "INPUT and OUTPUT"
                    "server (credentials are better left to the environment, e.g. AWS_*)")
 
 
+def add_precision_flag(p: argparse.ArgumentParser) -> None:
+    """``--precision``, with ``--dtype`` as its older name (``seqlab annotate`` and
+    ``seqlab evaluate``)."""
+    p.add_argument("--precision", "--dtype", dest="precision", metavar="P",
+                   help="what the model runs in: auto, fp32, bf16, fp16 or int8 (int8: CPU "
+                   "only, see seqlab.quantize; --dtype names such as float32 also work). "
+                   "Default auto: bf16 on GPU; on CPU int8 where the model's seqlab.json "
+                   "records that int8 was measured not to lose, else fp32")
+
+
 def add_annotate_flags(p: argparse.ArgumentParser) -> None:
     import dataclasses
 
-    from seqlab.config import ENGINES, TABLE_FORMATS, AnnotateConfig
+    from seqlab.config import ENGINES, TABLE_FORMATS, WINDOW_CUTS, AnnotateConfig
     from seqlab.decode import AGGREGATIONS, DECODERS
 
     d = {f.name: f.default for f in dataclasses.fields(AnnotateConfig)}
@@ -141,7 +151,11 @@ def add_annotate_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-length", type=int, metavar="N", help="tokens per model window "
                    "(default: the length the model was trained on, else 512)")
     p.add_argument("--stride", type=int, metavar="N", help="tokens shared by adjacent windows "
-                   "(default: a quarter of the window)")
+                   "where no sentence ends to cut at (default: a quarter of the window)")
+    p.add_argument("--window-cuts", choices=WINDOW_CUTS, help="sentence: a window ends where "
+                   "a sentence or paragraph does and the next starts there, without overlap; "
+                   f"fixed: every window overlaps the next by --stride (default: "
+                   f"{d['window_cuts']})")
     p.add_argument("--max-chars", type=int, metavar="N", help="longer texts get status "
                    f"too_long (default: {d['max_chars']})")
     p.add_argument("--batch-tokens", type=int, metavar="N", help="padded tokens per forward "
@@ -164,8 +178,7 @@ def add_annotate_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scheme", help="label scheme: iob1, iob2, bioes, io or tags "
                    "(default: detected from the model's labels)")
     p.add_argument("--device", help=f"auto, cpu, cuda or cuda:N (default: {d['device']})")
-    p.add_argument("--dtype", help=f"auto, float32, bfloat16 or float16 "
-                   f"(default: {d['dtype']})")
+    add_precision_flag(p)
     p.add_argument("--limit", type=int, metavar="N", help="annotate only the first N rows "
                    "(default: all)")
     p.add_argument("--drop-text", dest="keep_text", action="store_false", default=None,

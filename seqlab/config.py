@@ -21,8 +21,28 @@ DEFAULT_WINDOW = 512
 RESUMABLE = ("engine", "engine_options", "device", "storage_options", "batch_tokens",
              "batch_docs", "rows_per_part", "overwrite", "run_date", "prune")
 PAD_MULTIPLE = 16  # the tag stage pads every window to a multiple of this (seqlab.tag)
-# Python keywords spelled as the command line's flags (``--drop-text``)
-ALIASES = {"drop_text": ("keep_text", lambda value: not value)}
+# What the forward pass runs in (seqlab.model.resolve_precision); --dtype's names map onto them
+PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+_PRECISION_NAMES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "qint8": "int8"}
+WINDOW_CUTS = ("sentence", "fixed")  # where windows end (seqlab.tokenize.window_cuts)
+
+
+def normalize_precision(precision: str) -> str:
+    """``precision`` in the names ``--precision`` takes (``--dtype``'s names map onto them).
+
+    >>> normalize_precision("bfloat16"), normalize_precision("INT8")
+    ('bf16', 'int8')
+    """
+    key = _PRECISION_NAMES.get(str(precision).lower(), str(precision).lower())
+    if key not in PRECISIONS:
+        raise ConfigError(f"unknown --precision {precision!r}",
+                          fix=f"use one of {', '.join(PRECISIONS)}")
+    return key
+
+
+# Python keywords spelled as the command line's flags (``--drop-text``), and older names
+ALIASES = {"drop_text": ("keep_text", lambda value: not value),
+           "dtype": ("precision", normalize_precision)}
 
 
 def settle_window(max_length: int | None, stride: int | None, trained: int | None,
@@ -89,7 +109,10 @@ class AnnotateConfig:
     top_k: int = 0
     scheme: str | None = None
     device: str = "auto"
-    dtype: str = "auto"
+    # auto: bf16 on GPU; on CPU int8 where the model records it loses nothing, else fp32
+    precision: str = "auto"
+    # sentence: windows end where sentences do, without overlap; fixed: every window overlaps
+    window_cuts: str = "sentence"
     limit: int | None = None
     keep_text: bool = True
     overwrite: bool = False
@@ -116,6 +139,8 @@ class AnnotateConfig:
         if self.decoder is not None:
             check_choice(self.decoder, DECODERS, "--decoder")
         check_choice(self.aggregation, AGGREGATIONS, "--aggregation")
+        self.precision = normalize_precision(self.precision)
+        check_choice(self.window_cuts, WINDOW_CUTS, "--window-cuts")
         if self.scheme:
             self.scheme = normalize_scheme(self.scheme)
         for name in ("max_length", "max_chars", "batch_tokens", "batch_docs", "rows_per_part"):

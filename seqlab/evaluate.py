@@ -129,14 +129,16 @@ def gold_in_scheme(sentences: list[Sentence], labels: LabelSet) -> list[list[str
 def evaluate(model: str, data: str, format: str | None = None, column: str | None = None,
              decoder: str | None = None, device: str = "auto", batch_tokens: int = 16384,
              report: str | None = None, loaded: LoadedModel | None = None,
-             context: str = "document", max_length: int | None = None) -> dict:
+             context: str = "document", max_length: int | None = None,
+             precision: str = "auto") -> dict:
     """Scores of ``model`` on the labelled file ``data``: ``{"f1", "precision", "recall",
     "accuracy", "per_label"}``; with ``report`` a directory, also a confusion matrix image
     and a markdown table there. ``context`` is ``"document"`` (each sentence read within its
     document, as annotate reads documents) or ``"sentence"``; ``max_length`` sets the window
     (default as ``seqlab annotate``: the length the model was trained on, else 512);
-    ``decoder`` None is the model's recommended decoder (``seqlab.json``), else greedy."""
-    loaded = loaded or load_model(ModelSpec(name=model, device=device))
+    ``decoder`` None is the model's recommended decoder (``seqlab.json``), else greedy;
+    ``precision`` is what the model runs in, as ``seqlab annotate --precision``."""
+    loaded = loaded or load_model(ModelSpec(name=model, device=device, precision=precision))
     sentences = read_sentences(data, format, column)
     gold = gold_in_scheme(sentences, loaded.labels)
     pred = predict(loaded, sentences, decoder, batch_tokens, context, max_length)

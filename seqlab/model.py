@@ -24,6 +24,7 @@ from huggingface_hub.utils import validate_repo_id
 from transformers import AutoModelForTokenClassification, AutoTokenizer, PreTrainedModel
 from transformers import PreTrainedTokenizerBase
 
+from seqlab.config import normalize_precision
 from seqlab.errors import ConfigError, ModelError
 from seqlab.labels import LabelSet
 from seqlab.shipped import ADAPTER_CONFIG, load_adapter_model, shipped_model_dir, shipped_names
@@ -45,7 +46,7 @@ class ModelSpec:
     name: str
     revision: str | None = None
     device: str = "auto"
-    dtype: str = "auto"
+    precision: str = "auto"
     scheme: str | None = None
     trust_remote_code: bool = False
 
@@ -59,6 +60,7 @@ class LoadedModel:
     revision: str
     device: torch.device
     metadata: dict = field(default_factory=dict)
+    precision: str = "fp32"  # what the forward pass runs in: fp32, bf16, fp16 or int8
 
 
 def resolve_device(device: str) -> torch.device:
@@ -72,17 +74,24 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
-    """fp32 on CPU (CPUs without bf16 units run bf16 several times slower); bf16/fp16 on GPU."""
-    if dtype == "auto":
+TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
+                "int8": torch.float32}  # int8 loads in fp32, then seqlab.quantize converts it
+
+
+def resolve_precision(precision: str, device: torch.device, metadata: dict) -> str:
+    """What the forward pass runs in. ``auto``: bf16 on GPU (fp16 where bf16 is missing); on
+    CPU int8 where the model's ``seqlab.json`` records that int8 loses nothing measurable on
+    its dev set (``precision.cpu``), else fp32 (CPUs without bf16 units run bf16 several times
+    slower). int8 is a CPU path (``seqlab.quantize``)."""
+    precision = normalize_precision(precision)
+    if precision == "auto":
         if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    table = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
-    if dtype not in table:
-        raise ConfigError(f"unknown --dtype {dtype!r}", fix=f"use auto or one of {sorted(table)}")
-    return table[dtype]
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "int8" if (metadata.get("precision") or {}).get("cpu") == "int8" else "fp32"
+    if precision == "int8" and device.type != "cpu":
+        raise ConfigError(f"--precision int8 runs on CPU only, not on {device}",
+                          fix="pass --precision bf16 (or auto) on a GPU, or --device cpu")
+    return precision
 
 
 def local_model_dir(name: str, revision: str | None = None) -> str:
@@ -249,8 +258,9 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     source = local_model_dir(spec.name, spec.revision)
     tokenizer = load_tokenizer(spec.name, spec.revision, spec.trust_remote_code)
     device = resolve_device(spec.device)
-    dtype = resolve_dtype(spec.dtype, device)
     metadata = read_metadata(source)
+    precision = resolve_precision(spec.precision, device, metadata)
+    dtype = TORCH_DTYPES[precision]
     try:
         if (Path(source) / ADAPTER_CONFIG).is_file():
             model = load_adapter_model(source, metadata, dtype)
@@ -269,6 +279,10 @@ def load_model(spec: ModelSpec) -> LoadedModel:
             "(model.save_pretrained(dir, safe_serialization=True))",
         ) from exc
     model.to(device).eval()
+    if precision == "int8":
+        from seqlab.quantize import quantize_model
+
+        model = quantize_model(model, metadata)
     labels = LabelSet.from_id2label(
         model.config.id2label, spec.scheme or metadata.get("scheme")
     )
@@ -280,6 +294,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         revision=model_revision(source, spec.revision, model),
         device=device,
         metadata=metadata,
+        precision=precision,
     )
 
 

@@ -215,7 +215,7 @@ def _run_cards(m: dict) -> list[tuple[str, list[tuple[str, str]]]]:
         return _value(mapping.get(key))
 
     state = ("yes", "complete") if complete else ("no", "incomplete")
-    device = f"{get(config, 'device')} / {get(config, 'dtype')}"
+    device = f"{get(config, 'device')} / {get(config, 'precision') or get(config, 'dtype')}"
     return [
         ("Model", [("name", get(model, "name")), ("revision", get(model, "revision")),
                    ("scheme", get(model, "scheme")),
@@ -230,7 +230,7 @@ def _run_cards(m: dict) -> list[tuple[str, list[tuple[str, str]]]]:
                            ("decoder", get(config, "decoder")),
                            ("aggregation", get(config, "aggregation")),
                            ("batch tokens", get(config, "batch_tokens")),
-                           ("device / dtype", device),
+                           ("device / precision", device),
                            ("text kept", get(config, "keep_text"))]),
     ]
 

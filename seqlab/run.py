@@ -83,11 +83,12 @@ class RunPlan:
 
     def model_spec(self) -> ModelSpec:
         c = self.config
-        return ModelSpec(c.model, c.model_revision, c.device, c.dtype, self.labels.scheme,
+        return ModelSpec(c.model, c.model_revision, c.device, c.precision, self.labels.scheme,
                          c.trust_remote_code)
 
     def window_spec(self) -> WindowSpec:
-        return WindowSpec(self.config.max_length, self.config.stride, self.config.max_chars)
+        c = self.config
+        return WindowSpec(c.max_length, c.stride, c.max_chars, c.window_cuts)
 
     def tokenizer_stage(self) -> Tokenizer:
         c = self.config
@@ -115,7 +116,8 @@ def plan_run(config: AnnotateConfig) -> RunPlan:
     config = config.with_window(trained_window(metadata))
     config = config.with_decoder(recommended_decoder(metadata))
     tokenizer = load_tokenizer(config.model, config.model_revision, config.trust_remote_code)
-    Tokenizer(tokenizer, WindowSpec(config.max_length, config.stride, config.max_chars))
+    Tokenizer(tokenizer, WindowSpec(config.max_length, config.stride, config.max_chars,
+                                    config.window_cuts))
     try:
         model_config = AutoConfig.from_pretrained(
             source, revision=config.model_revision, trust_remote_code=config.trust_remote_code)

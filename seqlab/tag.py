@@ -62,7 +62,10 @@ class Tagger:
         self.pad_id = loaded.tokenizer.pad_token_id or 0
         self.case_feature = bool(loaded.metadata.get("case_feature"))
         self.windows_run = 0
-        self.tokens_run = 0
+        # what the forward passes ran (special tokens and padding included), and the text
+        # subwords among them (a subword in two overlapping windows counts twice)
+        self.padded_tokens_run = 0
+        self.content_tokens_run = 0
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         status = batch.column(schema.STATUS).to_pylist()
@@ -170,5 +173,6 @@ class Tagger:
             scaled = scaled / self.temperature
         probs = (scaled if self.logits else torch.softmax(scaled, dim=-1)).cpu().numpy()
         self.windows_run += len(group)
-        self.tokens_run += int(mask.sum())
+        self.padded_tokens_run += int(input_ids.size)
+        self.content_tokens_run += sum(len(w.ids) for w in group)
         return [probs[i, lead : lead + len(w.ids)] for i, w in enumerate(group)]

@@ -2,9 +2,14 @@
 
 Words come from the fast tokenizer's own pre-tokenizer (whitespace and punctuation for BERT),
 through ``word_ids()``, so a label is given per word exactly as transformers' pipeline and the
-training alignment see words. A document longer than one window is cut into windows of
-``max_length`` tokens (special tokens included) that overlap by ``stride`` tokens; the tag stage
-stitches them back by the maximum-context rule.
+training alignment see words. A document longer than one window is cut into windows of at most
+``max_length`` tokens (special tokens included). With ``cuts="sentence"`` (the default) a
+window ends where a sentence or paragraph does, the next one starts there and the two do not
+overlap: the shipped models were trained on document chunks cut at sentence boundaries, so a
+window that starts with a sentence reads as their training examples did, and no token is run
+twice. Where no sentence ends in the second half of a window (a list, a table, text without
+punctuation), and everywhere with ``cuts="fixed"``, windows overlap by ``stride`` tokens and the
+tag stage stitches them back by the maximum-context rule.
 """
 
 from __future__ import annotations
@@ -19,7 +24,15 @@ from tokenizers import Tokenizer as Tokenizer_
 from transformers import PreTrainedTokenizerBase
 
 from seqlab import schema
+from seqlab.config import WINDOW_CUTS
 from seqlab.errors import ConfigError
+
+# A sentence starts after ., ! or ? (closing quotes and brackets may follow) and white space,
+# at an upper-case letter, a digit or an opening quote; a paragraph after a line break. A
+# full stop after a lone capital (``J. Smith``) or a common title does not end a sentence.
+_SENTENCE_END = re.compile(
+    r"(?<![\s.][A-Z])(?<!\b(?:Mr|Ms|Dr|St|Jr|Sr|Mt|vs|No))(?<!\bMrs)(?<!\bProf)"
+    r"[.!?][\"'\u201d\u2019)\]]*\s+(?=[\"'\u201c\u2018(\[]?[A-Z0-9])|\n\s*(?=\S)")
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +44,15 @@ class WindowSpec:
     max_length: int = 512
     stride: int = 128
     max_chars: int = 1_000_000
+    cuts: str = "sentence"
 
     def content_length(self, n_special: int) -> int:
         return self.max_length - n_special
 
     def validate(self, n_special: int, model_max_length: int | None) -> None:
+        if self.cuts not in WINDOW_CUTS:
+            raise ConfigError(f"unknown --window-cuts {self.cuts!r}",
+                              fix=f"pass one of {', '.join(WINDOW_CUTS)}")
         if model_max_length and self.max_length > model_max_length:
             raise ConfigError(
                 f"--max-length {self.max_length} is above the model's limit of {model_max_length}",
@@ -73,6 +90,60 @@ def window_starts(n_tokens: int, content: int, stride: int) -> tuple[list[int], 
     if len(starts) > 1 and starts[-1] <= starts[-2]:
         starts.pop()
     return starts, [min(content, n_tokens - s) for s in starts]
+
+
+def sentence_starts(text: str, starts: np.ndarray) -> np.ndarray:
+    """Indices of the subwords (character ``starts``) that begin a sentence or paragraph of
+    ``text``, the first subword excepted.
+
+    >>> text = "Jo met J. Smith. He left.\\nNew day"
+    >>> starts = np.array([m.start() for m in re.finditer(r"\\w+|[^\\w\\s]", text)])
+    >>> [text[starts[i]:].split()[0] for i in sentence_starts(text, starts)]
+    ['He', 'New']
+    """
+    where = np.array([m.end() for m in _SENTENCE_END.finditer(text)], dtype=np.int64)
+    index = np.searchsorted(starts, where)
+    keep = (index > 0) & (index < len(starts))
+    index = index[keep]
+    return np.unique(index[starts[index] == where[keep]])
+
+
+def window_cuts(n_tokens: int, content: int, stride: int,
+                boundaries: np.ndarray) -> tuple[list[int], list[int]]:
+    """Start and length of each window over ``n_tokens`` subwords, cut at ``boundaries``
+    (subwords that start a sentence) where one falls in the second half of a window.
+
+    Each cut aims at an equal share of what is left, as training cut documents into chunks of
+    about equal size; a cut at a boundary has no overlap, a cut with no boundary in reach
+    falls at the window's end and the next window starts ``stride`` tokens back.
+
+    >>> window_cuts(10, 6, 1, np.array([3, 5, 8]))
+    ([0, 5], [5, 5])
+    >>> window_cuts(10, 4, 1, np.array([]))
+    ([0, 3, 6], [4, 4, 4])
+    """
+    if n_tokens <= content:
+        return [0], [n_tokens]
+    starts, lens = [], []
+    start, fixed = 0, False
+    while n_tokens - start > content:
+        left = n_tokens - start
+        target = start + -(-left // -(-left // content))
+        reach = boundaries[(boundaries > start + content // 2) & (boundaries <= start + content)]
+        starts.append(start)
+        fixed = not len(reach)
+        if fixed:
+            lens.append(content)
+            start += content - stride
+        else:
+            end = int(reach[np.argmin(np.abs(reach - target))])
+            lens.append(end - start)
+            start = end
+    if fixed:  # as window_starts: the last window ends at the text's end and is full
+        start = n_tokens - content
+    starts.append(start)
+    lens.append(n_tokens - start)
+    return starts, lens
 
 
 class Tokenizer:
@@ -121,7 +192,7 @@ class Tokenizer:
             if not encoding.ids:
                 status[i], error[i] = schema.EMPTY, "text has no tokens (only control characters)"
                 continue
-            for name, values in self._encode(encoding).items():
+            for name, values in self._encode(encoding, texts[i]).items():
                 columns[name][i] = values
         out = batch.drop_columns([schema.STATUS, schema.ERROR])
         out = out.append_column(schema.STATUS, pa.array(status, pa.string()))
@@ -130,9 +201,15 @@ class Tokenizer:
             out = out.append_column(field, pa.array(columns[field.name], field.type))
         return out
 
-    def _encode(self, encoding) -> dict[str, np.ndarray]:  # encoding: tokenizers.Encoding
+    def _encode(self, encoding, text: str) -> dict[str, np.ndarray]:
+        """``encoding`` (a ``tokenizers.Encoding`` of ``text``) as the token columns."""
         offsets = np.asarray(encoding.offsets, dtype=np.int32).reshape(-1, 2)
-        starts, lens = window_starts(len(encoding.ids), self.content, self.spec.stride)
+        n = len(encoding.ids)
+        if self.spec.cuts == "sentence" and n > self.content:
+            starts, lens = window_cuts(n, self.content, self.spec.stride,
+                                       sentence_starts(text, offsets[:, 0]))
+        else:
+            starts, lens = window_starts(n, self.content, self.spec.stride)
         return {
             schema.IDS: np.asarray(encoding.ids, dtype=np.int32),
             schema.STARTS: offsets[:, 0],

@@ -79,6 +79,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-length", type=int, help="window in subwords (default as annotate: "
                    "the length the model was trained on, else 512)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--precision", "--dtype", dest="precision", default="auto", metavar="P",
+                   help="auto, fp32, bf16, fp16 or int8, as annotate runs the model "
+                   "(default: auto, as annotate)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--report", help="directory for a confusion matrix image and a markdown "
                    "table")
@@ -122,7 +125,8 @@ def evaluate_cli(args: argparse.Namespace) -> int:
     from seqlab.evaluate import evaluate, model_decoder
     from seqlab.model import ModelSpec, load_model
 
-    loaded = load_model(ModelSpec(name=args.model, device=args.device))
+    loaded = load_model(ModelSpec(name=args.model, device=args.device,
+                                  precision=args.precision))
     decoder = model_decoder(loaded, args.decoder)
     if loaded.metadata.get("task") == "srl" or args.predicates:
         return evaluate_srl_cli(args, loaded, decoder)

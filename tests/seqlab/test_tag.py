@@ -79,6 +79,9 @@ def test_micro_batches_never_exceed_batch_tokens(tokenized, ner_model):
     assert len(shapes) > 1 and sum(rows for rows, _ in shapes) == windows
     assert all(rows * length <= 256 and length % PAD_MULTIPLE == 0 for rows, length in shapes)
     assert stage.windows_run == windows
+    # the counts are of what the forward passes ran, and of the text subwords in them
+    assert stage.padded_tokens_run == sum(rows * length for rows, length in shapes)
+    assert stage.content_tokens_run == sum(map(sum, batch.column(schema.WIN_LENS).to_pylist()))
     n_labels = len(stage.loaded.labels.labels)
     for row, ids in enumerate(batch.column(schema.IDS).to_pylist()):
         assert probs(tagged, row).shape == (len(ids) * n_labels,)
@@ -90,7 +93,7 @@ def test_one_full_window_fits_the_smallest_batch_tokens_config_allows(read_batch
     build_config(input="in", output="out", max_length=100, batch_tokens=112)
     stage = tagger(ner_model, 112)
     _, shapes = run_recording_shapes(stage, tokenize(read_batch.slice(0, 1), ner_model,
-                                                     WindowSpec(100, 25)))
+                                                     WindowSpec(100, 25, cuts="fixed")))
     assert max(length for _, length in shapes) == 112  # a full window, padded
     assert all(rows * length <= 112 for rows, length in shapes)
 

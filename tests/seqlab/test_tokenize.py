@@ -9,7 +9,8 @@ from seqlab import schema
 from seqlab.errors import ConfigError
 from seqlab.examples import encode
 from seqlab.formats import Sentence, sentence_text
-from seqlab.tokenize import Tokenizer, WindowSpec, case_types, shouted_spans, window_starts
+from seqlab.tokenize import (Tokenizer, WindowSpec, case_types, sentence_starts, shouted_spans,
+                             window_cuts, window_starts)
 
 
 @pytest.mark.parametrize("n,content,stride", [(1, 10, 2), (10, 10, 2), (11, 10, 2),
@@ -186,3 +187,51 @@ def test_shouted_spans_follow_the_rule_word_by_word(seed):
         text = "".join(f"{w}{g}" for w, g in zip(words, gaps))
         for n in (1, 2, 3):
             assert shouted_spans(text, n) == reference_shouted_spans(text, n), (text, n)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_sentence_cuts_cover_every_token_once_where_they_fall_on_boundaries(seed):
+    rng = np.random.default_rng(seed)
+    n, content, stride = int(rng.integers(50, 3000)), int(rng.integers(8, 300)), 0
+    stride = int(rng.integers(0, content // 2))
+    boundaries = np.unique(rng.integers(1, n, size=int(rng.integers(0, n // 5 + 1))))
+    starts, lens = window_cuts(n, content, stride, boundaries)
+    covered = np.zeros(n, dtype=int)
+    for s, length in zip(starts, lens):
+        assert 0 < length <= content
+        covered[s:s + length] += 1
+    assert covered.min() >= 1 and starts[0] == 0 and starts[-1] + lens[-1] == n
+    for a, b, la in zip(starts, starts[1:], lens):
+        if b == a + la:  # a cut without overlap falls on a sentence start
+            assert b in set(boundaries.tolist())
+        else:  # else the windows overlap by at least the stride
+            assert a + la - b >= stride
+
+
+def test_windows_end_where_sentences_end(ner_model):
+    tokenizer = AutoTokenizer.from_pretrained(ner_model)
+    sentence = "John smith said the bank of new york was in london . "
+    text = (sentence.capitalize() * 12).strip()
+    [sentences, fixed] = [Tokenizer(tokenizer, WindowSpec(64, 16, cuts=cuts))(batch([text]))
+                          for cuts in ("sentence", "fixed")]
+    ids = sentences.column("_ids")[0].values.to_numpy()
+    starts = sentences.column("_starts")[0].values.to_numpy()
+    win_starts = sentences.column("_win_starts")[0].values.to_numpy()
+    win_lens = sentences.column("_win_lens")[0].values.to_numpy()
+    assert len(win_starts) >= 3 and win_lens.max() <= 62
+    assert win_lens.sum() == len(ids)  # no subword runs twice
+    assert all(text[starts[s]:].startswith("John") for s in win_starts)
+    fixed_lens = fixed.column("_win_lens")[0].values.to_numpy()
+    assert fixed_lens.sum() > len(ids) and (fixed_lens == 62).all()
+
+
+def test_sentence_starts_skip_initials_and_titles():
+    text = "Mr. Smith met J. R. Jones in St. Louis. They left! \"Then\" came 1999.\nNext"
+    starts = np.array([m.start() for m in re.finditer(r"\w+|[^\w\s]", text)])
+    found = [text[starts[i]:].split()[0] for i in sentence_starts(text, starts)]
+    assert found == ["They", "\"Then\"", "Next"]
+
+
+def test_an_unknown_cut_rule_is_refused(ner_model):
+    with pytest.raises(ConfigError, match="--window-cuts"):
+        Tokenizer(AutoTokenizer.from_pretrained(ner_model), WindowSpec(64, 16, cuts="words"))

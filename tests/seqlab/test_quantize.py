@@ -1,0 +1,107 @@
+"""seqlab.quantize and --precision: int8 keeps the pipeline's windows, rows and invariants, and
+stays close to fp32 on a tiny model built offline."""
+
+import numpy as np
+import pytest
+import torch
+
+from seqlab import schema
+from seqlab.errors import ConfigError
+from seqlab.model import ModelSpec, load_model, resolve_precision, write_metadata
+from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+from seqlab.quantize import int8_recipe, quantize_model
+from seqlab.tag import Tagger
+from seqlab.tokenize import Tokenizer, WindowSpec
+from tests.conftest import make_text
+from tests.seqlab import write_parquet
+from tests.tiny import build_tiny_model
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """The same tiny model loaded in fp32 and in int8."""
+    directory = build_tiny_model(tmp_path_factory.mktemp("quantize") / "m", seed=4)
+    return (load_model(ModelSpec(str(directory), device="cpu", precision="fp32")),
+            load_model(ModelSpec(str(directory), device="cpu", precision="int8")))
+
+
+@pytest.fixture(scope="module")
+def batch(models, tmp_path_factory):
+    import random
+
+    from seqlab.io import Reader, discover
+
+    rng = random.Random(5)
+    folder = tmp_path_factory.mktemp("docs")
+    write_parquet(folder / "a.parquet", [{"id": f"d{i}", "text": make_text(rng, n)}
+                                         for i, n in enumerate([200, 30, 5, 90, 1])])
+    fs, fragments = discover(str(folder))
+    [read] = Reader(fs, fragments, id_column="id", batch_rows=100).read(fragments[0])
+    return Tokenizer(models[0].tokenizer, WindowSpec(64, 16))(read)
+
+
+def test_linear_layers_but_the_skipped_ones_run_in_int8(models):
+    fp32, int8 = models
+    assert (fp32.precision, int8.precision) == ("fp32", "int8")
+    quantized = [n for n, m in int8.model.named_modules() if isinstance(m, DynamicLinear)]
+    linear = [n for n, m in fp32.model.named_modules() if isinstance(m, torch.nn.Linear)]
+    assert sorted(quantized) == sorted(n for n in linear if "classifier" not in n
+                                       and not n.endswith(".output.dense"))
+    assert len(quantized) == 8 and isinstance(int8.model.classifier, torch.nn.Linear)
+
+
+def test_a_recipe_names_the_layers_left_in_fp32(models):
+    fp32, _ = models
+    skip = {"precision": {"int8": {"skip": ["classifier", r"layer\.\d+\.output\.dense$"]}}}
+    model = quantize_model(fp32.model, skip)
+    kept = [n for n, m in model.named_modules() if type(m) is torch.nn.Linear]
+    assert sorted(kept) == ["bert.encoder.layer.0.output.dense",
+                            "bert.encoder.layer.1.output.dense", "classifier"]
+    assert int8_recipe({})["skip"] == ["classifier", r"\.output\.dense$"]
+    # the fp32 model itself is left as it was
+    assert all(type(m) is not DynamicLinear for m in fp32.model.modules())
+
+
+def test_int8_gives_the_same_windows_and_rows_and_close_scores(models, batch):
+    fp32, int8 = models
+    a, b = Tagger(fp32, 1024)(batch), Tagger(int8, 1024)(batch)
+    assert a.column(schema.STATUS).to_pylist() == b.column(schema.STATUS).to_pylist()
+    n = len(fp32.labels.labels)
+    agree = total = 0
+    for row in range(batch.num_rows):
+        p = a.column(schema.PROBS)[row].values.to_numpy().reshape(-1, n)
+        q = b.column(schema.PROBS)[row].values.to_numpy().reshape(-1, n)
+        assert p.shape == q.shape and np.allclose(q.sum(-1), 1, atol=1e-5)
+        assert np.abs(p - q).max() < 0.1
+        agree += int((p.argmax(-1) == q.argmax(-1)).sum())
+        total += len(p)
+    assert agree / total > 0.95
+
+
+def test_int8_windows_score_alike_alone_and_in_a_batch(models, batch):
+    """The activation scale is per micro-batch: a document's scores move a little with its
+    neighbours, its labels (here) not at all."""
+    _, int8 = models
+    stage = Tagger(int8, 16384)
+    together = stage(batch)
+    n = len(int8.labels.labels)
+    for row in range(batch.num_rows):
+        alone = stage(batch.slice(row, 1)).column(schema.PROBS)[0].values.to_numpy()
+        within = together.column(schema.PROBS)[row].values.to_numpy()
+        assert np.abs(alone - within).max() < 0.05
+        assert (alone.reshape(-1, n).argmax(-1) == within.reshape(-1, n).argmax(-1)).mean() > 0.95
+
+
+def test_auto_picks_int8_on_cpu_only_where_the_model_records_it(tmp_path):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_precision("auto", cpu, {}) == "fp32"
+    assert resolve_precision("auto", cpu, {"precision": {"cpu": "int8"}}) == "int8"
+    assert resolve_precision("float32", cpu, {"precision": {"cpu": "int8"}}) == "fp32"
+    with pytest.raises(ConfigError, match="int8 runs on CPU only"):
+        resolve_precision("int8", cuda, {})
+    with pytest.raises(ConfigError, match="unknown --precision"):
+        resolve_precision("int4", cpu, {})
+    directory = build_tiny_model(tmp_path / "m")
+    write_metadata(directory, {"precision": {"cpu": "int8"}})
+    assert load_model(ModelSpec(str(directory), device="cpu")).precision == "int8"

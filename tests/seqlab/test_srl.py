@@ -219,3 +219,21 @@ def test_low_rank_export_keeps_the_predicate_indicator(srl_model, srl_files, tmp
     full = evaluate_srl(str(srl_model), srl_files["dev"])
     compact = evaluate_srl(str(pinned), srl_files["dev"])
     assert compact["f1"] == pytest.approx(full["f1"], abs=0.1)
+
+
+def test_shipped_srl_finds_a_predicate_and_its_arguments(tmp_path):
+    from seqlab.shipped import shipped_model_dir
+
+    if shipped_model_dir("srl") is None:
+        pytest.skip("the shipped srl model is not installed")
+    line = {"sent_id": "x-1-0001", "words": ["John", "gave", "Mary", "a", "book", "."],
+            "pos": ["NNP", "VBD", "NNP", "DT", "NN", "."],
+            "predicates": [{"index": 1, "lemma": "give", "roleset": "give.01",
+                            "tags": ["B-ARG0", "B-V", "B-ARG2", "B-ARG1", "I-ARG1", "O"]}]}
+    data = tmp_path / "one.jsonl"
+    data.write_text(json.dumps(line) + "\n")
+    metadata = load_model(ModelSpec("srl", device="cpu")).metadata
+    assert metadata["task"] == "srl" and metadata["predicates"] == "predicates"
+    ends = evaluate_srl("srl", str(data), "predicted", device="cpu")
+    assert ends["predicates"]["recall"] == 1.0  # "gave" is found
+    assert ends["frames"]["gold"] == 1 and ends["recall"] > 0

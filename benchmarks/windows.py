@@ -104,6 +104,7 @@ def main() -> None:
         for s, spec in specs.items():
             rows[s]["ner"] = dev_score("ner", spec)
             rows[s]["upos"] = dev_score("upos", spec)
+            print(f"{s}: ner {rows[s]['ner']:.4f}, upos {rows[s]['upos']:.4f}", flush=True)
     print(f"\n{args.docs} Wikipedia articles, {next(iter(rows.values()))['content']:,} content "
           "subwords\n")
     print("| max length | stride | cuts | windows | padded tokens | padded / content "

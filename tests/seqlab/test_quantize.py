@@ -105,3 +105,19 @@ def test_auto_picks_int8_on_cpu_only_where_the_model_records_it(tmp_path):
     directory = build_tiny_model(tmp_path / "m")
     write_metadata(directory, {"precision": {"cpu": "int8"}})
     assert load_model(ModelSpec(str(directory), device="cpu")).precision == "int8"
+
+
+@pytest.mark.parametrize("flags,expected", [([], "auto"), (["--precision", "int8"], "int8"),
+                                            (["--dtype", "bfloat16"], "bf16"),
+                                            (["--dtype", "float32"], "fp32")])
+def test_precision_flag_and_its_dtype_alias(flags, expected):
+    from seqlab.cli import ENGINE_FLAGS, annotate_options, build_parser
+    from seqlab.config import build_config, normalize_precision
+
+    args = build_parser().parse_args(["annotate", "in", "out", *flags])
+    assert build_config(**annotate_options(args, ENGINE_FLAGS)).precision == expected
+    assert build_config(input="in", output="out", dtype="float16").precision == "fp16"
+    evaluate = build_parser().parse_args(["evaluate", "ner", "dev.conll", *flags])
+    assert normalize_precision(evaluate.precision) == expected
+    with pytest.raises(ConfigError, match="unknown --precision"):
+        build_config(input="in", output="out", precision="int4")

@@ -55,9 +55,11 @@ def quantizable_layers(model: nn.Module, skip: list[str] | tuple[str, ...]) -> l
             if isinstance(module, nn.Linear) and not any(p.search(name) for p in patterns)]
 
 
-def quantize_model(model: nn.Module, metadata: dict | None = None) -> nn.Module:
+def quantize_model(model: nn.Module, metadata: dict | None = None,
+                   inplace: bool = False) -> nn.Module:
     """``model`` (fp32, on CPU, in eval mode) with its linear layers in int8, following the
-    model's recipe (``int8_recipe``); the other modules are those of ``model``."""
+    model's recipe (``int8_recipe``). ``inplace``: convert ``model`` itself rather than a copy
+    (no second copy of the weights in memory while converting)."""
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     recipe = int8_recipe(metadata or {})
@@ -69,7 +71,7 @@ def quantize_model(model: nn.Module, metadata: dict | None = None) -> nn.Module:
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
         quantized = quantize_dynamic(model, {name: per_channel_dynamic_qconfig for name in names},
-                                     dtype=torch.qint8, inplace=False)
+                                     dtype=torch.qint8, inplace=inplace)
     log.info("int8: %d linear layers quantized, %s left in fp32", len(names),
              ", ".join(recipe["skip"]) or "none")
     return quantized.eval()

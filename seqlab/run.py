@@ -39,6 +39,7 @@ from seqlab.model import (LoadedModel, ModelSpec, load_model, load_tokenizer, lo
 from seqlab.output import (MANIFEST, FragmentRecord, Layout, OutputDir, check_resumable,
                            read_table, write_table)
 from seqlab.stages import Decoder, Provenance
+from seqlab.srl_data import refuse_frame_model
 from seqlab.tag import Tagger
 from seqlab.tokenize import Tokenizer, WindowSpec
 
@@ -113,6 +114,7 @@ def plan_run(config: AnnotateConfig) -> RunPlan:
     reader = Reader(fs, fragments, config.text_column, config.id_column, config.batch_docs)
     source = local_model_dir(config.model, config.model_revision)
     metadata = read_metadata(source)
+    refuse_frame_model(metadata, config.model)
     config = config.with_window(trained_window(metadata))
     config = config.with_decoder(recommended_decoder(metadata))
     tokenizer = load_tokenizer(config.model, config.model_revision, config.trust_remote_code)

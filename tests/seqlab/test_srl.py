@@ -237,3 +237,12 @@ def test_shipped_srl_finds_a_predicate_and_its_arguments(tmp_path):
     ends = evaluate_srl("srl", str(data), "predicted", device="cpu")
     assert ends["predicates"]["recall"] == 1.0  # "gave" is found
     assert ends["frames"]["gold"] == 1 and ends["recall"] > 0
+
+
+def test_annotate_refuses_a_role_labeller_with_the_fix(srl_model, tmp_path):
+    import seqlab
+
+    corpus = tmp_path / "in.jsonl"
+    corpus.write_text(json.dumps({"id": "a", "text": "john said mary was in paris ."}) + "\n")
+    with pytest.raises(ConfigError, match="semantic role labeller"):
+        seqlab.annotate(str(corpus), str(tmp_path / "out"), model=str(srl_model))

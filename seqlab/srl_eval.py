@@ -76,17 +76,18 @@ class PredicateFinder:
 def evaluate_srl(model: str, data: str, predicates: str = "gold", verbs_only: bool = False,
                  decoder: str | None = None, predicate_model: str | None = None,
                  device: str = "auto", batch_tokens: int = 16384,
-                 loaded: LoadedModel | None = None) -> dict:
+                 loaded: LoadedModel | None = None, core_once: bool = False) -> dict:
     """CoNLL-2005 scores of the SRL ``model`` on ``data`` (``{"f1", "precision", "recall",
     "per_label", "frames"}``), with ``gold`` or ``predicted`` predicates, all of them or only
     the verbal ones; with predicted predicates also ``"predicates"``: their identification
-    precision, recall and F1."""
+    precision, recall and F1. ``core_once``: each core role on one span of a frame at most
+    (``seqlab.srl_tag.one_span_per_core_role``)."""
     if predicates not in PREDICATE_CHOICES:
         raise ConfigError(f"unknown --predicates {predicates!r}",
                           fix=f"use one of {', '.join(PREDICATE_CHOICES)} (and verbs)")
     loaded = loaded or load_model(ModelSpec(name=model, device=device))
     sentences = keep_frames(read_srl(data), "verbs" if verbs_only else "all")
-    frames = FrameTagger(loaded, batch_tokens, model_decoder(loaded, decoder))
+    frames = FrameTagger(loaded, batch_tokens, model_decoder(loaded, decoder), core_once)
     window = settle_window(None, None, trained_window(loaded.metadata),
                            model_max_length(loaded.tokenizer))
     tokenize = Tokenizer(loaded.tokenizer, WindowSpec(*window))

@@ -18,12 +18,15 @@ import pyarrow as pa
 from seqlab import schema
 from seqlab.decode import WordDecoder, stitch_windows
 from seqlab.errors import ModelError
+from seqlab.labels import OUTSIDE, chunks
 from seqlab.model import LoadedModel
 from seqlab.srl_examples import PREDICATE_TYPE
 from seqlab.tag import Tagger, Window
 from seqlab.tokenize import case_types
 
 Span = tuple[int, int]  # start_char, end_char
+# PropBank's numbered (core) roles: a frame fills each at most once
+CORE_ROLES = frozenset({"ARG0", "ARG1", "ARG2", "ARG3", "ARG4", "ARG5", "ARGA"})
 
 
 @dataclass
@@ -46,11 +49,35 @@ def predicate_mask(starts: np.ndarray, ends: np.ndarray, span: Span) -> np.ndarr
     return ((starts >= span[0]) & (ends <= span[1]) & (ends > starts)).astype(np.int64)
 
 
+def one_span_per_core_role(labels: list[str], scores: np.ndarray) -> list[str]:
+    """Labels with each core role kept on its best span only (highest mean word score); the
+    role's other spans become ``O``.
+
+    >>> one_span_per_core_role(["B-ARG0", "O", "B-ARG0", "I-ARG0"], np.array([.5, 1, .9, .7]))
+    ['O', 'O', 'B-ARG0', 'I-ARG0']
+    """
+    best: dict[str, tuple[float, int, int]] = {}
+    out = list(labels)
+    for role, first, last in chunks(labels):
+        if role not in CORE_ROLES:
+            continue
+        mean = float(np.mean(scores[first : last + 1]))
+        kept = best.get(role)
+        if kept is None or mean > kept[0]:
+            if kept is not None:
+                out[kept[1] : kept[2] + 1] = [OUTSIDE] * (kept[2] - kept[1] + 1)
+            best[role] = (mean, first, last)
+        else:
+            out[first : last + 1] = [OUTSIDE] * (last - first + 1)
+    return out
+
+
 class FrameTagger:
     """Holds an SRL model; ``frames(batch, predicates)`` decodes every (row, predicate)."""
 
     def __init__(self, loaded: LoadedModel, batch_tokens: int = 16384,
-                 decoder: str = "greedy") -> None:
+                 decoder: str = "greedy", core_once: bool = False) -> None:
+        """``core_once``: each core role (``CORE_ROLES``) on one span of a frame at most."""
         encoding = loaded.metadata.get("predicate_encoding")
         if loaded.metadata.get("task") != "srl" or encoding != "indicator":
             raise ModelError(f"{loaded.name} is not an SRL model with the predicate indicator "
@@ -63,6 +90,7 @@ class FrameTagger:
         self.tagger.case_feature = True
         self.names = np.asarray(loaded.labels.labels, dtype=object)
         self.decode = WordDecoder(loaded.labels, decoder)
+        self.core_once = core_once
 
     def frames(self, batch: pa.RecordBatch, predicates: list[list[Span]]
                ) -> list[list[FrameWords | None]]:
@@ -110,6 +138,8 @@ class FrameTagger:
         probs = stitch_windows(parts, win_starts, len(words))
         first, label_ids, scores = self.decode(probs, words)
         last = np.append(first[1:], len(words)) - 1
+        labels = self.names[label_ids].tolist()
+        if self.core_once:
+            labels = one_span_per_core_role(labels, scores)
         return FrameWords(batch.column(schema.STARTS)[row].values.to_numpy()[first],
-                          batch.column(schema.ENDS)[row].values.to_numpy()[last],
-                          self.names[label_ids].tolist(), scores)
+                          batch.column(schema.ENDS)[row].values.to_numpy()[last], labels, scores)

@@ -246,3 +246,24 @@ def test_annotate_refuses_a_role_labeller_with_the_fix(srl_model, tmp_path):
     corpus.write_text(json.dumps({"id": "a", "text": "john said mary was in paris ."}) + "\n")
     with pytest.raises(ConfigError, match="semantic role labeller"):
         seqlab.annotate(str(corpus), str(tmp_path / "out"), model=str(srl_model))
+
+
+def test_one_span_per_core_role_keeps_the_best_and_leaves_modifiers():
+    from seqlab.srl_tag import one_span_per_core_role
+
+    labels = ["B-ARG1", "B-ARGM-TMP", "B-V", "B-ARG1", "I-ARG1", "B-ARGM-TMP"]
+    kept = one_span_per_core_role(labels, np.array([0.4, 0.9, 1.0, 0.8, 0.6, 0.9]))
+    assert kept == ["O", "B-ARGM-TMP", "B-V", "B-ARG1", "I-ARG1", "B-ARGM-TMP"]
+
+
+def test_core_once_scores_through_the_stages(srl_model, srl_files):
+    plain = evaluate_srl(str(srl_model), srl_files["dev"], decoder="viterbi")
+    once = evaluate_srl(str(srl_model), srl_files["dev"], decoder="viterbi", core_once=True)
+    assert once["frames"] == plain["frames"]
+    assert predicted_arguments(once) <= predicted_arguments(plain)  # spans only dropped
+
+
+def predicted_arguments(scores: dict) -> int:
+    """How many arguments were predicted: correct / precision, summed over the roles."""
+    return sum(round(r["support"] * r["recall"] / r["precision"])
+               for r in scores["per_label"].values() if r["precision"])

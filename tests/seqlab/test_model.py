@@ -118,7 +118,7 @@ def test_offline_a_mistyped_shipped_name_fails_at_once(monkeypatch, variable):
         local_model_dir("nerr")
     assert time.monotonic() - started < 1
     assert error.value.fix.startswith("did you mean 'ner'?")
-    assert "'nerr' is not a shipped model (ner, upos)" in error.value.message
+    assert "'nerr' is not a shipped model (ner, srl, upos)" in error.value.message
 
 
 def test_offline_a_cached_hub_model_is_left_to_transformers(monkeypatch):

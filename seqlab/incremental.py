@@ -37,11 +37,11 @@ from datetime import datetime, timezone
 from seqlab import aggregate, schema
 from seqlab.errors import OutputError
 from seqlab.io import Fragment
-from seqlab.output import RUNS, FragmentRecord, OutputDir, PartInfo, read_table, write_table
+from seqlab.output import (RUNS, SUPERSEDED, FragmentRecord, OutputDir, PartInfo, read_table,
+                           write_table)
 
 log = logging.getLogger(__name__)
 
-SUPERSEDED = "_superseded"
 LATEST = posixpath.join(RUNS, "latest.json")
 SUCCESS = "_SUCCESS"
 # options that say where the table is kept rather than what is annotated: not in the

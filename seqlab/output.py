@@ -43,6 +43,7 @@ PROGRESS = "_progress"
 RUN_STATE = "_run.json"
 PARTIALS = posixpath.join(PROGRESS, "partials")  # aggregate partials of landed parts
 RUNS = "_runs"  # an incremental table's run manifests
+SUPERSEDED = "_superseded"  # an incremental table's replaced files
 
 
 @dataclass(frozen=True)
@@ -227,7 +228,7 @@ class OutputDir:
         return self.read_json(posixpath.join(PROGRESS, RUN_STATE))
 
     def clear(self) -> None:
-        for name in (*TABLES, PROGRESS):
+        for name in (*TABLES, PROGRESS, RUNS, SUPERSEDED):
             if self.fs.exists(self.path(name)):
                 self.fs.rm(self.path(name), recursive=True)
         if self.fs.exists(self.path(MANIFEST)):

@@ -291,3 +291,17 @@ def test_an_earlier_days_unfinished_run_is_finished_then_the_days_run_follows(
     assert manifest["run_date"] == "2026-12-01" and manifest["inputs"][0]["fragment"] == \
         "d.parquet"
     assert live(out, "documents").num_rows == 11
+
+
+def test_overwrite_replaces_an_incremental_table_with_a_single_run(tmp_path, corpus,
+                                                                    ner_model):
+    out = tmp_path / "out"
+    run(corpus, out, ner_model)
+    grow(corpus)
+    run(corpus, out, ner_model, prune=True)
+    once = make_plan(corpus, out, ner_model, id_column="id", overwrite=True)
+    drive(once)
+    finish_run(once, engine="test")
+    assert not (out / "_runs").exists() and not (out / "_superseded").exists()
+    assert not OutputDir(str(out)).incremental()
+    assert live(out, "documents").num_rows == 8

@@ -181,8 +181,14 @@ def land_aggregates(out: OutputDir, records: list[FragmentRecord]) -> None:
             aggregate.finalize(aggregate.fold(partials)))]
 
 
+def holds(increment: Increment, table: str) -> bool:
+    """Whether earlier runs wrote files of ``table``."""
+    return any(path.startswith(f"{table}/") for path in increment.earlier_files)
+
+
 def empty_mentions(out: OutputDir) -> PartInfo:
-    """A run without entities still gives its mentions partition a schema-bearing file."""
+    """The first run of a table that finds no entities still gives the mentions table a
+    schema-bearing file (a loader pointed at the prefix needs one)."""
     relpath = posixpath.join(out.layout.folder("mentions"), f"part-{out.layout.run_id}-empty"
                              ".parquet")
     return write_table(out.fs, out.root, relpath, schema.MENTIONS.empty_table())

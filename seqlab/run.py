@@ -267,7 +267,7 @@ def finish_run(plan: RunPlan, engine: str, extra: dict | None = None) -> dict:
     tables = {table: [p for r in records for p in r.parts.get(table, [])]
               for table in ("documents", "mentions", "aggregates")}
     if plan.increment is not None:
-        if not tables["mentions"]:
+        if not tables["mentions"] and not incremental.holds(plan.increment, "mentions"):
             tables["mentions"] = [incremental.empty_mentions(out)]
     else:
         if not tables["mentions"]:  # a loader pointed at an empty prefix needs a schema

@@ -99,6 +99,7 @@ def test_an_unchanged_corpus_runs_again_without_annotating_anything(tmp_path, co
     again = run(corpus, out, ner_model)
     assert again["run_id"] != first["run_id"] and again["inputs"] == []
     assert again["incremental"]["unchanged"] == 3 and again["rows"] == {"in": 0, "out": 0}
+    assert all(again["tables"][t] == [] for t in TABLES)  # an empty run adds no files
     assert live(out, "documents").num_rows == 9
     runs = incremental.list_runs(OutputDir(str(out)))
     assert [(r["inputs"], r["unchanged"], r["rows"]) for r in runs] == [(3, 0, 9), (0, 3, 0)]
@@ -305,3 +306,10 @@ def test_overwrite_replaces_an_incremental_table_with_a_single_run(tmp_path, cor
     assert not (out / "_runs").exists() and not (out / "_superseded").exists()
     assert not OutputDir(str(out)).incremental()
     assert live(out, "documents").num_rows == 8
+
+
+def test_the_first_run_without_entities_gives_mentions_a_schema(tmp_path, corpus, pos_model):
+    first = run(corpus, tmp_path / "out", pos_model)
+    (empty,) = first["tables"]["mentions"]
+    assert empty["rows"] == 0 and empty["path"].startswith("mentions/run_date=")
+    assert live(tmp_path / "out", "mentions").num_rows == 0

@@ -151,10 +151,14 @@ def evaluate_cli(args: argparse.Namespace) -> int:
     print(f"decoder {decoder} ({how})")
     print(f"f1 {scores['f1']:.4f}  precision {scores['precision']:.4f}  "
           f"recall {scores['recall']:.4f}  accuracy {scores['accuracy']:.4f}")
-    for name, row in scores["per_label"].items():
+    print_per_label(scores["per_label"])
+    return 0
+
+
+def print_per_label(per_label: dict[str, dict]) -> None:
+    for name, row in per_label.items():
         print(f"  {name:<16} f1 {row['f1']:.4f}  precision {row['precision']:.4f}  "
               f"recall {row['recall']:.4f}  support {row['support']}")
-    return 0
 
 
 def calibration_line(entry: dict) -> str:
@@ -214,7 +218,5 @@ def evaluate_srl_cli(args: argparse.Namespace, loaded, decoder: str) -> int:
         p = scores["predicates"]
         print(f"predicate identification: f1 {p['f1']:.4f}  precision {p['precision']:.4f}  "
               f"recall {p['recall']:.4f}")
-    for name, row in scores["per_label"].items():
-        print(f"  {name:<16} f1 {row['f1']:.4f}  precision {row['precision']:.4f}  "
-              f"recall {row['recall']:.4f}  support {row['support']}")
+    print_per_label(scores["per_label"])
     return 0

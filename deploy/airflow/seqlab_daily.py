@@ -151,19 +151,24 @@ def params(**extra) -> dict:
     }
 
 
-with DAG(
-    dag_id="seqlab_daily_ray",
-    description="Daily incremental seqlab annotation on a Ray cluster",
+# What both DAGs share: a daily run, never two at once into one table
+DAILY = dict(
     schedule="0 2 * * *",
     start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
     catchup=False,  # one run takes in every file that arrived since the last one
     max_active_runs=1,
     dagrun_timeout=timedelta(hours=20),
     default_args=DEFAULT_ARGS,
-    params=params(input=INPUT, output=OUTPUT,
-                  ray_address=Param(RAY_ADDRESS, type="string", pattern=URL)),
     tags=["seqlab"],
     doc_md=__doc__,
+)
+
+with DAG(
+    dag_id="seqlab_daily_ray",
+    description="Daily incremental seqlab annotation on a Ray cluster",
+    params=params(input=INPUT, output=OUTPUT,
+                  ray_address=Param(RAY_ADDRESS, type="string", pattern=URL)),
+    **DAILY,
 ) as ray_dag:
     annotate = BashOperator(
         task_id="annotate",
@@ -177,12 +182,6 @@ with DAG(
 with DAG(
     dag_id="seqlab_daily_dataflow",
     description="Daily incremental seqlab annotation with Beam on Dataflow",
-    schedule="0 2 * * *",
-    start_date=datetime(2026, 1, 1, tzinfo=timezone.utc),
-    catchup=False,
-    max_active_runs=1,
-    dagrun_timeout=timedelta(hours=20),
-    default_args=DEFAULT_ARGS,
     params=params(
         input=DATAFLOW_INPUT, output=DATAFLOW_OUTPUT,
         project=Param(DATAFLOW["project"], type="string", pattern=NAME),
@@ -191,8 +190,7 @@ with DAG(
         image=Param(DATAFLOW["image"], type="string", pattern=NAME),
         max_workers=Param(DATAFLOW["max_workers"], type="integer", minimum=1),
     ),
-    tags=["seqlab"],
-    doc_md=__doc__,
+    **DAILY,
 ) as dataflow_dag:
     annotate = BashOperator(
         task_id="annotate",

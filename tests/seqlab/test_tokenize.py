@@ -13,15 +13,20 @@ from seqlab.tokenize import (Tokenizer, WindowSpec, case_types, sentence_starts,
                              window_cuts, window_starts)
 
 
-@pytest.mark.parametrize("n,content,stride", [(1, 10, 2), (10, 10, 2), (11, 10, 2),
-                                              (1000, 62, 16), (25_000, 510, 128)])
-def test_windows_cover_every_token_with_the_requested_overlap(n, content, stride):
-    starts, lens = window_starts(n, content, stride)
+def assert_covering(starts, lens, n: int, content: int) -> None:
+    """Windows of 1..content tokens that cover all n tokens, from the first to the last."""
     covered = np.zeros(n, dtype=int)
     for s, length in zip(starts, lens):
         assert 0 < length <= content
         covered[s:s + length] += 1
     assert covered.min() >= 1 and starts[0] == 0 and starts[-1] + lens[-1] == n
+
+
+@pytest.mark.parametrize("n,content,stride", [(1, 10, 2), (10, 10, 2), (11, 10, 2),
+                                              (1000, 62, 16), (25_000, 510, 128)])
+def test_windows_cover_every_token_with_the_requested_overlap(n, content, stride):
+    starts, lens = window_starts(n, content, stride)
+    assert_covering(starts, lens, n, content)
     for a, b, la in zip(starts, starts[1:], lens):
         assert a + la - b >= stride  # adjacent windows share at least `stride` tokens
 
@@ -196,11 +201,7 @@ def test_sentence_cuts_cover_every_token_once_where_they_fall_on_boundaries(seed
     stride = int(rng.integers(0, content // 2))
     boundaries = np.unique(rng.integers(1, n, size=int(rng.integers(0, n // 5 + 1))))
     starts, lens = window_cuts(n, content, stride, boundaries)
-    covered = np.zeros(n, dtype=int)
-    for s, length in zip(starts, lens):
-        assert 0 < length <= content
-        covered[s:s + length] += 1
-    assert covered.min() >= 1 and starts[0] == 0 and starts[-1] + lens[-1] == n
+    assert_covering(starts, lens, n, content)
     for a, b, la in zip(starts, starts[1:], lens):
         if b == a + la:  # a cut without overlap falls on a sentence start
             assert b in set(boundaries.tolist())

@@ -109,6 +109,11 @@ def run_manifests(out: OutputDir) -> list[dict]:
                   key=lambda m: (m["finished_at"], m["run_id"]))
 
 
+def paths(tables: dict[str, list[dict]]) -> list[str]:
+    """The file paths of a manifest's ``tables`` (or an input's ``parts``): table -> parts."""
+    return [part["path"] for parts in tables.values() for part in parts]
+
+
 def live_inputs(manifests: list[dict]) -> dict[str, Annotated]:
     """Each input file's current annotation, folding the runs in order: a later run's
     annotation of a file replaces an earlier one, a prune removes it."""
@@ -118,10 +123,9 @@ def live_inputs(manifests: list[dict]) -> dict[str, Annotated]:
         for name in increment["pruned"]:
             live.pop(name, None)
         for entry in manifest["inputs"]:
-            files = [p["path"] for parts in entry["parts"].values() for p in parts]
             live[entry["fragment"]] = Annotated(entry["fragment"], tuple(entry["identity"]),
                                                 manifest["run_id"], increment["config_key"],
-                                                files)
+                                                paths(entry["parts"]))
     return live
 
 
@@ -129,8 +133,7 @@ def live_files(manifests: list[dict]) -> list[str]:
     """The files a reader of the table sees (relative paths): every run's files that no
     later run superseded."""
     superseded = {p for m in manifests for p in m["incremental"]["superseded"]}
-    return sorted({p["path"] for m in manifests for parts in m["tables"].values()
-                   for p in parts} - superseded)
+    return sorted({p for m in manifests for p in paths(m["tables"])} - superseded)
 
 
 def plan_increment(out: OutputDir, fragments: list[Fragment], key: str, run_date: str,
@@ -152,8 +155,7 @@ def plan_increment(out: OutputDir, fragments: list[Fragment], key: str, run_date
             replaces[fragment.name] = before.files
     names = {f.name for f in fragments}
     pruned = {name: a.files for name, a in live.items() if name not in names} if prune else {}
-    earlier = sorted({p["path"] for m in manifests for parts in m["tables"].values()
-                      for p in parts})
+    earlier = sorted({p for m in manifests for p in paths(m["tables"])})
     return Increment(run_date, key, todo, replaces, pruned, len(fragments) - len(todo), earlier)
 
 
@@ -225,7 +227,7 @@ def list_runs(out: OutputDir) -> list[dict]:
             superseded_by[path] = manifest["run_id"]
     runs = []
     for m in manifests:
-        files = [p["path"] for parts in m["tables"].values() for p in parts]
+        files = paths(m["tables"])
         runs.append({
             "run_id": m["run_id"], "run_date": m["run_date"], "status":
             "complete" if m["complete"] else f"{len(m['failed_inputs'])} inputs failed",

@@ -26,19 +26,10 @@ import pyarrow.compute as pc
 
 from seqlab import aggregate, schema
 from seqlab.errors import RunError
-from seqlab.output import PARTIALS, PartFile, PartInfo, write_table
+from seqlab.output import PARTIALS, PartFile, PartInfo, part_name, write_table
 from seqlab.stages import mentions
 
 LOCATION_NAMES = [f.name for f in schema.LOCATION]
-
-
-def part_name(fragment: int, first_row: int) -> str:
-    """The name of the part that starts at ``first_row`` of fragment ``fragment``.
-
-    >>> part_name(3, 512)
-    'part-00003-0000000512.parquet'
-    """
-    return f"part-{fragment:05d}-{first_row:010d}.parquet"
 
 
 @dataclass

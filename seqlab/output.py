@@ -46,6 +46,20 @@ RUNS = "_runs"  # an incremental table's run manifests
 SUPERSEDED = "_superseded"  # an incremental table's replaced files
 
 
+def part_name(fragment: int, first_row: int | None = None, run_id: str | None = None) -> str:
+    """The name of the part that starts at ``first_row`` of fragment ``fragment`` (an
+    aggregates part of an incremental run holds a whole fragment: no row).
+
+    >>> part_name(3, 512), part_name(3, 512, "R1")
+    ('part-00003-0000000512.parquet', 'part-R1-00003-0000000512.parquet')
+    >>> part_name(3, run_id="R1")
+    'part-R1-00003.parquet'
+    """
+    tag = f"{run_id}-" if run_id else ""
+    row = f"-{first_row:010d}" if first_row is not None else ""
+    return f"part-{tag}{fragment:05d}{row}.parquet"
+
+
 @dataclass(frozen=True)
 class Layout:
     """Where a run's parts go: the table folders themselves (one run per OUTPUT), or a
@@ -64,9 +78,7 @@ class Layout:
         return posixpath.join(table, f"run_date={self.run_date}") if self.run_date else table
 
     def part(self, table: str, fragment: int, first_row: int | None = None) -> str:
-        tag = f"{self.run_id}-" if self.run_id else ""
-        row = f"-{first_row:010d}" if first_row is not None else ""
-        return posixpath.join(self.folder(table), f"part-{tag}{fragment:05d}{row}.parquet")
+        return posixpath.join(self.folder(table), part_name(fragment, first_row, self.run_id))
 
     def manifest(self) -> str:
         return posixpath.join(RUNS, self.run_id, "manifest.json") if self.run_date else MANIFEST

@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib
-import json
 import logging
 import os
 import sys
@@ -19,6 +18,8 @@ from typing import Any
 
 from seqlab.commands import COMMANDS, command
 from seqlab.errors import SeqlabError
+from seqlab.flags import add_precision_flag, add_storage_flag
+from seqlab.tables_cli import add_commands as add_table_commands
 
 DESCRIPTION = """\
 Annotate large text corpora with fine-tuned BERT token classifiers (named entities,
@@ -38,10 +39,6 @@ Run 'seqlab COMMAND --help' for the flags of one command."""
 ANNOTATE = """\
 Annotate every row of INPUT into OUTPUT: documents/, mentions/, aggregates/ and, written
 last, _manifest.json. Rerunning the same command resumes an interrupted run."""
-SHOW = """\
-Print documents of an annotate run with their entities: coloured on a terminal, marked as
-[text](LABEL) in a pipe or a file; or list the documents, or write an HTML page."""
-
 # Sub-commands defined next to their library code, built only when run: building train's flags
 # imports seqlab.train, and with it torch and peft (seconds that --help should not wait).
 LAZY_COMMANDS = {
@@ -92,41 +89,6 @@ class Commands(argparse._SubParsersAction):
         setattr(namespace, self.dest, name)
         for key, value in vars(self.choices[name].parse_args(words)).items():
             setattr(namespace, key, value)
-
-
-def json_object(text: str) -> dict[str, Any]:
-    """An argparse type: a JSON object given on the command line.
-
-    >>> json_object('{"endpoint_url": "http://127.0.0.1:9000"}')
-    {'endpoint_url': 'http://127.0.0.1:9000'}
-    """
-    try:
-        value = json.loads(text)
-        problem = None if isinstance(value, dict) else f"got {text!r}"
-    except json.JSONDecodeError as exc:
-        problem = str(exc)
-    if problem:
-        raise argparse.ArgumentTypeError(
-            f"not a JSON object ({problem}); fix: pass one in single quotes, e.g. "
-            """'{"endpoint_url": "http://127.0.0.1:9000"}'""")
-    return value
-
-
-def add_storage_flag(p: argparse.ArgumentParser, where: str = "INPUT and OUTPUT") -> None:
-    p.add_argument("--storage-options", type=json_object, metavar="JSON",
-                   help=f"fsspec options for {where} as a JSON object, e.g. "
-                   """'{"endpoint_url": "http://127.0.0.1:9000"}' for an S3-compatible """
-                   "server (credentials are better left to the environment, e.g. AWS_*)")
-
-
-def add_precision_flag(p: argparse.ArgumentParser) -> None:
-    """``--precision``, with ``--dtype`` as its older name (``seqlab annotate`` and
-    ``seqlab evaluate``)."""
-    p.add_argument("--precision", "--dtype", dest="precision", metavar="P",
-                   help="what the model runs in: auto, fp32, bf16, fp16 or int8 (int8: CPU "
-                   "only, see seqlab.quantize; --dtype names such as float32 also work). "
-                   "Default auto: bf16 on GPU; on CPU int8 where the model's seqlab.json "
-                   "records that int8 was measured not to lose, else fp32")
 
 
 def add_annotate_flags(p: argparse.ArgumentParser) -> None:
@@ -266,129 +228,6 @@ def add_engine_flags(p: argparse.ArgumentParser) -> None:
                       "Beam's own pipeline options go after a bare --")
 
 
-@command("show")
-def show_cli(args: argparse.Namespace) -> int:
-    from seqlab import show
-
-    if args.list:
-        show.print_list(show.list_documents(args.output, args.limit, args.storage_options))
-        return 0
-    documents = show.load_documents(args.output, args.doc, args.limit or 1,
-                                    args.storage_options)
-    documents = [show.clip(document, args.chars) for document in documents]
-    if args.html:
-        show.write_html(documents, args.html)
-        print(f"wrote {args.html}")
-    else:
-        show.print_documents(documents)
-    return 0
-
-
-def add_show_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("output", help="output directory of an annotate run")
-    p.add_argument("--doc", metavar="ID", help="document id (default: the first ok "
-                   "documents)")
-    p.add_argument("--limit", type=int, metavar="N", help="documents to show (default: 1) "
-                   "or to --list (default: all)")
-    p.add_argument("--chars", type=int, metavar="N", help="show only the first N characters "
-                   "of each document (default: all)")
-    p.add_argument("--list", action="store_true", help="print each document's id, status "
-                   "and number of entities, one per line")
-    p.add_argument("--html", metavar="FILE", help="write a self-contained HTML page instead")
-    add_storage_flag(p, "OUTPUT")
-
-
-REPORT = """\
-Write one self-contained HTML page that reviews a whole annotate run: the run, rows by status,
-entities per label, top entities, score histograms, the documents with the most entities and a
-navigable sample of documents with their entities highlighted."""
-
-
-@command("report")
-def report_cli(args: argparse.Namespace) -> int:
-    from seqlab.report_html import write_report
-
-    write_report(args.output, args.html, args.sample, args.storage_options)
-    print(f"wrote {args.html}")
-    return 0
-
-
-def add_report_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("output", help="output directory of an annotate run")
-    p.add_argument("--html", metavar="FILE", required=True, help="the HTML page to write")
-    p.add_argument("--sample", type=int, default=50, metavar="N",
-                   help="documents to show with their entities")
-    add_storage_flag(p, "OUTPUT")
-
-
-RUNS = """\
-List the runs of an incremental table (seqlab annotate --incremental): when each ran, how
-many input files it annotated and left unchanged, rows and entities it wrote, how many earlier
-files it superseded, and how many of its own files later runs replaced."""
-RUN_COLUMNS = ("run_id", "run_date", "status", "engine", "inputs", "unchanged", "rows",
-               "entities", "superseded", "replaced_later")
-
-
-@command("runs")
-def runs_cli(args: argparse.Namespace) -> int:
-    from seqlab.errors import InputError
-    from seqlab.incremental import list_runs
-    from seqlab.output import OutputDir
-
-    out = OutputDir(args.output, args.storage_options)
-    if not out.incremental():
-        raise InputError(f"{args.output} is not an incremental table (it has no _runs/)",
-                         fix="point seqlab runs at the OUTPUT of seqlab annotate --incremental")
-    runs = list_runs(out)
-    if args.json:
-        print(json.dumps(runs, indent=2))
-        return 0
-    cells = [[str(run[c]) if run[c] is not None else "-" for c in RUN_COLUMNS] for run in runs]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(RUN_COLUMNS)]
-    for row in [list(RUN_COLUMNS), *cells]:
-        print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
-    return 0
-
-
-def add_runs_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("output", help="OUTPUT of seqlab annotate --incremental")
-    p.add_argument("--json", action="store_true", help="print the runs as JSON")
-    add_storage_flag(p, "OUTPUT")
-
-
-SCHEMA = """\
-Print the schema of a landed table for a warehouse, generated from the schema seqlab lands:
-BigQuery's JSON schema file (bq load --schema FILE --parquet_enable_list_inference=true),
-CREATE TABLE for Snowflake or DuckDB, the Iceberg table schema (JSON), or the Arrow schema.
-The documents table holds the input's own columns after doc_id: give them with --passthrough."""
-# the same as seqlab.warehouse.TABLES and FORMATS, written out so that --help imports no pyarrow
-SCHEMA_TABLES = ("documents", "mentions", "aggregates")
-SCHEMA_FORMATS = ("bigquery", "snowflake", "duckdb", "iceberg", "arrow")
-
-
-@command("schema")
-def schema_cli(args: argparse.Namespace) -> int:
-    from seqlab.warehouse import warehouse_schema
-
-    print(warehouse_schema(args.table, args.format, args.passthrough or "", args.keep_text,
-                           args.name))
-    return 0
-
-
-def add_schema_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("table", choices=SCHEMA_TABLES, help="the landed table")
-    p.add_argument("--format", required=True, choices=SCHEMA_FORMATS,
-                   help="the warehouse or schema language")
-    p.add_argument("--passthrough", metavar="'NAME:TYPE,...'",
-                   help="the input's own columns that land in documents, with Arrow type "
-                   "names, e.g. 'title:string,year:int64,tags:list<string>' (every input "
-                   "column but the text and --id-column)")
-    p.add_argument("--no-text", dest="keep_text", action="store_false",
-                   help="the documents table of a run with --drop-text (default: with text)")
-    p.add_argument("--name", metavar="TABLE_NAME", help="table name of the CREATE TABLE "
-                   "statement, e.g. db.schema.documents (default: the table)")
-
-
 def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The whole command line. With ``only`` (the command about to run, "" for none), the
     lazily built sub-commands get their flags only if they are that command; the others are
@@ -406,18 +245,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     add_engine_flags(p)
     p.usage = usage_with(p, "[-- BEAM_OPTION ...]")
 
-    p = sub.add_parser("show", help="show annotated documents", description=SHOW)
-    add_show_flags(p)
-
-    p = sub.add_parser("report", help="write an HTML report of a run", description=REPORT)
-    add_report_flags(p)
-
-    p = sub.add_parser("runs", help="list the runs of an incremental table", description=RUNS)
-    add_runs_flags(p)
-
-    p = sub.add_parser("schema", help="print a table's schema for a warehouse",
-                       description=SCHEMA)
-    add_schema_flags(p)
+    add_table_commands(sub)
 
     _add_commands(sub, only)
     return parser

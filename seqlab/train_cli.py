@@ -7,6 +7,7 @@ import dataclasses
 import json
 
 from seqlab.commands import command
+from seqlab.flags import add_precision_flag
 from seqlab.formats import COLUMNS, CONTEXTS, FORMATS
 
 
@@ -79,9 +80,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-length", type=int, help="window in subwords (default as annotate: "
                    "the length the model was trained on, else 512)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--precision", "--dtype", dest="precision", default="auto", metavar="P",
-                   help="auto, fp32, bf16, fp16 or int8, as annotate runs the model "
-                   "(default: auto, as annotate)")
+    add_precision_flag(p)
+    p.set_defaults(precision="auto")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--report", help="directory for a confusion matrix image and a markdown "
                    "table")

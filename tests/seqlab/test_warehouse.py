@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import seqlab
-from seqlab import cli
+from seqlab import cli, tables_cli
 from seqlab.errors import ConfigError
 from seqlab.warehouse import (FORMATS, TABLES, arrow_text, parse_columns, parse_type,
                               warehouse_schema)
@@ -283,7 +283,7 @@ def test_names_are_quoted_where_needed():
 
 
 def test_cli_prints_the_schema(capsys):
-    assert cli.SCHEMA_TABLES == TABLES and cli.SCHEMA_FORMATS == FORMATS
+    assert tables_cli.SCHEMA_TABLES == TABLES and tables_cli.SCHEMA_FORMATS == FORMATS
     code = cli.main(["schema", "documents", "--format", "duckdb", "--passthrough",
                      "title:string", "--no-text", "--name", "docs"])
     assert code == 0

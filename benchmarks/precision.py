@@ -1,21 +1,34 @@
 """int8 recipes against fp32: dev scores and the forward rate, for choosing ``--precision int8``.
 
-    python benchmarks/precision.py [--model ner] [--recipes fp32 all head head+outputs]
-                                   [--forward-reps 9]
+    python benchmarks/precision.py [--model ner] [--recipes fp32 onnx-fp32 onnx-head ...]
+                                   [--forward-reps 9] [--no-dev]
 
-Each recipe is a list of linear layers left in fp32 (``seqlab.quantize`` ``skip`` patterns);
-every other ``nn.Linear`` runs as torch's dynamic int8 linear with per-channel weights
-(``per-tensor`` instead: one weight scale per matrix, the first probe's setting). For each it
-prints the model's dev score through ``seqlab evaluate`` (document context, the model's
-decoder; F1 for ner on CoNLL-2003 eng.testa, accuracy for upos on UD English-EWT dev) and the
-forward rate on fixed 32 x 128-token batches, all recipes alternated in one process, medians.
+Recipes, each a backend and the linear layers it leaves in fp32 (``seqlab.quantize`` ``skip``
+patterns):
+
+- ``fp32``: the torch model as ``--precision fp32`` runs it;
+- ``onnx-fp32``: the same exported to ONNX and run by ONNX Runtime in fp32;
+- ``onnx-all``, ``onnx-head``, ``onnx-head+outputs``: ONNX Runtime's dynamic int8
+  (per-channel int8 weights, uint8 activations) with nothing, the classifier head, or the head
+  and both output projections left in fp32 (``onnx-head`` is the shipped default);
+- ``all``, ``head``, ``head+outputs``, ``head+ffn-out``: torch's dynamic int8 linear layers with
+  per-channel weights (``per-tensor``: one weight scale per matrix, every linear).
+
+For each it prints the model's dev score through ``seqlab evaluate`` (document context, the
+model's decoder, the default windows; F1 for ner on CoNLL-2003 eng.testa, accuracy for upos on
+UD English-EWT dev) and the forward rate on fixed 32 x 128-token batches, all recipes
+alternated in one process (each repetition runs every recipe once), medians, and the median
+of each repetition's ratio to fp32 (steadier than the ratio of medians on a shared machine).
+ONNX Runtime and torch run with the same number of threads (torch's).
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import statistics
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -24,7 +37,7 @@ import torch
 
 from seqlab.evaluate import evaluate
 from seqlab.model import ModelSpec, load_model
-from seqlab.quantize import quantize_model
+from seqlab.quantize import OnnxTagger, export_onnx, quantize_model, quantize_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -36,11 +49,22 @@ RECIPES = {
     "head+outputs": ["classifier", r"\.output\.dense$"],
     "head+ffn-out": ["classifier", r"layer\.\d+\.output\.dense$"],
 }
+ONNX = {"onnx-all": [], "onnx-head": ["classifier"],
+        "onnx-head+outputs": ["classifier", r"\.output\.dense$"]}
+CHOICES = ["fp32", "onnx-fp32", *ONNX, "per-tensor", *RECIPES]
 
 
-def build(base: torch.nn.Module, recipe: str) -> torch.nn.Module:
+def build(base: torch.nn.Module, recipe: str, work: Path):
     if recipe == "fp32":
         return base
+    if recipe.startswith("onnx-"):
+        graph = work / "model.onnx"
+        if not graph.is_file():
+            export_onnx(copy.deepcopy(base), graph)
+        if recipe == "onnx-fp32":
+            return OnnxTagger(graph, base.config)
+        quantize_onnx(graph, work / f"{recipe}.onnx", ONNX[recipe])
+        return OnnxTagger(work / f"{recipe}.onnx", base.config)
     if recipe == "per-tensor":
         from torch.ao.quantization import quantize_dynamic
 
@@ -50,7 +74,9 @@ def build(base: torch.nn.Module, recipe: str) -> torch.nn.Module:
     return quantize_model(base, {"precision": {"int8": {"skip": RECIPES[recipe]}}})
 
 
-def forward_rates(models: dict[str, torch.nn.Module], reps: int) -> dict[str, float]:
+def forward_rates(models: dict, reps: int) -> tuple[dict[str, float], dict[str, float]]:
+    """Median tokens/s of each model on 32 x 128-token batches, and the median over the
+    repetitions of its rate over the first model's in the same repetition."""
     ids = torch.randint(1000, 20000, (32, 128), generator=torch.Generator().manual_seed(0))
     inputs = {"input_ids": ids, "attention_mask": torch.ones_like(ids),
               "token_type_ids": torch.zeros_like(ids)}
@@ -63,22 +89,26 @@ def forward_rates(models: dict[str, torch.nn.Module], reps: int) -> dict[str, fl
                 start = time.perf_counter()
                 model(**inputs)
                 rates[name].append(ids.numel() / (time.perf_counter() - start))
-    return {name: statistics.median(r) for name, r in rates.items()}
+    first = rates[next(iter(models))]
+    return ({name: statistics.median(r) for name, r in rates.items()},
+            {name: statistics.median(a / b for a, b in zip(r, first))
+             for name, r in rates.items()})
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="ner", choices=list(DEV))
-    parser.add_argument("--recipes", nargs="+", default=["fp32", "per-tensor", *RECIPES],
-                        choices=["fp32", "per-tensor", *RECIPES])
+    parser.add_argument("--recipes", nargs="+", default=CHOICES, choices=CHOICES)
     parser.add_argument("--forward-reps", type=int, default=9)
     parser.add_argument("--no-dev", action="store_true", help="forward rates only")
     args = parser.parse_args()
     loaded = load_model(ModelSpec(args.model, device="cpu", precision="fp32"))
-    models = {name: build(loaded.model, name) for name in args.recipes}
-    rates = forward_rates(models, args.forward_reps)
+    recipes = ["fp32", *(r for r in args.recipes if r != "fp32")]
+    with tempfile.TemporaryDirectory() as tmp:
+        models = {name: build(loaded.model, name, Path(tmp)) for name in recipes}
+        rates, ratios = forward_rates(models, args.forward_reps)
     key = "f1" if args.model == "ner" else "accuracy"
-    print(f"| recipe | fp32 layers | dev {key} | forward tokens/s | vs fp32 |")
+    print(f"| recipe | fp32 layers | dev {key} | forward tokens/s | vs fp32 (paired) |")
     print("|---|---|---:|---:|---:|")
     for name, model in models.items():
         score = "–"
@@ -86,9 +116,10 @@ def main() -> None:
             scores = evaluate(args.model, str(DEV[args.model]),
                               loaded=dataclasses.replace(loaded, model=model))
             score = f"{scores[key]:.4f}"
-        kept = "all" if name == "fp32" else ", ".join(RECIPES.get(name, [])) or "none"
-        ratio = rates[name] / rates["fp32"] if "fp32" in rates else float("nan")
-        print(f"| {name} | {kept} | {score} | {rates[name]:,.0f} | {ratio:.2f}x |", flush=True)
+        kept = "all" if name.endswith("fp32") else \
+            ", ".join({**RECIPES, **ONNX}.get(name, [])) or "none"
+        print(f"| {name} | {kept} | {score} | {rates[name]:,.0f} | {ratios[name]:.2f}x |",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from types import SimpleNamespace
 
 import fsspec
 import torch
@@ -21,12 +22,14 @@ from huggingface_hub import constants as hf_constants
 from huggingface_hub.errors import (GatedRepoError, HfHubHTTPError, HFValidationError,
                                     RepositoryNotFoundError, RevisionNotFoundError)
 from huggingface_hub.utils import validate_repo_id
-from transformers import AutoModelForTokenClassification, AutoTokenizer, PreTrainedModel
+from transformers import (AutoConfig, AutoModelForTokenClassification, AutoTokenizer,
+                          PreTrainedModel)
 from transformers import PreTrainedTokenizerBase
 
 from seqlab.config import normalize_precision
 from seqlab.errors import ConfigError, ModelError
 from seqlab.labels import LabelSet
+from seqlab.quantize import int8_recipe, onnxruntime_available, require_backend
 from seqlab.shipped import ADAPTER_CONFIG, load_adapter_model, shipped_model_dir, shipped_names
 
 log = logging.getLogger(__name__)
@@ -53,7 +56,7 @@ class ModelSpec:
 
 @dataclass
 class LoadedModel:
-    model: PreTrainedModel
+    model: PreTrainedModel  # or, in int8 on ONNX Runtime, a seqlab.quantize.OnnxTagger
     tokenizer: PreTrainedTokenizerBase
     labels: LabelSet
     name: str
@@ -81,16 +84,25 @@ TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.flo
 def resolve_precision(precision: str, device: torch.device, metadata: dict) -> str:
     """What the forward pass runs in. ``auto``: bf16 on GPU (fp16 where bf16 is missing); on
     CPU int8 where the model's ``seqlab.json`` records (``precision.cpu``) that int8 was
-    measured on its dev set to stay within 0.3 F1 or 0.1 accuracy points of fp32, else fp32 (CPUs without bf16 units run bf16 several times
-    slower). int8 is a CPU path (``seqlab.quantize``)."""
+    measured on its dev set to stay within 0.3 F1 or 0.1 accuracy points of fp32 and its
+    backend is installed, else fp32 (CPUs without bf16 units run bf16 several times slower).
+    int8 is a CPU path (``seqlab.quantize``)."""
     precision = normalize_precision(precision)
     if precision == "auto":
         if device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        return "int8" if (metadata.get("precision") or {}).get("cpu") == "int8" else "fp32"
+        if (metadata.get("precision") or {}).get("cpu") != "int8":
+            return "fp32"
+        if int8_recipe(metadata)["backend"] == "onnxruntime" and not onnxruntime_available():
+            log.info("precision auto: fp32, since int8 runs on ONNX Runtime, which is not "
+                     "installed (pip install 'seqlab[onnx]')")
+            return "fp32"
+        return "int8"
     if precision == "int8" and device.type != "cpu":
         raise ConfigError(f"--precision int8 runs on CPU only, not on {device}",
                           fix="pass --precision bf16 (or auto) on a GPU, or --device cpu")
+    if precision == "int8":
+        require_backend(int8_recipe(metadata))
     return precision
 
 
@@ -260,29 +272,16 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     device = resolve_device(spec.device)
     metadata = read_metadata(source)
     precision = resolve_precision(spec.precision, device, metadata)
-    dtype = TORCH_DTYPES[precision]
-    try:
-        if (Path(source) / ADAPTER_CONFIG).is_file():
-            model = load_adapter_model(source, metadata, dtype)
-        else:
-            model = AutoModelForTokenClassification.from_pretrained(
-                source,
-                revision=spec.revision,
-                use_safetensors=True,
-                dtype=dtype,
-                trust_remote_code=spec.trust_remote_code,
-            )
-    except (OSError, ValueError) as exc:
-        raise ModelError(
-            f"cannot load a token-classification model from {spec.name!r}: {exc}",
-            fix="pass a directory or hub id of a model saved with safetensors "
-            "(model.save_pretrained(dir, safe_serialization=True))",
-        ) from exc
-    model.to(device).eval()
-    if precision == "int8":
-        from seqlab.quantize import quantize_model
+    if precision == "int8" and int8_recipe(metadata)["backend"] == "onnxruntime":
+        model, revision = load_onnx_int8(spec, source, metadata)
+    else:
+        model = load_torch_model(spec, source, metadata, TORCH_DTYPES[precision])
+        model.to(device).eval()
+        if precision == "int8":
+            from seqlab.quantize import quantize_model
 
-        model = quantize_model(model, metadata, inplace=True)
+            model = quantize_model(model, metadata, inplace=True)
+        revision = model_revision(source, spec.revision, model)
     labels = LabelSet.from_id2label(
         model.config.id2label, spec.scheme or metadata.get("scheme")
     )
@@ -291,11 +290,52 @@ def load_model(spec: ModelSpec) -> LoadedModel:
         tokenizer=tokenizer,
         labels=labels,
         name=spec.name,
-        revision=model_revision(source, spec.revision, model),
+        revision=revision,
         device=device,
         metadata=metadata,
         precision=precision,
     )
+
+
+def load_torch_model(spec: ModelSpec, source: str, metadata: dict,
+                     dtype: torch.dtype) -> PreTrainedModel:
+    """The torch token classifier at ``source`` (a shipped adapter merged into its base)."""
+    try:
+        if (Path(source) / ADAPTER_CONFIG).is_file():
+            return load_adapter_model(source, metadata, dtype)
+        return AutoModelForTokenClassification.from_pretrained(
+            source,
+            revision=spec.revision,
+            use_safetensors=True,
+            dtype=dtype,
+            trust_remote_code=spec.trust_remote_code,
+        )
+    except (OSError, ValueError) as exc:
+        raise ModelError(
+            f"cannot load a token-classification model from {spec.name!r}: {exc}",
+            fix="pass a directory or hub id of a model saved with safetensors "
+            "(model.save_pretrained(dir, safe_serialization=True))",
+        ) from exc
+
+
+def load_onnx_int8(spec: ModelSpec, source: str, metadata: dict):
+    """The model as ONNX Runtime's int8 session (``seqlab.quantize.OnnxTagger``) and its
+    revision. The graph is built from the fp32 checkpoint on first use and cached under
+    ``CACHE_DIR/onnx`` by revision and recipe; later loads read only the config and the
+    graph, never the torch weights."""
+    from seqlab.quantize import OnnxTagger, int8_graph
+
+    try:
+        config = AutoConfig.from_pretrained(source, revision=spec.revision,
+                                            trust_remote_code=spec.trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot load the config of {spec.name!r}: {exc}",
+                         fix="pass a directory or hub id of a token-classification model") \
+            from exc
+    revision = model_revision(source, spec.revision, SimpleNamespace(config=config))
+    graph = int8_graph(CACHE_DIR / "onnx", revision, int8_recipe(metadata),
+                       lambda: load_torch_model(spec, source, metadata, torch.float32))
+    return OnnxTagger(graph, config), revision
 
 
 def read_metadata(source: str) -> dict:

@@ -15,7 +15,8 @@ from seqlab.errors import ConfigError
 from seqlab.model import ModelSpec, load_model, resolve_precision, write_metadata
 from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
-from seqlab.quantize import OnnxTagger, graph_key, int8_graph, int8_recipe, quantize_model
+from seqlab.quantize import (RUN_TOKENS, OnnxTagger, graph_key, int8_graph, int8_recipe,
+                             quantize_model)
 from seqlab.tag import Tagger
 from seqlab.tokenize import Tokenizer, WindowSpec
 from tests.conftest import make_text
@@ -168,6 +169,21 @@ def test_token_type_ids_reach_the_graph_and_missing_inputs_run_as_zeros(models):
     assert typed.shape == reference.shape and typed.dtype == torch.float32
     assert torch.equal(missing, zeros) and not torch.allclose(zeros, typed)
     assert (typed.argmax(-1) == reference.argmax(-1)).float().mean() > 0.9
+
+
+def test_a_large_micro_batch_runs_in_slices_with_one_row_per_window(models):
+    _, int8 = models
+    generator = torch.Generator().manual_seed(2)
+    ids = torch.randint(5, 60, (7, 16), generator=generator)
+    mask = torch.ones_like(ids)
+    whole = int8.model(input_ids=ids, attention_mask=mask).logits
+    int8.model.run_tokens = 32  # two windows a run: four runs
+    try:
+        sliced = int8.model(input_ids=ids, attention_mask=mask).logits
+    finally:
+        int8.model.run_tokens = RUN_TOKENS
+    assert sliced.shape == whole.shape
+    assert (sliced.argmax(-1) == whole.argmax(-1)).float().mean() > 0.95
 
 
 def test_int8_gives_the_same_windows_and_rows_and_close_scores(models, batch):

@@ -42,12 +42,7 @@ def run(plan: RunPlan, options: LocalOptions | None = None,
                 progress.update(count(documents, 0))
         if sink.next_row:  # an empty or unreadable fragment is recorded by read_slices
             ledger.add(sink.close())
-    tagger = annotate.tagger
-    return finish_run(plan, engine="local",
-                      extra={"tagging": {"windows": tagger.windows_run,
-                                         "padded_tokens": tagger.padded_tokens_run,
-                                         "content_tokens": tagger.content_tokens_run,
-                                         "precision": tagger.loaded.precision}})
+    return finish_run(plan, engine="local", extra={"tagging": annotate.tagging()})
 
 
 def _tokenized(annotate: Annotator, plan: RunPlan, item: WorkItem) -> Iterator[pa.RecordBatch]:

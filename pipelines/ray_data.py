@@ -209,7 +209,7 @@ class TagActor:
         from transformers.utils import logging as hf_logging
 
         hf_logging.disable_progress_bar()  # one "Loading weights" bar per actor is noise
-        self.annotate = Annotator(plan, plan.tagger_stage())
+        self.annotate = Annotator(plan, load=True)
         self.batches = 0
         self.fail_at = int(os.environ.get(FAULT_ENV) or 0)
 

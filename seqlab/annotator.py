@@ -22,7 +22,7 @@ from collections.abc import Callable
 import pyarrow as pa
 
 from seqlab import schema
-from seqlab.stages import Decoder
+from seqlab.stages import Documents
 from seqlab.tag import Tagger
 from seqlab.tokenize import Tokenizer
 
@@ -109,21 +109,48 @@ def _all_failed(batch: pa.RecordBatch) -> bool:
 
 
 class Annotator:
-    """The row-level stages of a run, built from its plan; the model loads on first tagging,
-    so a worker that only tokenizes (Ray's read tasks) never loads it."""
+    """The row-level stages of a run, built from its plan: the tokenize stage once, then each
+    model's tag and decode stages (``RunPlan.model_stages``), then ``Documents``. Models load
+    on first tagging, so a worker that only tokenizes (Ray's read tasks) never loads them;
+    ``load=True`` loads them now. ``tagger``: an already loaded tag stage for the first model.
+    """
 
-    def __init__(self, plan, tagger: Tagger | None = None) -> None:  # plan: seqlab.run.RunPlan
+    def __init__(self, plan, tagger: Stage | None = None,
+                 load: bool = False) -> None:  # plan: seqlab.run.RunPlan
         self.plan = plan
         self.tokenizer: Tokenizer = plan.tokenizer_stage()
-        self.decoder: Decoder = plan.decoder_stage()
+        self.documents: Documents = plan.documents_stage()
+        self._stages: list[tuple[Stage, Stage | None]] | None = None
         self._tagger = tagger
         self.faults = injected_faults()
+        if load:
+            self.stages  # noqa: B018 - loads the models
+
+    @property
+    def stages(self) -> list[tuple[Stage, Stage | None]]:
+        """Each model's (tag, decode) stages."""
+        if self._stages is None:
+            given = [self._tagger] if self._tagger is not None else []
+            self._stages = [self.plan.model_stages(model, next(iter(given[n:]), None))
+                            for n, model in enumerate(self.plan.models)]
+        return self._stages
+
+    @property
+    def taggers(self) -> list[Tagger]:
+        """Every ``Tagger`` the run's models hold (a frames stage holds two)."""
+        return [t for tag, _ in self.stages for t in getattr(tag, "taggers", [tag])]
 
     @property
     def tagger(self) -> Tagger:
-        if self._tagger is None:
-            self._tagger = self.plan.tagger_stage()
-        return self._tagger
+        return self.taggers[0]
+
+    def tagging(self) -> dict:
+        """What the forward passes ran, for the manifest."""
+        taggers = self.taggers
+        return {"windows": sum(t.windows_run for t in taggers),
+                "padded_tokens": sum(t.padded_tokens_run for t in taggers),
+                "content_tokens": sum(t.content_tokens_run for t in taggers),
+                "precision": ",".join(dict.fromkeys(t.loaded.precision for t in taggers))}
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         """A read batch -> its ``documents`` rows (plus the location columns)."""
@@ -135,14 +162,22 @@ class Annotator:
                             lambda rows, error: mark_failed(rows, error, output))
 
     def tag_decode(self, batch: pa.RecordBatch) -> pa.RecordBatch:
-        output = _with_fields(batch.schema, schema.TAGGED)
-        tagged = apply_safely(self._faulty("tag", self.tagger), batch, "tag",
-                              lambda rows, error: mark_failed(rows, error, output))
-        return apply_safely(self._faulty("decode", self.decoder), tagged, "decode",
-                            self._failed_documents)
+        several = len(self.plan.models) > 1
+        for model, (tag, decode) in zip(self.plan.models, self.stages):
+            name = f" ({model.key})" if several else ""
+            extra = schema.TAGGED if decode is not None else model.fields
+            output = _with_fields(batch.schema, extra)
+            batch = apply_safely(self._faulty("tag", tag), batch, "tag" + name,
+                                 lambda rows, error, o=output: mark_failed(rows, error, o))
+            if decode is not None:
+                output = _with_fields(batch.schema.remove(batch.schema.get_field_index(
+                    schema.PROBS)), model.fields)
+                batch = apply_safely(self._faulty("decode", decode), batch, "decode" + name,
+                                     lambda rows, error, o=output: mark_failed(rows, error, o))
+        return apply_safely(self.documents, batch, "decode", self._failed_documents)
 
     def _failed_documents(self, rows: pa.RecordBatch, error: str) -> pa.RecordBatch:
-        return failed_documents(rows, error, self.decoder.output_schema(rows.schema),
+        return failed_documents(rows, error, self.documents.output_schema(rows.schema),
                                 self.plan.provenance.columns(rows.num_rows))
 
     def _faulty(self, step: str, stage: Stage) -> Stage:
@@ -151,7 +186,9 @@ class Annotator:
             return stage
 
         def run(batch: pa.RecordBatch) -> pa.RecordBatch:
-            hit = doomed & set(batch.column(schema.DOC_ID).to_pylist())
+            hit = doomed & {doc_id for doc_id, status in zip(
+                batch.column(schema.DOC_ID).to_pylist(), batch.column(schema.STATUS).to_pylist())
+                if status == schema.OK}
             if hit:
                 raise InjectedFault(f"{FAULT_ENV} names {sorted(hit)[0]!r} for {step}")
             return stage(batch)

@@ -94,14 +94,18 @@ class Commands(argparse._SubParsersAction):
 def add_annotate_flags(p: argparse.ArgumentParser) -> None:
     import dataclasses
 
-    from seqlab.config import ENGINES, TABLE_FORMATS, WINDOW_CUTS, AnnotateConfig
+    from seqlab.config import (ANNOTATE_PREDICATES, ENGINES, TABLE_FORMATS, WINDOW_CUTS,
+                               AnnotateConfig)
     from seqlab.decode import AGGREGATIONS, DECODERS
 
     d = {f.name: f.default for f in dataclasses.fields(AnnotateConfig)}
     p.add_argument("input", help="Parquet/JSONL file, directory or glob, on any fsspec URL")
     p.add_argument("output", help="output directory (local path or fsspec URL)")
     p.add_argument("--model", metavar="NAME", help="shipped model name, local directory, hub "
-                   f"id or fsspec URL (default: the shipped {d['model']!r} model)")
+                   "id or fsspec URL; several, comma-separated (ner,upos,srl), share one read "
+                   "and tokenization, each model's columns named KEY_tokens, KEY_entities, "
+                   "KEY_frames (KEY=MODEL names a key) "
+                   f"(default: the shipped {d['model']!r} model)")
     p.add_argument("--model-revision", metavar="REV", help="hub revision: branch, tag or "
                    "commit (default: the repository's default branch)")
     p.add_argument("--engine", choices=ENGINES, help=f"where the stages run "
@@ -137,6 +141,11 @@ def add_annotate_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--top-k", type=int, metavar="K", help="each token also lists its K most "
                    f"probable labels with their scores in tokens.top (default: {d['top_k']}, "
                    "off: top is null)")
+    p.add_argument("--predicates", choices=ANNOTATE_PREDICATES, help="SRL models: the frames "
+                   "of every predicate the predicate labeller finds, or of the verbal ones "
+                   f"only (default: {d['predicates']})")
+    p.add_argument("--predicate-model", metavar="NAME", help="SRL models: the predicate "
+                   "labeller (default: the one the SRL model's seqlab.json names)")
     p.add_argument("--scheme", help="label scheme: iob1, iob2, bioes, io or tags "
                    "(default: detected from the model's labels)")
     p.add_argument("--device", help=f"auto, cpu, cuda or cuda:N (default: {d['device']})")

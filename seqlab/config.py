@@ -25,6 +25,7 @@ PAD_MULTIPLE = 16  # the tag stage pads every window to a multiple of this (seql
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 _PRECISION_NAMES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "qint8": "int8"}
 WINDOW_CUTS = ("sentence", "fixed")  # where windows end (seqlab.tokenize.window_cuts)
+ANNOTATE_PREDICATES = ("all", "verbs")  # which predicates an SRL model labels in annotate
 
 
 def normalize_precision(precision: str) -> str:
@@ -113,6 +114,11 @@ class AnnotateConfig:
     precision: str = "auto"
     # sentence: windows end where sentences do, without overlap; fixed: every window overlaps
     window_cuts: str = "sentence"
+    # semantic role labellers: the frames of all predicates the predicate labeller finds, or
+    # of its verbal ones only (CoNLL-2005-style verbal SRL)
+    predicates: str = "all"
+    # semantic role labellers: their predicate labeller (None: the one seqlab.json names)
+    predicate_model: str | None = None
     limit: int | None = None
     keep_text: bool = True
     overwrite: bool = False
@@ -141,6 +147,7 @@ class AnnotateConfig:
         check_choice(self.aggregation, AGGREGATIONS, "--aggregation")
         self.precision = normalize_precision(self.precision)
         check_choice(self.window_cuts, WINDOW_CUTS, "--window-cuts")
+        check_choice(self.predicates, ANNOTATE_PREDICATES, "--predicates")
         if self.scheme:
             self.scheme = normalize_scheme(self.scheme)
         for name in ("max_length", "max_chars", "batch_tokens", "batch_docs", "rows_per_part"):

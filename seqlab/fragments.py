@@ -26,7 +26,7 @@ from seqlab import schema
 from seqlab.errors import RunError
 from seqlab.io import Fragment, FragmentError
 from seqlab.landing import Landed, merge_counts
-from seqlab.output import FailedFragment, FragmentRecord, PartInfo
+from seqlab.output import ROW_TABLES, FailedFragment, FragmentRecord, PartInfo
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,8 @@ class FragmentLedger:
         record = FragmentRecord(
             self.fragments[landed.fragment].name, landed.fragment, end,
             {table: _sorted([p for item in items for p in item.parts.get(table, [])])
-             for table in ("documents", "mentions")},
+             for table in ROW_TABLES
+             if table != "frames" or any(item.parts.get(table) for item in items)},
             merge_counts(item.counts for item in items),
             [path for item in items for path in item.partials])
         self.out.record(record)

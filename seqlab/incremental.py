@@ -34,7 +34,9 @@ import posixpath
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 
-from seqlab import aggregate, schema
+import pyarrow as pa
+
+from seqlab import aggregate
 from seqlab.errors import OutputError
 from seqlab.io import Fragment
 from seqlab.output import (RUNS, SUPERSEDED, FragmentRecord, OutputDir, PartInfo, read_table,
@@ -188,12 +190,11 @@ def holds(increment: Increment, table: str) -> bool:
     return any(path.startswith(f"{table}/") for path in increment.earlier_files)
 
 
-def empty_mentions(out: OutputDir) -> PartInfo:
-    """The first run of a table that finds no entities still gives the mentions table a
+def empty_part(out: OutputDir, table: str, declared: pa.Schema) -> PartInfo:
+    """The first run of a table that finds no entities (or frames) still gives the table a
     schema-bearing file (a loader pointed at the prefix needs one)."""
-    relpath = posixpath.join(out.layout.folder("mentions"), f"part-{out.layout.run_id}-empty"
-                             ".parquet")
-    return write_table(out.fs, out.root, relpath, schema.MENTIONS.empty_table())
+    relpath = posixpath.join(out.layout.folder(table), f"part-{out.layout.run_id}-empty.parquet")
+    return write_table(out.fs, out.root, relpath, declared.empty_table())
 
 
 def supersede(out: OutputDir, paths: list[str]) -> None:

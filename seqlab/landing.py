@@ -4,6 +4,7 @@ Rows arrive with their location columns (``schema.LOCATION``: fragment, row numb
 row). A part holds consecutive rows of one fragment and is named after its first row,
 
     documents/part-FFFFF-RRRRRRRRRR.parquet    mentions/part-FFFFF-RRRRRRRRRR.parquet
+                                               frames/part-FFFFF-RRRRRRRRRR.parquet (SRL)
 
 (in an incremental table, ``TABLE/run_date=YYYY-MM-DD/part-RUNID-FFFFF-RRRRRRRRRR.parquet``:
 ``seqlab.output.Layout``), so the same rows always land under the same name, whichever engine lands them, however they
@@ -26,8 +27,8 @@ import pyarrow.compute as pc
 
 from seqlab import aggregate, schema
 from seqlab.errors import RunError
-from seqlab.output import PARTIALS, PartFile, PartInfo, part_name, write_table
-from seqlab.stages import mentions
+from seqlab.output import PARTIALS, ROW_TABLES, PartFile, PartInfo, part_name, write_table
+from seqlab.stages import frames, mentions
 
 LOCATION_NAMES = [f.name for f in schema.LOCATION]
 
@@ -68,12 +69,16 @@ def merge_counts(counts: Iterable[Mapping[str, int]]) -> dict[str, int]:
     return dict(total)
 
 
-def count(documents: pa.RecordBatch, n_entities: int) -> dict[str, int]:
+def count(documents: pa.RecordBatch, n_entities: int,
+          n_frames: int | None = None) -> dict[str, int]:
     """The run counters of a batch of documents rows: documents per status, documents,
-    ``tokens`` (words, the ``n_tokens`` column), entities, and ``characters`` of text (the
-    unit progress is shown in: it moves on long documents too)."""
+    ``tokens`` (words, the ``n_tokens`` column), entities, frames (``n_frames``: in runs
+    with an SRL model), and ``characters`` of text (the unit progress is shown in: it moves on long
+    documents too)."""
     statuses = pc.value_counts(documents.column(schema.STATUS)).to_pylist()
     counts = {f"status.{s['values']}": int(s["counts"]) for s in statuses}
+    if n_frames is not None:
+        counts["frames"] = n_frames
     counts.update(documents=documents.num_rows, entities=n_entities,
                   tokens=int(pc.sum(documents.column(schema.N_TOKENS)).as_py() or 0),
                   characters=characters(documents))
@@ -111,6 +116,8 @@ class FragmentSink:
         self.rows_per_part = rows_per_part or plan.config.rows_per_part
         self.end: int | None = None
         self.parts: dict[str, list[PartInfo]] = {"documents": [], "mentions": []}
+        self.entities = plan.span_columns(schema.ENTITIES)
+        self.frames = plan.span_columns(schema.FRAMES_COLUMN)
         self.partial = aggregate.merge([])
         self.counts: list[dict[str, int]] = []
         self.current: dict[str, PartFile] = {}
@@ -144,27 +151,34 @@ class FragmentSink:
     def _write(self, documents: pa.RecordBatch) -> None:
         if "documents" not in self.current:
             self.current["documents"] = self._open("documents", self.documents_schema)
-        found = mentions(documents)
+        found = _concat([mentions(documents, column, model) for column, model in self.entities],
+                        schema.MENTIONS)
+        framed = _concat([frames(documents, column, model) for column, model in self.frames],
+                         schema.FRAMES)
         self.current["documents"].write(documents)
+        for table, rows, declared in (("mentions", found, schema.MENTIONS),
+                                      ("frames", framed, schema.FRAMES)):
+            if rows.num_rows:
+                if table not in self.current:
+                    self.current[table] = self._open(table, declared)
+                self.current[table].write(rows)
         if found.num_rows:
-            if "mentions" not in self.current:
-                self.current["mentions"] = self._open("mentions", schema.MENTIONS)
-            self.current["mentions"].write(found)
             self.partial = aggregate.merge([self.partial, aggregate.partials(found)])
-        self.counts.append(count(documents, found.num_rows))
+        self.counts.append(count(documents, found.num_rows,
+                                 framed.num_rows if self.frames else None))
         self.next_row += documents.num_rows
 
     def _open(self, table: str, declared: pa.Schema) -> PartFile:
         if table == "documents":
             self.part_start = self.next_row
-        # a mentions part takes the name of the documents part it belongs to
+        # a mentions or frames part takes the name of the documents part it belongs to
         return PartFile(self.out.fs, self.out.root,
                         self.out.layout.part(table, self.fragment, self.part_start), declared)
 
     def _close_parts(self) -> None:
-        for table in ("documents", "mentions"):
+        for table in ROW_TABLES:
             if table in self.current:
-                self.parts[table].append(self.current.pop(table).close())
+                self.parts.setdefault(table, []).append(self.current.pop(table).close())
 
     def close(self) -> Landed:
         self._close_parts()
@@ -175,6 +189,10 @@ class FragmentSink:
             partials.append(relpath)
         return Landed(self.fragment, self.first_row, self.next_row - self.first_row, self.end,
                       self.parts, partials, merge_counts(self.counts))
+
+
+def _concat(tables: list[pa.Table], declared: pa.Schema) -> pa.Table:
+    return pa.concat_tables(tables) if tables else declared.empty_table()
 
 
 def land(plan, located: pa.RecordBatch | pa.Table) -> list[Landed]:

@@ -4,6 +4,7 @@ Layout (see the README):
 
     OUT/documents/part-FFFFF-RRRRRRRRRR.parquet   rows of input fragment FFFFF from row R on
     OUT/mentions/part-FFFFF-RRRRRRRRRR.parquet    the entities of the same rows
+    OUT/frames/part-FFFFF-RRRRRRRRRR.parquet      their SRL frames (runs with an SRL model)
     OUT/aggregates/part-00000.parquet             one row per (label, normalised text)
     OUT/_progress/                                the run's state while it is unfinished
     OUT/_manifest.json                            written last: its presence means the run ended
@@ -37,7 +38,8 @@ from seqlab.errors import OutputError
 
 log = logging.getLogger(__name__)
 
-TABLES = ("documents", "mentions", "aggregates")
+TABLES = ("documents", "mentions", "frames", "aggregates")
+ROW_TABLES = TABLES[:3]  # tables whose parts hold the rows of one documents part (frames: SRL)
 MANIFEST = "_manifest.json"
 PROGRESS = "_progress"
 RUN_STATE = "_run.json"

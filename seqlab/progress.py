@@ -184,7 +184,11 @@ def print_summary(manifest: dict, elapsed: float) -> None:
     counts = manifest.get("counts", {})
     table = Table(title=f"run {manifest['run_id']}", show_header=False)
     table.add_row("output", manifest["config"]["output"])
-    table.add_row("model", f"{manifest['model']['name']} ({manifest['model']['scheme']})")
+    models = manifest.get("models") or [{"name": manifest["model"]["name"],
+                                          "scheme": manifest["model"]["scheme"]}]
+    for n, model in enumerate(models):
+        key = f"{model['key']}: " if len(models) > 1 else ""
+        table.add_row("model" if n == 0 else "", f"{key}{model['name']} ({model['scheme']})")
     if "incremental" in manifest:  # a run of an incremental table
         increment = manifest["incremental"]
         table.add_row("run date", manifest["run_date"])
@@ -198,6 +202,8 @@ def print_summary(manifest: dict, elapsed: float) -> None:
     words = counts.get("words", counts.get("tokens", 0))
     table.add_row("words", f"{words:,}")
     table.add_row("entities", f"{counts.get('entities', 0):,}")
+    if "frames" in counts:  # a run with a semantic role labeller
+        table.add_row("frames", f"{counts['frames']:,}")
     table.add_row("time", f"{elapsed:,.1f} s")
     table.add_row("words/s", f"{words / elapsed:,.0f}" if elapsed > 0 else "-")
     Console().print(table)

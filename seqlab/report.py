@@ -66,6 +66,10 @@ class Report:
     url: str
     manifest: dict
     tags: bool  # a plain-tags model: tokens' tags instead of entities
+    # the documents columns of the model reported on: in a run of several, the first one with
+    # entities (else the first tagging model), ``KEY_entities`` and ``KEY_tokens``
+    entities: str = schema.ENTITIES
+    tokens: str = schema.TOKENS
     statuses: Counter = field(default_factory=Counter)
     labels: dict[str, LabelStats] = field(default_factory=dict)
     top_entities: dict[str, list[dict]] = field(default_factory=dict)
@@ -99,7 +103,7 @@ def gather(output: str, sample: int = 50, storage_options: dict | None = None) -
             + ("its run is still under way or was interrupted" if under_way
                else "no seqlab annotate run has finished there"),
             fix="run seqlab annotate first, or wait for it to finish")
-    report = Report(output, manifest, tags=manifest["model"].get("scheme") == "tags")
+    report = _report(output, manifest)
     files = {table: [out.path(p["path"]) for p in manifest.get("tables", {}).get(table, [])]
              for table in ("documents", "mentions", "aggregates")}
     log.debug("reading %s: %d documents, %d mentions and %d aggregates files", output,
@@ -110,8 +114,20 @@ def gather(output: str, sample: int = 50, storage_options: dict | None = None) -
     else:
         _scan_mentions(out, files["mentions"], report)
         _read_aggregates(out, files["aggregates"], report)
-    report.sample = _load_sample(out, picked, report.tags)
+    report.sample = _load_sample(out, picked, report)
     return report
+
+
+def _report(output: str, manifest: dict) -> Report:
+    """The report of the run's span model (or, with none, its first tags model)."""
+    models = [m for m in manifest.get("models", []) if schema.TOKENS in
+              [c.removeprefix(m["key"] + "_") for c in m["columns"]]]
+    if not models:  # a manifest from before runs named their models, or an SRL-only run
+        return Report(output, manifest, tags=manifest["model"].get("scheme") == "tags")
+    model = next((m for m in models if m["scheme"] != "tags"), models[0])
+    prefix = "" if len(manifest["models"]) == 1 else model["key"] + "_"
+    return Report(output, manifest, tags=model["scheme"] == "tags",
+                  entities=prefix + schema.ENTITIES, tokens=prefix + schema.TOKENS)
 
 
 @contextmanager
@@ -141,7 +157,7 @@ def _scan_documents(out: OutputDir, files: list[str], report: Report,
     seen = 0
     for path in files:
         with _open(out, path) as parquet:
-            labels = None if report.tags else _leaf(parquet, schema.ENTITIES, "label")
+            labels = None if report.tags else _leaf(parquet, report.entities, "label")
             columns = [schema.DOC_ID, schema.STATUS, schema.N_TOKENS, *([labels] * bool(labels))]
             for batch in parquet.iter_batches(columns=columns, batch_size=8192):
                 counts = _scan_batch(batch, report, top, seen)
@@ -157,9 +173,9 @@ def _scan_documents(out: OutputDir, files: list[str], report: Report,
 def _scan_batch(batch: pa.RecordBatch, report: Report, top: list, seen: int) -> pa.Array:
     """Count one batch of documents in; returns each row's entities (words, for tags)."""
     report.statuses.update(dict(zip(*_value_counts(batch.column(schema.STATUS)))))
-    if schema.ENTITIES not in batch.schema.names:
+    if report.entities not in batch.schema.names:
         return batch.column(schema.N_TOKENS)
-    entities = batch.column(schema.ENTITIES)
+    entities = batch.column(report.entities)
     counts = pc.fill_null(pc.list_value_length(entities), 0)
     _count_documents(entities, report)
     _keep_top(top, batch.column(schema.DOC_ID), counts, entities, seen)
@@ -241,12 +257,12 @@ def _scan_tags(out: OutputDir, files: list[str], report: Report, limit: int) -> 
     ``limit`` ok documents."""
     for path in files:
         with _open(out, path) as parquet:
-            fields = [_leaf(parquet, schema.TOKENS, name) for name in ("label", "score")]
+            fields = [_leaf(parquet, report.tokens, name) for name in ("label", "score")]
             columns = [schema.STATUS, *fields]
             if None in columns:
                 return
             for batch in parquet.iter_batches(columns=columns, batch_size=1024):
-                tokens = batch.column(schema.TOKENS).filter(
+                tokens = batch.column(report.tokens).filter(
                     pc.equal(batch.column(schema.STATUS), schema.OK))
                 tokens = tokens.slice(0, limit - report.tag_documents)
                 report.tag_documents += len(tokens)
@@ -280,31 +296,34 @@ def _read_aggregates(out: OutputDir, files: list[str], report: Report) -> None:
         report.top_entities[label] = rows.slice(0, TOP_ENTITIES).to_pylist()
 
 
-def _load_sample(out: OutputDir, picked: dict[str, list[str]], tags: bool) -> list[dict]:
+def _load_sample(out: OutputDir, picked: dict[str, list[str]], report: Report) -> list[dict]:
     """The sampled documents, read from their own files only, in output order, each with its
     spans (entities, or tokens for a tags model) and cut near MAX_CHARS."""
+    spans_column = report.tokens if report.tags else report.entities
     documents = []
     for path, ids in picked.items():
         with _open(out, path) as parquet:
-            rows = _read_rows(parquet, set(ids), tags)
+            rows = _read_rows(parquet, set(ids), spans_column, report.tokens)
         for doc_id in ids:
             row = rows[doc_id]
             text = row.get(schema.TEXT)
             if text is None:  # a run with --drop-text
-                text = rebuild_text(row.get(schema.TOKENS) or [])
-            spans = row[schema.TOKENS if tags else schema.ENTITIES] or []
+                text = rebuild_text(row.get(report.tokens) or [])
+            spans = row.get(spans_column) or []
             documents.append(_cut({"doc_id": doc_id, "text": text,
                                    "spans": sorted(spans, key=lambda s: s["start_char"])}))
     return documents
 
 
-def _read_rows(parquet: pq.ParquetFile, ids: set[str], tags: bool) -> dict[str, dict]:
+def _read_rows(parquet: pq.ParquetFile, ids: set[str], spans: str, tokens: str
+               ) -> dict[str, dict]:
     """The rows with these ids, reading texts only of the row groups that hold them."""
-    columns = [schema.DOC_ID, schema.TOKENS if tags else schema.ENTITIES]
-    if schema.TEXT in parquet.schema_arrow.names:
+    names = parquet.schema_arrow.names
+    columns = [schema.DOC_ID] + ([spans] if spans in names else [])
+    if schema.TEXT in names:
         columns.append(schema.TEXT)
-    elif not tags:
-        columns.append(schema.TOKENS)
+    elif tokens != spans and tokens in names:
+        columns.append(tokens)
     rows: dict[str, dict] = {}
     for group in range(parquet.num_row_groups):
         found = pc.is_in(parquet.read_row_group(group, columns=[schema.DOC_ID])

@@ -19,31 +19,31 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import pyarrow as pa
-from transformers import AutoConfig
-
 import fsspec
 
 from seqlab import __version__, aggregate, incremental, schema
 from seqlab.config import RESUMABLE, AnnotateConfig
-from seqlab.errors import ModelError, OutputError, RunError
+from seqlab.errors import OutputError, RunError
 from seqlab.fragments import WorkItem, work_items
 from seqlab.io import Fragment, Reader, discover
 from seqlab.labels import LabelSet
 from seqlab.landing import merge_counts
-from seqlab.model import (LoadedModel, ModelSpec, load_model, load_tokenizer, local_model_dir,
-                          model_revision, read_metadata, recommended_decoder, trained_window)
+from seqlab.model import LoadedModel, ModelSpec, load_model, load_tokenizer
 from seqlab.output import (MANIFEST, FragmentRecord, Layout, OutputDir, check_resumable,
                            read_table, write_table)
-from seqlab.stages import Decoder, Provenance
-from seqlab.srl_data import refuse_frame_model
+from seqlab.stages import Decoder, Documents, Provenance, TokenDecoder
 from seqlab.tag import Tagger
+from seqlab.tasks import ModelPlan, plan_models, shared_window
 from seqlab.tokenize import Tokenizer, WindowSpec
 
 log = logging.getLogger(__name__)
+
+Stage = Callable[[pa.RecordBatch], pa.RecordBatch]
 
 
 @dataclass
@@ -61,6 +61,7 @@ class RunPlan:
     # an incremental run: which input files it annotates and which earlier files it replaces
     increment: incremental.Increment | None = None
     table: dict = field(default_factory=dict)  # an incremental table's settings
+    models: list[ModelPlan] = field(default_factory=list)  # --model's, in order
 
     @property
     def fragments(self) -> list[Fragment]:
@@ -72,7 +73,20 @@ class RunPlan:
 
     @property
     def documents_schema(self) -> pa.Schema:
-        return schema.documents_schema(self.reader.passthrough, self.config.keep_text)
+        return schema.documents_schema(self.reader.passthrough, self.config.keep_text,
+                                       self.output_fields)
+
+    @property
+    def output_fields(self) -> list[pa.Field]:
+        """The models' documents columns, in ``--model``'s order."""
+        return [f for model in self.models for f in model.fields]
+
+    def span_columns(self, name: str) -> list[tuple[str, tuple[str, str] | None]]:
+        """The documents columns holding ``entities`` or ``frames`` lists, each with the
+        (model, revision) its flattened rows name (None: the documents rows' own)."""
+        several = len(self.models) > 1
+        return [(column, (model.name, model.revision) if several else None)
+                for model in self.models for column in [model.column(name)] if column]
 
     def expected_characters(self) -> int | None:
         """About how many characters of text the work holds (for progress and its ETA); None
@@ -83,9 +97,8 @@ class RunPlan:
         return None if any(size is None for size in sizes) else sum(sizes)
 
     def model_spec(self) -> ModelSpec:
-        c = self.config
-        return ModelSpec(c.model, c.model_revision, c.device, c.precision, self.labels.scheme,
-                         c.trust_remote_code)
+        """How the first (or only) model loads."""
+        return self.models[0].spec(self.config)
 
     def window_spec(self) -> WindowSpec:
         c = self.config
@@ -93,41 +106,63 @@ class RunPlan:
 
     def tokenizer_stage(self) -> Tokenizer:
         c = self.config
-        return Tokenizer(load_tokenizer(c.model, c.model_revision, c.trust_remote_code),
+        first = self.models[0]  # the models share the tokenizer (seqlab.tasks)
+        return Tokenizer(load_tokenizer(first.name, first.asked_revision, c.trust_remote_code),
                          self.window_spec())
 
     def load_model(self) -> LoadedModel:
         return load_model(self.model_spec())
 
     def tagger_stage(self, loaded: LoadedModel | None = None) -> Tagger:
+        """The tag stage of the first (or only) model, a tagging model."""
         return Tagger(loaded or self.load_model(), self.config.batch_tokens)
 
     def decoder_stage(self) -> Decoder:
+        """Tagged batch -> documents, for a run of one tagging model."""
         c = self.config
-        return Decoder(self.labels, self.documents_schema, self.provenance, c.decoder,
-                       c.aggregation, min_score=c.min_score, top_k=c.top_k)
+        return Decoder(self.labels, self.documents_schema, self.provenance,
+                       self.models[0].decoder, c.aggregation, min_score=c.min_score,
+                       top_k=c.top_k)
+
+    def model_stages(self, model: ModelPlan, loaded: Stage | None = None
+                     ) -> tuple[Stage, Stage | None]:
+        """One model's tag stage (which loads it; ``loaded``: one already built) and decode
+        stage (None where the tag stage adds the model's columns itself, as the frames stage
+        does)."""
+        c = self.config
+        if model.kind == schema.KIND_FRAMES:
+            from seqlab.srl_stage import FrameStage  # the frames stages only where asked for
+
+            frames = loaded or FrameStage(
+                load_model(model.predicates.spec(c)), load_model(model.spec(c)), c.batch_tokens,
+                model.decoder, model.predicates.decoder, verbs_only=c.predicates == "verbs",
+                prefix=model.prefix)
+            return frames, None
+        entities = model.column(schema.ENTITIES) is not None
+        return (loaded or Tagger(load_model(model.spec(c)), c.batch_tokens),
+                TokenDecoder(model.labels, model.decoder, c.aggregation, c.min_score, c.top_k,
+                             model.prefix, entities))
+
+    def documents_stage(self) -> Documents:
+        return Documents(self.documents_schema, self.provenance,
+                         [f.name for f in self.output_fields])
 
 
 def plan_run(config: AnnotateConfig) -> RunPlan:
     """Check everything that can be checked up front, then claim the output location."""
     fs, fragments = discover(config.input, config.storage_options)
     reader = Reader(fs, fragments, config.text_column, config.id_column, config.batch_docs)
-    source = local_model_dir(config.model, config.model_revision)
-    metadata = read_metadata(source)
-    refuse_frame_model(metadata, config.model)
-    config = config.with_window(trained_window(metadata))
-    config = config.with_decoder(recommended_decoder(metadata))
-    tokenizer = load_tokenizer(config.model, config.model_revision, config.trust_remote_code)
+    models = plan_models(config)
+    schema.check_passthrough(reader.passthrough.names, [f.name for m in models for f in m.fields])
+    config = config.with_window(shared_window(models))
+    if len(models) == 1:  # the decoder as settled for it (a run of several records each's)
+        config = config.with_decoder(models[0].decoder)
+    tokenizer = load_tokenizer(models[0].name, models[0].asked_revision,
+                               config.trust_remote_code)
     Tokenizer(tokenizer, WindowSpec(config.max_length, config.stride, config.max_chars,
                                     config.window_cuts))
-    try:
-        model_config = AutoConfig.from_pretrained(
-            source, revision=config.model_revision, trust_remote_code=config.trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot read the model config of {config.model!r}: {exc}",
-                         fix="pass a model directory or hub id with a config.json") from exc
-    labels = LabelSet.from_id2label(model_config.id2label, config.scheme or metadata.get("scheme"))
-    revision = model_revision(source, config.model_revision, _ConfigOnly(model_config))
+    labels = models[0].labels
+    revision = ",".join(m.revision for m in models)
 
     out = OutputDir(config.output, config.storage_options)
     _check_table_kind(out, config)
@@ -143,7 +178,7 @@ def plan_run(config: AnnotateConfig) -> RunPlan:
                  "processed_at": attempt["started_at"], "attempts": []}
         if config.incremental:
             table = {"documents_schema": _columns(schema.documents_schema(
-                reader.passthrough, config.keep_text)),
+                reader.passthrough, config.keep_text, [f for m in models for f in m.fields])),
                      **{k: getattr(config, k) for k in incremental.TABLE_OPTIONS}}
             state["increment"] = incremental.plan_increment(
                 out, fragments, incremental.config_key(fingerprint),
@@ -172,7 +207,7 @@ def plan_run(config: AnnotateConfig) -> RunPlan:
     provenance = Provenance(state["run_id"], config.model, revision,
                             datetime.fromisoformat(state["processed_at"]))
     plan = RunPlan(config, reader, out, labels, provenance, done, increment=increment,
-                   table=state.get("table", {}))
+                   table=state.get("table", {}), models=models)
     plan.work = work_items(plan)
     return plan
 
@@ -214,13 +249,6 @@ def canonical(url: str, fs: fsspec.AbstractFileSystem) -> str:
     return f"{protocol}://{fs._strip_protocol(url).rstrip('/') or '/'}"
 
 
-class _ConfigOnly:
-    """Lets ``model_revision`` read a config's commit hash without loading weights."""
-
-    def __init__(self, config) -> None:
-        self.config = config
-
-
 def _new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
 
@@ -236,7 +264,8 @@ def _redacted(config: dict) -> dict:
                                           for k in config.get("storage_options") or {}}}
 
 
-TABLE_SCHEMAS = {"mentions": schema.MENTIONS, "aggregates": schema.AGGREGATES}
+TABLE_SCHEMAS = {"mentions": schema.MENTIONS, "frames": schema.FRAMES,
+                 "aggregates": schema.AGGREGATES}
 
 
 def finish_run(plan: RunPlan, engine: str, extra: dict | None = None) -> dict:
@@ -264,15 +293,17 @@ def finish_run(plan: RunPlan, engine: str, extra: dict | None = None) -> dict:
         )
     if plan.increment is not None:
         incremental.land_aggregates(out, records)
+    row_tables = ["mentions"] + (["frames"] if plan.span_columns(schema.FRAMES_COLUMN) else [])
     tables = {table: [p for r in records for p in r.parts.get(table, [])]
-              for table in ("documents", "mentions", "aggregates")}
-    if plan.increment is not None:
-        if not tables["mentions"] and not incremental.holds(plan.increment, "mentions"):
-            tables["mentions"] = [incremental.empty_mentions(out)]
-    else:
-        if not tables["mentions"]:  # a loader pointed at an empty prefix needs a schema
-            tables["mentions"] = [write_table(out.fs, out.root, "mentions/part-empty.parquet",
-                                              schema.MENTIONS.empty_table())]
+              for table in ("documents", *row_tables, "aggregates")}
+    for table in row_tables:  # a loader pointed at an empty prefix needs a schema
+        if plan.increment is not None:
+            if not tables[table] and not incremental.holds(plan.increment, table):
+                tables[table] = [incremental.empty_part(out, table, TABLE_SCHEMAS[table])]
+        elif not tables[table]:
+            tables[table] = [write_table(out.fs, out.root, f"{table}/part-empty.parquet",
+                                         TABLE_SCHEMAS[table].empty_table())]
+    if plan.increment is None:
         partials = (read_table(out.fs, out.path(path)) for r in records for path in r.partials)
         tables["aggregates"] = [write_table(out.fs, out.root, "aggregates/part-00000.parquet",
                                             aggregate.finalize(aggregate.fold(partials)))]
@@ -286,6 +317,7 @@ def finish_run(plan: RunPlan, engine: str, extra: dict | None = None) -> dict:
         "attempts": state.get("attempts", []),
         "model": {"name": plan.config.model, "revision": plan.provenance.model_revision,
                   "scheme": plan.labels.scheme, "labels": list(plan.labels.labels)},
+        "models": [model.summary() for model in plan.models],
         "config": _redacted(plan.config.to_dict()),
         "resume": {"must_match": sorted(state.get("fingerprint", {})),
                    "may_change": list(RESUMABLE)},

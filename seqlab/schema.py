@@ -80,13 +80,46 @@ PROVENANCE = [
 
 STATUS_FIELDS = [pa.field(STATUS, pa.string(), nullable=False), pa.field(ERROR, pa.string())]
 
-# What the documents table adds after the input's own columns.
+TOKENS_TYPE = pa.list_(pa.field("element", TOKEN, nullable=False))
+ENTITIES_TYPE = pa.list_(pa.field("element", ENTITY, nullable=False))
+
+# What the documents table adds after the input's own columns, for a run of one tagging model.
+# (A run's own columns come from ``output_fields``: one set per model.)
 ANNOTATION = [
     *STATUS_FIELDS,
     pa.field(N_TOKENS, pa.int32(), nullable=False),
-    pa.field(TOKENS, pa.list_(pa.field("element", TOKEN, nullable=False))),
-    pa.field(ENTITIES, pa.list_(pa.field("element", ENTITY, nullable=False))),
+    pa.field(TOKENS, TOKENS_TYPE),
+    pa.field(ENTITIES, ENTITIES_TYPE),
 ]
+
+# A frame of semantic role labelling: one predicate occurrence and its arguments, offsets into
+# the document's text (``text[start_char:end_char]`` is the predicate and each argument); an
+# argument's score is the mean of its words' scores, as for entities. The predicate's own ``V``
+# span is not an argument.
+ARGUMENT = pa.struct(
+    [
+        pa.field("role", pa.string(), nullable=False),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("start_char", pa.int32(), nullable=False),
+        pa.field("end_char", pa.int32(), nullable=False),
+        pa.field("score", pa.float64(), nullable=False),
+    ]
+)
+PREDICATE = pa.struct(
+    [
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("start_char", pa.int32(), nullable=False),
+        pa.field("end_char", pa.int32(), nullable=False),
+        pa.field("score", pa.float64(), nullable=False),
+    ]
+)
+FRAME_FIELDS = [
+    pa.field("frame", pa.int32(), nullable=False),  # the predicate's number in its document
+    pa.field("predicate", PREDICATE, nullable=False),
+    pa.field("arguments", pa.list_(pa.field("element", ARGUMENT, nullable=False)),
+             nullable=False),
+]
+FRAME = pa.struct(FRAME_FIELDS)
 
 MENTIONS = pa.schema(
     [
@@ -99,6 +132,33 @@ MENTIONS = pa.schema(
         *PROVENANCE,
     ]
 )
+
+FRAMES_COLUMN = "frames"
+FRAMES_TYPE = pa.list_(pa.field("element", FRAME, nullable=False))
+
+# The kinds of model a run applies: token labels (NER, POS, any tagging), or frames (SRL).
+KIND_TAGS = "tags"
+KIND_FRAMES = "frames"
+
+
+def output_fields(kind: str, prefix: str = "", entities: bool = True) -> list[pa.Field]:
+    """The documents columns one model fills: ``tokens`` and ``entities`` for a tagging model
+    (``entities`` left out when ``entities`` is false), ``frames`` for a frames model, each
+    name behind ``prefix`` (``"ner_"`` in a run of several models, ``""`` alone).
+
+    >>> [f.name for f in output_fields(KIND_TAGS, "upos_", entities=False)]
+    ['upos_tokens']
+    >>> [f.name for f in output_fields(KIND_FRAMES)]
+    ['frames']
+    """
+    if kind == KIND_FRAMES:
+        return [pa.field(prefix + FRAMES_COLUMN, FRAMES_TYPE)]
+    fields = [pa.field(prefix + TOKENS, TOKENS_TYPE)]
+    return fields + [pa.field(prefix + ENTITIES, ENTITIES_TYPE)] if entities else fields
+
+
+# One row per frame (a predicate occurrence with its arguments).
+FRAMES = pa.schema([pa.field(DOC_ID, pa.string(), nullable=False), *FRAME_FIELDS, *PROVENANCE])
 
 # Mergeable partial aggregates: sums only, so partials combine in any order and a warehouse
 # can re-aggregate across runs (mean score = score_sum / mentions). Scores are summed as
@@ -149,7 +209,7 @@ LOCATION = [pa.field(FRAGMENT, pa.int32(), nullable=False),
 
 INTERNAL = {field.name for field in TOKENIZED + TAGGED + LOCATION}
 
-RESERVED = {DOC_ID, TEXT} | {f.name for f in ANNOTATION + PROVENANCE} | INTERNAL
+RESERVED = {DOC_ID, TEXT, FRAMES_COLUMN} | {f.name for f in ANNOTATION + PROVENANCE} | INTERNAL
 
 
 def warehouse_type(type_: pa.DataType) -> pa.DataType:
@@ -198,9 +258,10 @@ def read_schema(passthrough: pa.Schema) -> pa.Schema:
     return pa.schema(fields)
 
 
-def check_passthrough(names: list[str]) -> None:
-    """Refuse input columns whose names the output already uses."""
-    clash = sorted(set(names) & RESERVED)
+def check_passthrough(names: list[str], outputs: list[str] = ()) -> None:
+    """Refuse input columns whose names the output already uses (``outputs``: the run's
+    models' columns)."""
+    clash = sorted(set(names) & (RESERVED | set(outputs)))
     if clash:
         raise ConfigError(
             f"input columns {clash} clash with seqlab's output columns",
@@ -209,9 +270,13 @@ def check_passthrough(names: list[str]) -> None:
         )
 
 
-def documents_schema(passthrough: pa.Schema, keep_text: bool = True) -> pa.Schema:
-    """Schema of ``documents/*.parquet`` for an input with these passthrough columns."""
+def documents_schema(passthrough: pa.Schema, keep_text: bool = True,
+                     outputs: list[pa.Field] | None = None) -> pa.Schema:
+    """Schema of ``documents/*.parquet`` for an input with these passthrough columns;
+    ``outputs``: the models' columns (``output_fields``), by default one tagging model's."""
     fields = [f for f in read_schema(passthrough) if f.name not in (STATUS, ERROR)]
     if not keep_text:
         fields = [f for f in fields if f.name != TEXT]
-    return pa.schema(fields + ANNOTATION + PROVENANCE)
+    if outputs is None:
+        outputs = ANNOTATION[3:]
+    return pa.schema(fields + ANNOTATION[:3] + outputs + PROVENANCE)

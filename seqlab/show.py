@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from rich.console import Console
@@ -46,34 +47,58 @@ def load_documents(output: str, doc_id: str | None = None, limit: int = 1,
         raise InputError(f"no document {doc_id!r} in {output}" if doc_id else
                          f"no ok document in {output}",
                          fix="pass an id that seqlab show --list prints")
+    entities, frames = span_columns(dataset.schema)
     rows = found.to_pylist()
     for row in rows:
         if row.get(schema.TEXT) is None:
-            row[schema.TEXT] = rebuild_text(row.get("tokens") or [])
+            row[schema.TEXT] = rebuild_text(next((row[c] for c in row if isinstance(
+                row[c], list) and row[c] and c.endswith(schema.TOKENS)), []))
+        # every model's entities and frames (a run of several names them KEY_entities...)
+        row["entities"] = sorted((e for c in entities for e in row.get(c) or []),
+                                 key=lambda e: (e["start_char"], -e["end_char"]))
+        row["frames"] = [f for c in frames for f in row.get(c) or []]
     return rows
 
 
-def list_documents(output: str, limit: int | None = None,
-                   storage_options: dict | None = None) -> Iterator[tuple[str, str, int]]:
-    """``(doc_id, status, entities)`` of each document, reading only those columns."""
+def span_columns(declared: pa.Schema) -> tuple[list[str], list[str]]:
+    """The documents columns holding entities, and those holding frames (``entities`` and
+    ``frames`` alone, ``KEY_entities`` and ``KEY_frames`` in a run of several models)."""
+    def named(name: str) -> list[str]:
+        return [f.name for f in declared if pa.types.is_list(f.type)
+                and (f.name == name or f.name.endswith("_" + name))]
+
+    return named(schema.ENTITIES), named(schema.FRAMES_COLUMN)
+
+
+def list_documents(output: str, limit: int | None = None, storage_options: dict | None = None
+                   ) -> Iterator[tuple[str, str, int, int]]:
+    """``(doc_id, status, entities, frames)`` of each document, reading only those columns."""
     dataset = open_documents(output, storage_options)
+    entities, frames = span_columns(dataset.schema)
     left = limit
-    for batch in dataset.to_batches(columns=[schema.DOC_ID, schema.STATUS, "entities"]):
+    for batch in dataset.to_batches(columns=[schema.DOC_ID, schema.STATUS, *entities, *frames]):
         if left is not None:
             batch = batch.slice(0, left)
             left -= batch.num_rows
-        counts = pc.fill_null(pc.list_value_length(batch.column("entities")), 0)
         yield from zip(batch.column(schema.DOC_ID).to_pylist(),
-                       batch.column(schema.STATUS).to_pylist(), counts.to_pylist())
+                       batch.column(schema.STATUS).to_pylist(),
+                       _lengths(batch, entities).tolist(), _lengths(batch, frames).tolist())
         if left == 0:
             return
 
 
-def print_list(rows: Iterable[tuple[str, str, int]]) -> None:
+def _lengths(batch: pa.RecordBatch, columns: list[str]):
+    total = pa.array([0] * batch.num_rows, pa.int64())
+    for column in columns:
+        total = pc.add(total, pc.fill_null(pc.list_value_length(batch.column(column)), 0))
+    return total.to_numpy(zero_copy_only=False)
+
+
+def print_list(rows: Iterable[tuple[str, str, int, int]]) -> None:
     """Tab-separated, with a header line: easy to read and to cut, sort or grep."""
-    print("doc_id\tstatus\tentities")
-    for doc_id, status, entities in rows:
-        print(f"{doc_id}\t{status}\t{entities}")
+    print("doc_id\tstatus\tentities\tframes")
+    for doc_id, status, entities, frames in rows:
+        print(f"{doc_id}\t{status}\t{entities}\t{frames}")
 
 
 def rebuild_text(tokens: list[dict]) -> str:
@@ -140,19 +165,42 @@ def render_plain(document: dict) -> str:
     """
     text = document[schema.TEXT] or ""
     pieces, at = [], 0
-    for e in sorted(document.get("entities") or [], key=lambda e: e["start_char"]):
+    for e in _outermost(document.get("entities") or []):
         pieces.append(text[at:e["start_char"]])
         pieces.append(f"[{text[e['start_char']:e['end_char']]}]({e['label']})")
         at = e["end_char"]
     pieces.append(text[at:])
-    return "\n".join(line for line in (_header(document), "".join(pieces), _more(document))
-                     if line)
+    lines = [_header(document), "".join(pieces), _more(document)]
+    lines += [frame_line(frame) for frame in document.get("frames") or []]
+    return "\n".join(line for line in lines if line)
+
+
+def _outermost(entities: list[dict]) -> list[dict]:
+    """Entities in text order without overlaps (two models may mark the same words): the
+    first, longest one of overlapping ones."""
+    kept, end = [], 0
+    for e in sorted(entities, key=lambda e: (e["start_char"], -e["end_char"])):
+        if e["start_char"] >= end:
+            kept.append(e)
+            end = e["end_char"]
+    return kept
+
+
+def frame_line(frame: dict) -> str:
+    """A frame in one line: its predicate, then each argument as ``ROLE="text"``.
+
+    >>> frame_line({"frame": 0, "predicate": {"text": "said"}, "arguments": [
+    ...     {"role": "ARG0", "text": "John"}, {"role": "ARG1", "text": "it rained"}]})
+    'frame 0  said: ARG0="John" ARG1="it rained"'
+    """
+    arguments = " ".join(f'{a["role"]}="{a["text"]}"' for a in frame["arguments"])
+    return f'frame {frame["frame"]}  {frame["predicate"]["text"]}: {arguments}'.rstrip()
 
 
 def render_terminal(document: dict, console: Console | None = None) -> None:
     console = console or Console()
     text = Text(document[schema.TEXT] or "")
-    entities = document.get("entities") or []
+    entities = _outermost(document.get("entities") or [])
     styles = colours([e["label"] for e in entities], RICH_STYLES)
     for entity in entities:
         text.stylize(styles[entity["label"]], entity["start_char"], entity["end_char"])
@@ -163,12 +211,14 @@ def render_terminal(document: dict, console: Console | None = None) -> None:
     console.print(text)
     if document.get("clipped"):
         console.print(Text(_more(document), style="dim"))
+    for frame in document.get("frames") or []:
+        console.print(Text(frame_line(frame)))
 
 
 def _html_document(document: dict) -> str:
     """One document: its id, status, legend, and the text with entities marked."""
     text = document[schema.TEXT] or ""
-    entities = sorted(document.get("entities") or [], key=lambda e: e["start_char"])
+    entities = _outermost(document.get("entities") or [])
     palette = colours([e["label"] for e in entities], PALETTE)
     pieces, at = [], 0
     for e in entities:
@@ -185,7 +235,35 @@ def _html_document(document: dict) -> str:
 <h1>{html.escape(str(document[schema.DOC_ID]))}</h1>
 <p>status: {html.escape(document[schema.STATUS])} &middot; {len(entities)} entities &middot; {legend}</p>
 <div class="doc">{''.join(pieces)}</div>
+{_html_frames(text, document.get("frames") or [])}
 </section>"""
+
+
+def _html_frames(text: str, frames: list[dict]) -> str:
+    """Each frame as the stretch of text from its first to its last span, the predicate in
+    bold and every argument marked with its role."""
+    if not frames:
+        return ""
+    roles = colours([a["role"] for f in frames for a in f["arguments"]], PALETTE)
+    rows = []
+    for frame in frames:
+        predicate = {**frame["predicate"], "role": "V"}
+        spans = _outermost([predicate, *frame["arguments"]])
+        at = min(s["start_char"] for s in spans)
+        pieces = []
+        for span in spans:
+            pieces.append(html.escape(text[at:span["start_char"]]))
+            words = html.escape(text[span["start_char"]:span["end_char"]])
+            if span is predicate:
+                pieces.append(f'<b class="v" title="predicate {span["score"]:.3f}">{words}</b>')
+            else:
+                pieces.append(f'<mark style="background:{roles[span["role"]]}" title="'
+                              f'{html.escape(span["role"])} {span["score"]:.3f}">{words}'
+                              f'<sup>{html.escape(span["role"])}</sup></mark>')
+            at = span["end_char"]
+        rows.append(f'<li><span class="p">{html.escape(frame["predicate"]["text"])}</span> '
+                    f'{"".join(pieces)}</li>')
+    return f'<h2>{len(frames)} frames</h2>\n<ol class="frames" start="0">{"".join(rows)}</ol>'
 
 
 def to_html(documents: list[dict]) -> str:
@@ -201,6 +279,9 @@ body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto;
 .doc {{ white-space: pre-wrap; line-height: 1.9; }}
 mark {{ padding: 0.1em 0.25em; border-radius: 0.3em; }}
 sup {{ font-size: 0.6em; font-weight: bold; margin-left: 0.2em; }}
+.frames li {{ line-height: 1.9; margin-bottom: 0.4em; }}
+.frames .p {{ display: inline-block; min-width: 7rem; color: #555; }}
+.v {{ border-bottom: 2px solid #333; }}
 </style></head><body>
 {body}
 </body></html>

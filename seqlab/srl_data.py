@@ -55,15 +55,6 @@ class SrlSentence:
         return self.sent_id.rsplit("-", 1)[0]
 
 
-def refuse_frame_model(metadata: dict, name: str) -> None:
-    """Annotating runs token classifiers; an SRL model tags one predicate at a time, which the
-    annotate stages do not do yet (``seqlab.srl_frames`` holds the table they will write)."""
-    if metadata.get("task") == "srl":
-        raise ConfigError(f"{name} is a semantic role labeller, which seqlab annotate does not "
-                          "run yet", fix=f"score it with seqlab evaluate {name} FILE.jsonl "
-                          "[--predicates predicted], or annotate with a tagging model")
-
-
 def predicate_kind(pos: str) -> str:
     """The predicate kind of a PTB tag.
 

@@ -16,12 +16,8 @@ same texts: a predicted predicate is right when it starts at a gold predicate wo
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timezone
-from pathlib import Path
 
-import pyarrow as pa
 
-from seqlab import schema
 from seqlab.config import settle_window
 from seqlab.errors import ConfigError
 from seqlab.evaluate import _batch, model_decoder
@@ -31,9 +27,9 @@ from seqlab.metrics import _prf, entity_scores
 from seqlab.model import LoadedModel, ModelSpec, load_model, local_model_dir, trained_window
 from seqlab.srl_data import (PREDICATE_CHOICES, VERB, SrlSentence, keep_frames, read_srl,
                              unique_frames)
+from seqlab.srl_stage import PredicateFinder
 from seqlab.srl_tag import FrameTagger, FrameWords
-from seqlab.stages import Decoder, Provenance
-from seqlab.tag import Tagger
+from seqlab.tasks import predicate_labeller
 from seqlab.tokenize import Tokenizer, WindowSpec, model_max_length
 
 log = logging.getLogger(__name__)
@@ -44,33 +40,7 @@ BATCH_SENTENCES = 256
 def predicate_model_dir(loaded: LoadedModel, given: str | None) -> str:
     """The predicate labeller: the one given, else the one the SRL model's ``seqlab.json``
     names (``"predicates"``, a directory relative to the model's)."""
-    if given:
-        return given
-    relative = loaded.metadata.get("predicates")
-    if not relative:
-        raise ConfigError(f"{loaded.name} names no predicate labeller (seqlab.json "
-                          "\"predicates\")", fix="pass --predicate-model DIR (a model trained "
-                          "with seqlab train --task predicates), or --predicates gold")
-    return str(Path(local_model_dir(loaded.name)) / relative)
-
-
-class PredicateFinder:
-    """The predicate labeller run through the annotate stages: predicate spans per text."""
-
-    def __init__(self, loaded: LoadedModel, verbs_only: bool, batch_tokens: int = 16384):
-        provenance = Provenance("evaluate", loaded.name, loaded.revision,
-                                datetime.now(timezone.utc))
-        self.tag = Tagger(loaded, batch_tokens)
-        self.decode = Decoder(loaded.labels, schema.documents_schema(pa.schema([])), provenance,
-                              model_decoder(loaded))
-        self.verbs_only = verbs_only
-
-    def __call__(self, tokenized: pa.RecordBatch) -> list[list[tuple[int, int, float]]]:
-        """Per row: ``(start_char, end_char, score)`` of each predicted predicate word."""
-        rows = self.decode(self.tag(tokenized)).column(schema.TOKENS).to_pylist()
-        return [[(t["start_char"], t["end_char"], t["score"]) for t in tokens or []
-                 if t["label"] != OUTSIDE and (not self.verbs_only or t["label"] == "B-VERB")]
-                for tokens in rows]
+    return predicate_labeller(loaded.name, local_model_dir(loaded.name), loaded.metadata, given)
 
 
 def evaluate_srl(model: str, data: str, predicates: str = "gold", verbs_only: bool = False,
@@ -93,8 +63,9 @@ def evaluate_srl(model: str, data: str, predicates: str = "gold", verbs_only: bo
     tokenize = Tokenizer(loaded.tokenizer, WindowSpec(*window))
     finder = None
     if predicates == "predicted":
-        finder = PredicateFinder(load_model(ModelSpec(predicate_model_dir(loaded, predicate_model),
-                                                      device=device)), verbs_only, batch_tokens)
+        labeller = load_model(ModelSpec(predicate_model_dir(loaded, predicate_model),
+                                        device=device))
+        finder = PredicateFinder(labeller, verbs_only, batch_tokens, model_decoder(labeller))
     gold_rows: list[list[str]] = []
     pred_rows: list[list[str]] = []
     counts = {"gold": 0, "predicted": 0, "matched": 0}

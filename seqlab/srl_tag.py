@@ -1,11 +1,14 @@
 """Frame tagging: role distributions for each predicate of a tokenized text.
 
 Works on the tokenize stage's output (``seqlab.tokenize.Tokenizer``), so frames are read from
-the same subwords, offsets and windows as every other annotation. A predicate is a character
-span of the text (a word the predicate labeller found, or a gold predicate); its subwords are
-those inside the span. Each frame is run as the text's windows with the predicate indicator
-(``seqlab.srl_examples``) in the token types, through the ``Tagger``'s micro-batching and
-forward pass, then stitched and decoded to one role label per word like any tagging output.
+the same subwords and offsets as every other annotation. A predicate is a character span of the
+text (a word the predicate labeller found, or a gold predicate); its subwords are those inside
+the span. Each frame reads the sentence that holds its predicate (``frame_context``: SRL models
+are trained on sentences, and a frame's arguments lie in its sentence), with the predicate
+indicator (``seqlab.srl_examples``) in the token types, through the ``Tagger``'s micro-batching
+and forward pass, and is decoded to one role label per word of that sentence like any tagging
+output. A document's cost thus grows with its predicates times their sentences' length, not
+times the document's.
 """
 
 from __future__ import annotations
@@ -16,13 +19,13 @@ import numpy as np
 import pyarrow as pa
 
 from seqlab import schema
-from seqlab.decode import WordDecoder, stitch_windows
+from seqlab.decode import WordDecoder
 from seqlab.errors import ModelError
 from seqlab.labels import OUTSIDE, chunks
-from seqlab.model import LoadedModel
+from seqlab.model import LoadedModel, trained_window
 from seqlab.srl_examples import PREDICATE_TYPE
 from seqlab.tag import Tagger, Window
-from seqlab.tokenize import case_types
+from seqlab.tokenize import case_types, sentence_starts
 
 Span = tuple[int, int]  # start_char, end_char
 # PropBank's numbered (core) roles: a frame fills each at most once
@@ -72,12 +75,35 @@ def one_span_per_core_role(labels: list[str], scores: np.ndarray) -> list[str]:
     return out
 
 
+def frame_context(text: str, starts: np.ndarray, predicate: int, content: int
+                  ) -> tuple[int, int]:
+    """The subwords ``[lo, hi)`` a frame reads: the sentence holding subword ``predicate``
+    (``seqlab.tokenize.sentence_starts``), as the model was trained on single sentences; at
+    most ``content`` of them, centred on the predicate where the sentence is longer.
+
+    >>> text = "Jo ran. Mo sat down. Flo left."
+    >>> starts = np.array([0, 3, 6, 8, 11, 15, 19, 21, 25, 29])
+    >>> frame_context(text, starts, 4, 10), frame_context(text, starts, 4, 3)
+    ((3, 7), (3, 6))
+    """
+    bounds = np.concatenate([[0], sentence_starts(text, starts), [len(starts)]])
+    k = int(np.searchsorted(bounds, predicate, side="right")) - 1
+    lo, hi = int(bounds[k]), int(bounds[k + 1])
+    if hi - lo > content:
+        lo = min(max(lo, predicate - content // 2), hi - content)
+        hi = lo + content
+    return lo, hi
+
+
 class FrameTagger:
     """Holds an SRL model; ``frames(batch, predicates)`` decodes every (row, predicate)."""
 
     def __init__(self, loaded: LoadedModel, batch_tokens: int = 16384,
-                 decoder: str = "greedy", core_once: bool = False) -> None:
-        """``core_once``: each core role (``CORE_ROLES``) on one span of a frame at most."""
+                 decoder: str = "greedy", core_once: bool = False,
+                 max_length: int | None = None) -> None:
+        """``core_once``: each core role (``CORE_ROLES``) on one span of a frame at most.
+        ``max_length``: the most subwords a frame reads, special tokens included (default:
+        the length the model was trained on, else 512)."""
         encoding = loaded.metadata.get("predicate_encoding")
         if loaded.metadata.get("task") != "srl" or encoding != "indicator":
             raise ModelError(f"{loaded.name} is not an SRL model with the predicate indicator "
@@ -91,6 +117,8 @@ class FrameTagger:
         self.names = np.asarray(loaded.labels.labels, dtype=object)
         self.decode = WordDecoder(loaded.labels, decoder)
         self.core_once = core_once
+        specials = len(self.tagger.prefix) + len(self.tagger.suffix)
+        self.content = (max_length or trained_window(loaded.metadata) or 512) - specials
 
     def frames(self, batch: pa.RecordBatch, predicates: list[list[Span]]
                ) -> list[list[FrameWords | None]]:
@@ -110,36 +138,38 @@ class FrameTagger:
         for group in self.tagger._micro_batches(windows):
             for window, probs in zip(group, self.tagger.forward(group)):
                 outputs[(window.row, window.index)] = probs
+        by_frame = {window.row: window for window in windows}
         result: list[list[FrameWords | None]] = [[None] * len(spans) for spans in predicates]
         for frame, (row, n) in enumerate(keys):
-            result[row][n] = self._decode(batch, row, frame, outputs)
+            result[row][n] = self._decode(batch, row, frame, by_frame, outputs)
         return result
 
-    def _windows(self, batch: pa.RecordBatch, row: int, span: Span, frame: int) -> list[Window]:
+    def _windows(self, batch: pa.RecordBatch, row: int, span: Span, frame: int
+                 ) -> list[Window]:
         starts = batch.column(schema.STARTS)[row].values.to_numpy()
         ends = batch.column(schema.ENDS)[row].values.to_numpy()
         mask = predicate_mask(starts, ends, span)
         if not mask.any():
             return []
-        types = PREDICATE_TYPE * mask
+        text = batch.column(schema.TEXT)[row].as_py()
+        lo, hi = frame_context(text, starts, int(np.flatnonzero(mask)[0]), self.content)
+        types = PREDICATE_TYPE * mask[lo:hi]
         if self.case_feature:
-            types = types + case_types(batch.column(schema.TEXT)[row].as_py(), starts, ends)
+            types = types + case_types(text, starts, ends)[lo:hi]
         ids = batch.column(schema.IDS)[row].values.to_numpy()
-        win_starts = batch.column(schema.WIN_STARTS)[row].values.to_numpy()
-        win_lens = batch.column(schema.WIN_LENS)[row].values.to_numpy()
-        return [Window(frame, w, ids[s : s + n], types[s : s + n])
-                for w, (s, n) in enumerate(zip(win_starts, win_lens))]
+        return [Window(frame, lo, ids[lo:hi], types)]  # index: the sentence's first subword
 
     def _decode(self, batch: pa.RecordBatch, row: int, frame: int,
-                outputs: dict[tuple[int, int], np.ndarray]) -> FrameWords:
-        win_starts = batch.column(schema.WIN_STARTS)[row].values.to_numpy()
-        words = batch.column(schema.WORDS)[row].values.to_numpy()
-        parts = [outputs[(frame, w)] for w in range(len(win_starts))]
-        probs = stitch_windows(parts, win_starts, len(words))
-        first, label_ids, scores = self.decode(probs, words)
+                windows: dict[int, Window], outputs: dict[tuple[int, int], np.ndarray]
+                ) -> FrameWords:
+        window = windows[frame]
+        lo, hi = window.index, window.index + len(window.ids)
+        words = batch.column(schema.WORDS)[row].values.to_numpy()[lo:hi]
+        first, label_ids, scores = self.decode(outputs[(frame, lo)], words)
         last = np.append(first[1:], len(words)) - 1
         labels = self.names[label_ids].tolist()
         if self.core_once:
             labels = one_span_per_core_role(labels, scores)
-        return FrameWords(batch.column(schema.STARTS)[row].values.to_numpy()[first],
-                          batch.column(schema.ENDS)[row].values.to_numpy()[last], labels, scores)
+        return FrameWords(batch.column(schema.STARTS)[row].values.to_numpy()[lo:hi][first],
+                          batch.column(schema.ENDS)[row].values.to_numpy()[lo:hi][last],
+                          labels, scores)

@@ -13,9 +13,10 @@ from datetime import datetime
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from seqlab import schema
-from seqlab.decode import WordDecoder, word_distributions
+from seqlab.decode import WordDecoder, word_boundaries, word_distributions
 from seqlab.entities import find_entities
 from seqlab.labels import LabelSet
 
@@ -79,34 +80,35 @@ class _ListBuilder:
         return pa.ListArray.from_arrays(offsets, values, type=self.type, mask=mask)
 
 
-class Decoder:
-    """Callable stage: tagged batch -> ``documents`` batch (declared schema, provenance).
+class TokenDecoder:
+    """Callable stage of one tagging model: the stitched ``_probs`` -> its ``tokens`` (and
+    ``entities``) columns, named behind ``prefix``; ``_probs`` is dropped. Rows that are not
+    ``ok`` get nulls.
 
     ``min_score``: entities whose score (the mean of their words' scores) is below it are left
     out of ``entities``, and so of mentions and aggregates; their words keep their labels in
     ``tokens``. ``top_k``: each token also carries its ``top_k`` most probable labels (from the
     word's distribution, best first) in ``top``, which is null when ``top_k`` is 0.
     ``decoder`` None is greedy (``seqlab.run.plan_run`` settles it from the model first).
+    ``entities`` false: no ``entities`` column (a model of several whose labels are no spans).
     """
 
-    def __init__(self, labels: LabelSet, documents: pa.Schema, provenance: Provenance,
-                 decoder: str | None = "greedy", aggregation: str = "first",
-                 min_score: float | None = None, top_k: int = 0) -> None:
+    def __init__(self, labels: LabelSet, decoder: str | None = "greedy",
+                 aggregation: str = "first", min_score: float | None = None, top_k: int = 0,
+                 prefix: str = "", entities: bool = True) -> None:
         self.labels = labels
         self.names = np.asarray(labels.labels, dtype=object)
         self.words = WordDecoder(labels, decoder or "greedy", aggregation)
-        self.documents = documents
-        self.provenance = provenance
         self.min_score = min_score
         self.top_k = min(top_k, len(self.names))
+        self.fields = schema.output_fields(schema.KIND_TAGS, prefix, entities)
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         n_labels = len(self.names)
         texts = batch.column(schema.TEXT).to_pylist()
         status = batch.column(schema.STATUS).to_pylist()
-        tokens = _ListBuilder(schema.ANNOTATION[3].type)
-        entities = _ListBuilder(schema.ANNOTATION[4].type)
-        n_tokens = np.zeros(batch.num_rows, dtype=np.int32)
+        tokens = _ListBuilder(schema.TOKENS_TYPE)
+        entities = _ListBuilder(schema.ENTITIES_TYPE)
         probs_col, words_col = batch.column(schema.PROBS), batch.column(schema.WORDS)
         starts_col, ends_col = batch.column(schema.STARTS), batch.column(schema.ENDS)
         for row, text in enumerate(texts):
@@ -130,17 +132,10 @@ class Decoder:
                 found = [e for e in found if e.score >= self.min_score]
             entities.add(**{f.name: [getattr(e, f.name) for e in found]
                             for f in schema.ENTITY})
-            n_tokens[row] = len(first)
-        columns = {name: batch.column(name) for name in batch.schema.names}
-        columns.update({
-            schema.N_TOKENS: pa.array(n_tokens, pa.int32()),
-            schema.TOKENS: tokens.finish(),
-            schema.ENTITIES: entities.finish(),
-            **self.provenance.columns(batch.num_rows),
-        })
-        target = self.output_schema(batch.schema)
-        return pa.RecordBatch.from_arrays([columns[f.name].cast(f.type) for f in target],
-                                          schema=target)
+        out = batch.drop_columns([schema.PROBS])
+        for field_, column in zip(self.fields, (tokens.finish(), entities.finish())):
+            out = out.append_column(field_, column)
+        return out
 
     def _top(self, probs: np.ndarray, first: np.ndarray) -> pa.Array:
         """Each word's ``top_k`` labels and probabilities, best first (ties: label order);
@@ -157,24 +152,93 @@ class Decoder:
         offsets = pa.array(np.arange(len(first) + 1) * self.top_k, pa.int32())
         return pa.ListArray.from_arrays(offsets, entries, type=top_type)
 
+
+class Documents:
+    """The last stage: a batch that carries every model's columns -> ``documents`` rows in
+    the declared schema (plus the location columns when the batch carries them), with
+    ``n_tokens`` and the run's provenance. A row that is not ``ok`` keeps no model output:
+    one that failed in a later model's stage has the earlier models' columns nulled too."""
+
+    def __init__(self, documents: pa.Schema, provenance: Provenance,
+                 outputs: list[str]) -> None:
+        """``outputs``: the models' columns (nulled on rows that are not ``ok``)."""
+        self.documents = documents
+        self.provenance = provenance
+        self.outputs = outputs
+
+    def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        ok = pc.equal(batch.column(schema.STATUS), schema.OK)
+        columns = {name: batch.column(name) for name in batch.schema.names}
+        for name in self.outputs:
+            columns[name] = pc.if_else(ok, columns[name],
+                                       pa.nulls(batch.num_rows, columns[name].type))
+        columns[schema.N_TOKENS] = pa.array(n_words(batch), pa.int32())
+        columns.update(self.provenance.columns(batch.num_rows))
+        target = self.output_schema(batch.schema)
+        return pa.RecordBatch.from_arrays([columns[f.name].cast(f.type) for f in target],
+                                          schema=target)
+
     def output_schema(self, source: pa.Schema) -> pa.Schema:
         """The documents schema, plus the location columns when the batch carries them."""
         location = [f for f in schema.LOCATION if f.name in source.names]
         return pa.schema(list(self.documents) + location)
 
 
-def mentions(documents: pa.RecordBatch | pa.Table) -> pa.Table:
-    """One row per entity of the documents, with the documents' provenance."""
+def n_words(batch: pa.RecordBatch) -> np.ndarray:
+    """The words of each row (0 for rows that are not ``ok``): the entries its ``tokens``
+    columns have, counted from the tokenize stage's word ids."""
+    status = batch.column(schema.STATUS).to_pylist()
+    words = batch.column(schema.WORDS)
+    return np.array([len(word_boundaries(words[row].values.to_numpy()))
+                     if status[row] == schema.OK else 0 for row in range(batch.num_rows)],
+                    dtype=np.int32)
+
+
+class Decoder:
+    """Callable stage of a run of one tagging model: tagged batch -> ``documents`` batch
+    (``TokenDecoder`` then ``Documents``). Options as ``TokenDecoder``'s."""
+
+    def __init__(self, labels: LabelSet, documents: pa.Schema, provenance: Provenance,
+                 decoder: str | None = "greedy", aggregation: str = "first",
+                 min_score: float | None = None, top_k: int = 0) -> None:
+        self.tokens = TokenDecoder(labels, decoder, aggregation, min_score, top_k)
+        self.documents = Documents(documents, provenance, [f.name for f in self.tokens.fields])
+        self.labels = labels
+
+    def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
+        return self.documents(self.tokens(batch))
+
+    def output_schema(self, source: pa.Schema) -> pa.Schema:
+        return self.documents.output_schema(source)
+
+
+def mentions(documents: pa.RecordBatch | pa.Table, column: str = schema.ENTITIES,
+             model: tuple[str, str] | None = None) -> pa.Table:
+    """One row per entity of the documents' ``column``, with the documents' provenance;
+    ``model``: the (name, revision) that found them, where the rows name several models."""
+    return _flatten(documents, column, schema.ENTITY, schema.MENTIONS, model)
+
+
+def frames(documents: pa.RecordBatch | pa.Table, column: str = schema.FRAMES_COLUMN,
+           model: tuple[str, str] | None = None) -> pa.Table:
+    """One row per frame of the documents' ``column`` (the ``frames`` table), as
+    ``mentions``."""
+    return _flatten(documents, column, schema.FRAME, schema.FRAMES, model)
+
+
+def _flatten(documents: pa.RecordBatch | pa.Table, column: str, struct: pa.StructType,
+             target: pa.Schema, model: tuple[str, str] | None) -> pa.Table:
     table = pa.Table.from_batches([documents]) if isinstance(documents, pa.RecordBatch) \
         else documents
-    table = table.select([schema.DOC_ID, schema.ENTITIES,
-                          *[f.name for f in schema.PROVENANCE]])
-    counts = table.column(schema.ENTITIES).combine_chunks().value_lengths().fill_null(0)
+    table = table.select([schema.DOC_ID, column, *[f.name for f in schema.PROVENANCE]])
+    values = table.column(column).combine_chunks()
+    counts = values.value_lengths().fill_null(0)
     repeat = np.repeat(np.arange(table.num_rows), counts.to_numpy(zero_copy_only=False))
-    flat = table.column(schema.ENTITIES).combine_chunks().flatten()
-    keys = table.drop_columns([schema.ENTITIES]).take(pa.array(repeat, pa.int64()))
+    flat = values.flatten()
+    keys = table.drop_columns([column]).take(pa.array(repeat, pa.int64()))
     columns = {name: keys.column(name) for name in keys.column_names}
-    columns.update({f.name: flat.field(f.name) for f in schema.ENTITY})
-    return pa.Table.from_arrays(
-        [columns[f.name].cast(f.type) for f in schema.MENTIONS], schema=schema.MENTIONS
-    )
+    columns.update({f.name: flat.field(f.name) for f in struct})
+    if model is not None:
+        columns["model"] = pa.array([model[0]] * len(repeat), pa.string())
+        columns["model_revision"] = pa.array([model[1]] * len(repeat), pa.string())
+    return pa.Table.from_arrays([columns[f.name].cast(f.type) for f in target], schema=target)

@@ -108,7 +108,7 @@ BigQuery's JSON schema file (bq load --schema FILE --parquet_enable_list_inferen
 CREATE TABLE for Snowflake or DuckDB, the Iceberg table schema (JSON), or the Arrow schema.
 The documents table holds the input's own columns after doc_id: give them with --passthrough."""
 # the same as seqlab.warehouse.TABLES and FORMATS, written out so that --help imports no pyarrow
-SCHEMA_TABLES = ("documents", "mentions", "aggregates")
+SCHEMA_TABLES = ("documents", "mentions", "frames", "aggregates")
 SCHEMA_FORMATS = ("bigquery", "snowflake", "duckdb", "iceberg", "arrow")
 
 
@@ -117,7 +117,7 @@ def schema_cli(args: argparse.Namespace) -> int:
     from seqlab.warehouse import warehouse_schema
 
     print(warehouse_schema(args.table, args.format, args.passthrough or "", args.keep_text,
-                           args.name))
+                           args.name, args.model))
     return 0
 
 
@@ -129,6 +129,9 @@ def add_schema_flags(p: argparse.ArgumentParser) -> None:
                    help="the input's own columns that land in documents, with Arrow type "
                    "names, e.g. 'title:string,year:int64,tags:list<string>' (every input "
                    "column but the text and --id-column)")
+    p.add_argument("--model", metavar="NAME[,NAME...]", help="the documents table of a run "
+                   "of these models, as seqlab annotate --model takes them (default: one "
+                   "tagging model: tokens and entities)")
     p.add_argument("--no-text", dest="keep_text", action="store_false",
                    help="the documents table of a run with --drop-text (default: with text)")
     p.add_argument("--name", metavar="TABLE_NAME", help="table name of the CREATE TABLE "

@@ -22,7 +22,6 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
 
@@ -30,12 +29,12 @@ import numpy as np
 import torch
 from transformers import (AutoConfig, AutoModelForTokenClassification,
                           DataCollatorForTokenClassification, EarlyStoppingCallback,
-                          PreTrainedModel, PreTrainedTokenizerBase, Trainer, TrainingArguments,
+                          PreTrainedModel, Trainer, TrainingArguments,
                           set_seed)
 
 from seqlab.config import TRAIN_ENGINES, TrainConfig
 from seqlab.errors import ConfigError, missing_extra
-from seqlab.examples import Encoded, encode
+from seqlab.examples import encode
 from seqlab.formats import Sentence, format_of, read_sentences
 from seqlab.labels import OUTSIDE, convert, detect_scheme, normalize_scheme, split_label
 from seqlab.metrics import score

@@ -17,10 +17,11 @@ from typing import Any
 import pyarrow as pa
 
 from seqlab.errors import ConfigError
-from seqlab.schema import (AGGREGATES, MENTIONS, SCHEMA_VERSION, check_passthrough,
+from seqlab.schema import (AGGREGATES, FRAMES, MENTIONS, SCHEMA_VERSION, check_passthrough,
                            documents_schema)
 
-TABLES = ("documents", "mentions", "aggregates")
+TABLES = ("documents", "mentions", "frames", "aggregates")
+FIXED = {"mentions": MENTIONS, "frames": FRAMES, "aggregates": AGGREGATES}
 FORMATS = ("bigquery", "snowflake", "duckdb", "iceberg", "arrow")
 
 Name = str | Callable[[pa.DataType], str]
@@ -78,11 +79,14 @@ SNOWFLAKE_RESERVED = frozenset("""
 
 
 def warehouse_schema(table: str, format: str, passthrough: str | pa.Schema = "",
-                     keep_text: bool = True, name: str | None = None) -> str:
+                     keep_text: bool = True, name: str | None = None,
+                     model: str | None = None) -> str:
     """The schema of ``table`` as ``format`` writes it: a JSON document or SQL DDL.
 
     ``passthrough`` is the input's own columns (a schema, or ``"title:string,year:int64"``),
-    which the documents table carries after ``doc_id``; ``name`` is the table name of the DDL.
+    which the documents table carries after ``doc_id``; ``name`` is the table name of the DDL;
+    ``model``: the run's ``--model`` (one tagging model when None), whose columns the
+    documents table holds.
     """
     if format not in FORMATS:
         raise ConfigError(f"unknown schema format {format!r}", fix=f"use one of {FORMATS}")
@@ -92,7 +96,7 @@ def warehouse_schema(table: str, format: str, passthrough: str | pa.Schema = "",
                           "snowflake or duckdb")
     if isinstance(passthrough, str):
         passthrough = parse_columns(passthrough)
-    arrow = table_schema(table, passthrough, keep_text)
+    arrow = table_schema(table, passthrough, keep_text, model)
     if format == "bigquery":
         return json.dumps(bigquery_schema(arrow), indent=2)
     if format == "iceberg":
@@ -104,18 +108,26 @@ def warehouse_schema(table: str, format: str, passthrough: str | pa.Schema = "",
 
 
 def table_schema(table: str, passthrough: pa.Schema | None = None,
-                 keep_text: bool = True) -> pa.Schema:
+                 keep_text: bool = True, model: str | None = None) -> pa.Schema:
     """The declared Arrow schema of a landed table."""
     if table not in TABLES:
         raise ConfigError(f"unknown table {table!r}", fix=f"use one of {TABLES}")
     passthrough = passthrough if passthrough is not None else pa.schema([])
     if table != "documents":
-        if len(passthrough) or not keep_text:
-            raise ConfigError(f"passthrough columns and --no-text shape the documents table, "
-                              f"not {table}", fix="drop --passthrough and --no-text")
-        return MENTIONS if table == "mentions" else AGGREGATES
-    check_passthrough(passthrough.names)
-    landed = documents_schema(passthrough, keep_text)
+        if len(passthrough) or not keep_text or model:
+            raise ConfigError(f"passthrough columns, --no-text and --model shape the documents "
+                              f"table, not {table}", fix="drop --passthrough, --no-text and "
+                              "--model")
+        return FIXED[table]
+    outputs = None
+    if model:
+        from seqlab.config import build_config  # the models' own settings decide the columns
+        from seqlab.tasks import plan_models
+
+        outputs = [f for m in plan_models(build_config(input="", output="", model=model))
+                   for f in m.fields]
+    check_passthrough(passthrough.names, [f.name for f in outputs or []])
+    landed = documents_schema(passthrough, keep_text, outputs)
     return pa.schema([f.with_type(_landed_type(f.type)) for f in landed])
 
 

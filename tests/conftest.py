@@ -6,8 +6,14 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from tests.tiny import NER_LABELS, POS_LABELS, WORDS, build_tiny_model
+
+# The tiny models' matrices are too small to gain from a second thread, and on a 2-core machine
+# whose other core runs Ray or Beam workers (or another suite) two threads wait on each other:
+# a 3-model run of the conformance corpus took 37 s with two and 6 s with one.
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

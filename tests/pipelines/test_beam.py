@@ -119,14 +119,14 @@ def explode(step: str, doc_id: str, cls, monkeypatch) -> None:
 
 def test_rows_that_raise_land_as_failed_documents(tmp_path, model, monkeypatch,
                                                   caplog) -> None:
-    from seqlab.stages import Decoder
+    from seqlab.stages import TokenDecoder
     from seqlab.tag import Tagger
     from seqlab.tokenize import Tokenizer
 
     rows = make_corpus(14, seed=2, long_every=7, long_words=300)
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "in.parquet")
     failing = {"doc-002": ("tokenize", Tokenizer), "doc-007": ("tag", Tagger),
-               "doc-011": ("decode", Decoder)}
+               "doc-011": ("decode", TokenDecoder)}
     for doc_id, (step, cls) in failing.items():
         explode(step, doc_id, cls, monkeypatch)
     out = tmp_path / "out"

@@ -28,7 +28,7 @@ import seqlab  # noqa: E402
 from seqlab import schema  # noqa: E402
 from seqlab.annotator import FAULT_ENV  # noqa: E402
 from tests.conftest import make_corpus  # noqa: E402
-from tests.tiny import NER_LABELS, POS_LABELS, build_tiny_model  # noqa: E402
+from tests.tiny import NER_LABELS, POS_LABELS, build_tiny_model, build_tiny_srl  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -39,6 +39,7 @@ FLAGS = ["--max-length", "64", "--stride", "16", "--batch-docs", "8", "--batch-t
 OPTIONS = {**CRASH_OPTIONS, "max_chars": 10_000, "id_column": "id"}
 KEYS = {"documents": ["doc_id"], "mentions": ["doc_id", "start_char"],
         "aggregates": ["label", "text"]}
+SORT = {**KEYS, "mentions": ["doc_id", "start_char", "end_char"], "frames": ["doc_id", "frame"]}
 FAULTS = {"doc-003": "tokenize", "doc-015": "tag", "doc-027": "decode"}
 BAD = {  # id -> the status every engine must give it
     "bad-null": schema.EMPTY, "bad-empty": schema.EMPTY, "bad-blank": schema.EMPTY,
@@ -70,7 +71,7 @@ def write_corpus(root: Path) -> Path:
 def read(out: Path, table: str) -> pa.Table:
     data = pq.read_table(out / table)
     data = data.drop_columns([c for c in ("run_id", "processed_at") if c in data.column_names])
-    return data.sort_by([(k, "ascending") for k in KEYS[table]])
+    return data.sort_by([(k, "ascending") for k in SORT[table]])
 
 
 def landed_files(out: Path) -> set[str]:
@@ -96,12 +97,16 @@ def model(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory, model, ray_cluster) -> dict[str, tuple[Path, dict]]:
     """Every engine on the same corpus, with one document breaking each row-level stage."""
-    root = tmp_path_factory.mktemp("runs")
+    return on_every_engine(tmp_path_factory.mktemp("runs"), str(model))
+
+
+def on_every_engine(root: Path, model: str) -> dict[str, tuple[Path, dict]]:
+    """The conformance corpus annotated by every engine, one document breaking each stage."""
     corpus = write_corpus(root / "in")
     os.environ[FAULT_ENV] = ",".join(f"{step}:{doc}" for doc, step in FAULTS.items())
     try:
         return {engine: (root / engine,
-                         seqlab.annotate(str(corpus), str(root / engine), model=str(model),
+                         seqlab.annotate(str(corpus), str(root / engine), model=model,
                                          engine=engine, **OPTIONS))
                 for engine in ENGINES}
     finally:
@@ -172,6 +177,43 @@ def test_no_entities_still_lands_schema_bearing_tables(engine, ray_cluster, tmp_
         assert len(parts) == 1, table
         landed = pq.read_table(parts[0])
         assert landed.num_rows == 0 and landed.schema.remove_metadata().equals(declared)
+
+
+@pytest.fixture(scope="module")
+def several(tmp_path_factory, model, ray_cluster) -> dict[str, tuple[Path, dict]]:
+    """Every engine applying three models in one run (NER, POS tags and SRL frames) to the
+    same corpus, with one document breaking each row-level stage."""
+    root = tmp_path_factory.mktemp("several")
+    models = [model, build_tiny_model(root / "pos", POS_LABELS, seed=1),
+              build_tiny_srl(root / "srl")]
+    return on_every_engine(root, ",".join(map(str, models)))
+
+
+@pytest.mark.parametrize("table", ["documents", "mentions", "frames", "aggregates"])
+def test_engines_land_identical_tables_of_several_models(several, table):
+    local = read(several["local"][0], table)
+    assert local.num_rows > 0
+    for engine in ("ray", "beam"):
+        assert read(several[engine][0], table).equals(local), f"{table}: local != {engine}"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_several_models_keep_one_row_per_input_row(several, engine):
+    out, manifest = several[engine]
+    docs = {d["doc_id"]: d for d in read(out, "documents").to_pylist()}
+    assert len(docs) == manifest["rows"]["in"] == manifest["rows"]["out"] == 40 + 11
+    for doc_id, status in BAD.items():
+        assert docs[doc_id]["status"] == status, doc_id
+    columns = ("ner_tokens", "ner_entities", "pos_tokens", "srl_frames")
+    for doc_id, step in FAULTS.items():
+        assert docs[doc_id]["status"] == schema.FAILED
+        assert docs[doc_id]["error"].split(" failed: ")[0] in (step, f"{step} (ner)")
+        assert all(docs[doc_id][c] is None for c in columns)
+    ok = [d for d in docs.values() if d["status"] == schema.OK]
+    assert ok and all(d["ner_tokens"] is not None and d["srl_frames"] is not None for d in ok)
+    listed = {p["path"] for parts in manifest["tables"].values() for p in parts}
+    assert listed == {f"{t}/{p.name}" for t in SORT for p in (out / t).iterdir()}
+    assert manifest["counts"]["frames"] == read(out, "frames").num_rows > 0
 
 
 @pytest.fixture(scope="module")

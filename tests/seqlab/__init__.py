@@ -71,6 +71,8 @@ def shared_tagger(model: str, batch_tokens: int = SMALL["batch_tokens"]) -> Tagg
 def annotator(plan: RunPlan) -> Annotator:
     from seqlab.annotator import Annotator
 
+    if len(plan.models) > 1 or plan.models[0].kind != "tags":
+        return Annotator(plan)
     return Annotator(plan, tagger=shared_tagger(plan.config.model, plan.config.batch_tokens))
 
 

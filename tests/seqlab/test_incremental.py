@@ -15,6 +15,7 @@ from seqlab.errors import ConfigError, OutputError
 from seqlab.output import OutputDir
 from seqlab.run import finish_run
 from tests.seqlab import drive, make_plan, rows, truncate, write_jsonl, write_parquet
+from tests.tiny import build_tiny_srl
 
 TABLES = ("documents", "mentions", "aggregates")
 
@@ -313,3 +314,24 @@ def test_the_first_run_without_entities_gives_mentions_a_schema(tmp_path, corpus
     (empty,) = first["tables"]["mentions"]
     assert empty["rows"] == 0 and empty["path"].startswith("mentions/run_date=")
     assert live(tmp_path / "out", "mentions").num_rows == 0
+
+
+def test_frames_of_an_srl_model_join_the_iceberg_commit(tmp_path, corpus, ner_model, lake):
+    pytest.importorskip("sqlalchemy", reason="pip install 'pyiceberg[sql-sqlite]'")
+    from seqlab import iceberg
+
+    out, model = tmp_path / "out", f"{ner_model},{build_tiny_srl(tmp_path / 'srl')}"
+    options = {"table_format": "iceberg", "catalog": lake}
+    first = run(corpus, out, model, **options)
+    grow(corpus)
+    second = run(corpus, out, model, prune=True, **options)
+    written = {p["path"] for m in (first, second) for t in m["tables"] for p in m["tables"][t]}
+    live_files = written - set(second["incremental"]["superseded"])
+    assert any(p.startswith("frames/") for p in second["incremental"]["superseded"])
+    assert iceberg_files(lake, "frames") == {f"file://{out}/{p}" for p in live_files
+                                             if p.startswith("frames/")}
+    frames = iceberg.load(lake).load_table("seqlab.frames").scan().to_arrow()
+    documents = iceberg.load(lake).load_table("seqlab.documents").scan(
+        selected_fields=("doc_id", "srl_frames")).to_arrow()
+    assert frames.num_rows == sum(len(f or []) for f in documents.column("srl_frames").to_pylist())
+    assert set(frames.column("doc_id").to_pylist()) <= set(documents.column("doc_id").to_pylist())

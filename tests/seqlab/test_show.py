@@ -84,7 +84,8 @@ def test_a_document_by_id_with_its_status(out, capsys):
 def test_list_prints_ids_statuses_and_entity_counts(out, capsys):
     assert main(["show", str(out), "--list"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        "doc_id\tstatus\tentities", "d1\tok\t3", "d2\tempty\t0", "d3\tok\t2", "d4\tok\t0"]
+        "doc_id\tstatus\tentities\tframes", "d1\tok\t3\t0", "d2\tempty\t0\t0", "d3\tok\t2\t0",
+        "d4\tok\t0\t0"]
     assert main(["show", str(out), "--list", "--limit", "2"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 3
 
@@ -120,3 +121,47 @@ def test_text_is_rebuilt_for_runs_without_text(tmp_path, capsys):
 def test_not_an_output_directory(tmp_path, capsys):
     assert main(["show", str(tmp_path)]) == 2
     assert "no documents/ table" in capsys.readouterr().err
+
+
+def _span(text: str, part: str, **fields) -> dict:
+    start = text.index(part)
+    return {"text": part, "start_char": start, "end_char": start + len(part), "score": 0.8,
+            **fields}
+
+
+def _several_models_row() -> dict:
+    """A documents row of ``--model ner,srl``: each model's columns behind its key."""
+    row = _row("d1", ADA)
+    entities = row.pop("entities")
+    row["ner_tokens"], row["ner_entities"] = row.pop("tokens"), entities + [
+        _entity(ADA, "London", "LOC")]
+    row["srl_frames"] = [{"frame": 0, "predicate": _span(ADA, "worked"), "arguments": [
+        _span(ADA, "Ada Lovelace", role="ARG0"),
+        _span(ADA, "with Charles Babbage", role="ARG1"), _span(ADA, "in London",
+                                                               role="ARGM-LOC")]}]
+    return row
+
+
+@pytest.fixture
+def several(tmp_path):
+    (tmp_path / "out" / "documents").mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist([_several_models_row()]),
+                   tmp_path / "out" / "documents" / "part-0.parquet")
+    return tmp_path / "out"
+
+
+def test_frames_and_every_models_entities_are_shown(several, tmp_path, capsys):
+    assert main(["show", str(several)]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "d1  status=ok", "Ada Lovelace worked with Charles Babbage in [London](LOC).",
+        'frame 0  worked: ARG0="Ada Lovelace" ARG1="with Charles Babbage" '
+        'ARGM-LOC="in London"']
+    assert main(["show", str(several), "--list"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == "d1\tok\t1\t1"
+    page = tmp_path / "page.html"
+    assert main(["show", str(several), "--html", str(page)]) == 0
+    html = page.read_text()
+    assert "1 frames" in html and '<b class="v" title="predicate 0.800">worked</b>' in html
+    # one mark per argument, per entity and per legend label
+    assert html.count("<mark") == 3 + 1 + 1
+    assert "with Charles Babbage<sup>ARG1</sup></mark>" in html

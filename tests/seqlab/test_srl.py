@@ -239,13 +239,27 @@ def test_shipped_srl_finds_a_predicate_and_its_arguments(tmp_path):
     assert ends["frames"]["gold"] == 1 and ends["recall"] > 0
 
 
-def test_annotate_refuses_a_role_labeller_with_the_fix(srl_model, tmp_path):
+def test_annotate_lands_the_frames_of_a_trained_role_labeller(srl_model, predicate_model,
+                                                              srl_files, tmp_path):
+    import pyarrow.parquet as pq
+
     import seqlab
 
     corpus = tmp_path / "in.jsonl"
-    corpus.write_text(json.dumps({"id": "a", "text": "john said mary was in paris ."}) + "\n")
-    with pytest.raises(ConfigError, match="semantic role labeller"):
+    sentences = read_srl(srl_files["dev"])
+    corpus.write_text("".join(json.dumps({"id": f"s{i}", "text": " ".join(s.words)}) + "\n"
+                              for i, s in enumerate(sentences)))
+    with pytest.raises(ConfigError, match="names no predicate labeller") as refused:
         seqlab.annotate(str(corpus), str(tmp_path / "out"), model=str(srl_model))
+    assert "--predicate-model" in refused.value.fix
+    manifest = seqlab.annotate(str(corpus), str(tmp_path / "out"), model=str(srl_model),
+                               predicate_model=str(predicate_model), id_column="id")
+    frames = pq.read_table(tmp_path / "out" / "frames").to_pylist()
+    assert manifest["counts"]["frames"] == len(frames) > 0
+    # the trained labellers find most gold predicates and give them roles
+    gold = sum(len(unique_frames(s)) for s in sentences)
+    assert 0.5 * gold <= len(frames) <= 1.5 * gold
+    assert sum(len(f["arguments"]) for f in frames) >= len(frames)
 
 
 def test_one_span_per_core_role_keeps_the_best_and_leaves_modifiers():

@@ -4,9 +4,12 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from seqlab.srl_frames import FRAMES, frame_rows, frames_table
+import pyarrow as pa
+
+from seqlab import schema
+from seqlab.srl_frames import frame_rows
 from seqlab.srl_tag import FrameWords
-from seqlab.stages import Provenance
+from seqlab.stages import Provenance, frames
 
 
 def test_frames_hold_offsets_into_the_text_and_leave_out_the_predicate_span():
@@ -16,7 +19,7 @@ def test_frames_hold_offsets_into_the_text_and_leave_out_the_predicate_span():
     said = FrameWords(starts, ends, ["B-ARG0", "I-ARG0", "B-V", "B-ARG1", "I-ARG1", "I-ARG1",
                                      "I-ARG1", "I-ARG1", "O"],
                       np.array([0.9, 0.7, 1.0, 0.8, 0.8, 0.6, 0.6, 0.6, 0.99]))
-    rows = frame_rows("d1", text, [(11, 15, 0.97), (25, 28, 0.5)], [said, None])
+    rows = frame_rows(text, [(11, 15, 0.97), (25, 28, 0.5)], [said, None])
     assert len(rows) == 1 and rows[0]["frame"] == 0
     predicate = rows[0]["predicate"]
     assert text[predicate["start_char"]:predicate["end_char"]] == "said"
@@ -24,9 +27,14 @@ def test_frames_hold_offsets_into_the_text_and_leave_out_the_predicate_span():
     assert roles == [("ARG0", "John Smith"), ("ARG1", "the bank was in Paris")]
     assert all(text[a["start_char"]:a["end_char"]] == a["text"] for a in rows[0]["arguments"])
     assert abs(rows[0]["arguments"][0]["score"] - 0.8) < 1e-9
-    provenance = Provenance("run", "srl", "rev", datetime.now(timezone.utc)).columns(len(rows))
-    table = frames_table(rows, provenance)
-    assert table.schema == FRAMES and table.num_rows == 1
+    provenance = Provenance("run", "srl", "rev", datetime.now(timezone.utc)).columns(2)
+    documents = pa.table({schema.DOC_ID: ["d1", "d2"],
+                          schema.FRAMES_COLUMN: pa.array([rows, None], schema.FRAMES_TYPE),
+                          **provenance})
+    table = frames(documents)
+    assert table.schema == schema.FRAMES and table.num_rows == 1
+    assert table.column(schema.DOC_ID).to_pylist() == ["d1"]
     assert table.column("arguments").to_pylist()[0][1]["role"] == "ARG1"
-    assert frames_table([], Provenance("r", "m", "v", datetime.now(timezone.utc)).columns(0)
-                        ).schema == FRAMES
+    other = frames(documents, model=("srl2", "r2"))
+    assert other.column("model").to_pylist() == ["srl2"]
+    assert frames(documents.slice(1)).num_rows == 0

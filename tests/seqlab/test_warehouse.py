@@ -23,6 +23,7 @@ from seqlab import cli, tables_cli
 from seqlab.errors import ConfigError
 from seqlab.warehouse import (FORMATS, TABLES, arrow_text, parse_columns, parse_type,
                               warehouse_schema)
+from tests.tiny import build_tiny_srl
 
 
 @dataclass
@@ -30,14 +31,20 @@ class Run:
     out: Path
     passthrough: str | pa.Schema
     keep_text: bool
+    model: str | None = None  # --model of a run of several models
+
+    @property
+    def tables(self) -> list[str]:
+        return [table for table in TABLES if (self.out / table).exists()]
 
     def parts(self, table: str) -> list[Path]:
         return sorted((self.out / table).glob("*.parquet"))
 
     def schema(self, table: str, format: str, **kwargs) -> str:
-        passthrough = self.passthrough if table == "documents" else ""
-        keep_text = self.keep_text or table != "documents"
-        return warehouse_schema(table, format, passthrough, keep_text, **kwargs)
+        documents = table == "documents"
+        return warehouse_schema(table, format, self.passthrough if documents else "",
+                                self.keep_text or not documents, model=self.model
+                                if documents else None, **kwargs)
 
 
 def annotate(input: Path, out: Path, model: Path, **options) -> None:
@@ -76,13 +83,23 @@ def exotic(corpus_rows, ner_model, tmp_path) -> Run:
     return Run(tmp_path / "out", passthrough, False)
 
 
-RUNS = ["plain", "exotic"]
+@pytest.fixture
+def framed(corpus_parquet, ner_model, tmp_path) -> Run:
+    """A run of an NER model and an SRL model: their columns in documents, and frames."""
+    srl = build_tiny_srl(tmp_path / "srl")
+    model = f"{ner_model},{srl}"
+    seqlab.annotate(str(corpus_parquet), str(tmp_path / "out"), model=model, id_column="id",
+                    max_length=64, stride=16)
+    return Run(tmp_path / "out", "title:string,year:int64", True, model)
+
+
+RUNS = ["plain", "exotic", "framed"]
 
 
 @pytest.mark.parametrize("run", RUNS)
 def test_arrow_is_the_landed_schema(run, request):
     run = request.getfixturevalue(run)
-    for table in TABLES:
+    for table in run.tables:
         landed = pq.read_schema(run.parts(table)[0]).remove_metadata()
         assert run.schema(table, "arrow") == arrow_text(landed)
 
@@ -101,7 +118,7 @@ def test_duckdb_loads_the_parts_into_its_table(run, request):
     duckdb = pytest.importorskip("duckdb")
     run = request.getfixturevalue(run)
     con = duckdb.connect()
-    for table in TABLES:
+    for table in run.tables:
         con.execute(run.schema(table, "duckdb", name=f"main.t_{table}"))
         parts = f"read_parquet('{run.out}/{table}/*.parquet')"
         con.execute(f"INSERT INTO t_{table} SELECT * FROM {parts}")
@@ -171,9 +188,11 @@ def bigquery_expected(node: dict) -> dict:
 @pytest.mark.parametrize("run", RUNS)
 def test_bigquery_fields_follow_the_parquet_schema(run, request):
     run = request.getfixturevalue(run)
-    for table in TABLES:
+    for table in run.tables:
         fields = json.loads(run.schema(table, "bigquery"))
         assert fields == [bigquery_expected(c) for c in parquet_columns(run.parts(table)[0])]
+    if run.model:
+        return
     documents = {f["name"]: f for f in json.loads(run.schema("documents", "bigquery"))}
     tokens = {f["name"]: f for f in documents["tokens"]["fields"]}
     assert documents["tokens"]["mode"] == "REPEATED" and tokens["label"]["mode"] == "REQUIRED"
@@ -203,7 +222,7 @@ def snowflake_columns(ddl: str) -> list[tuple[str, str, bool]]:
 @pytest.mark.parametrize("run", RUNS)
 def test_snowflake_columns_follow_the_parquet_schema(run, request):
     run = request.getfixturevalue(run)
-    for table in TABLES:
+    for table in run.tables:
         expected = []
         for node in parquet_columns(run.parts(table)[0]):
             type_ = ("ARRAY" if node["logical"] == "List" else "OBJECT"
@@ -212,6 +231,8 @@ def test_snowflake_columns_follow_the_parquet_schema(run, request):
         ddl = run.schema(table, "snowflake", name=f"db.public.{table}")
         assert f"CREATE TABLE db.public.{table} (" in ddl
         assert snowflake_columns(ddl) == expected
+    if run.model:
+        return
     documents = run.schema("documents", "snowflake")
     assert "tokens ARRAY,  -- ARRAY of OBJECT(text VARCHAR, start_char INTEGER" in documents
 
@@ -224,11 +245,13 @@ def test_iceberg_is_pyiceberg_conversion_of_the_parts(run, request):
     from pyiceberg.schema import Schema, assign_fresh_schema_ids
 
     run = request.getfixturevalue(run)
-    for table in TABLES:
+    for table in run.tables:
         landed = pq.read_schema(run.parts(table)[0])
         theirs = assign_fresh_schema_ids(visit_pyarrow(landed, _ConvertToIcebergWithoutIDs()))
         ours = run.schema(table, "iceberg")
         assert Schema.model_validate_json(ours) == theirs
+    if run.model:
+        return
     fields = {f["name"]: f for f in json.loads(run.schema("documents", "iceberg"))["fields"]}
     assert fields["processed_at"] == {"id": len(fields), "name": "processed_at",
                                       "required": True, "type": "timestamptz"}
@@ -263,6 +286,7 @@ def test_parse_columns():
     (dict(format="iceberg", name="t"), "--name"),
     (dict(table="mentions", passthrough="title:string"), "documents table"),
     (dict(table="mentions", keep_text=False), "documents table"),
+    (dict(table="frames", model="ner"), "documents table"),
     (dict(table="words"), "unknown table"),
     (dict(format="parquet"), "unknown schema format"),
 ])

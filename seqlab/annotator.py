@@ -130,8 +130,7 @@ class Annotator:
     def stages(self) -> list[tuple[Stage, Stage | None]]:
         """Each model's (tag, decode) stages."""
         if self._stages is None:
-            given = [self._tagger] if self._tagger is not None else []
-            self._stages = [self.plan.model_stages(model, next(iter(given[n:]), None))
+            self._stages = [self.plan.model_stages(model, self._tagger if n == 0 else None)
                             for n, model in enumerate(self.plan.models)]
         return self._stages
 

@@ -2,8 +2,9 @@
 
 The predicate labeller runs on the document's windows as any tagging model does (``Tagger`` ->
 ``TokenDecoder``); each word it labels a predicate (with ``--predicates verbs``, a verbal one)
-is one frame, whose roles ``seqlab.srl_tag.FrameTagger`` labels on the same subwords and
-windows, then ``seqlab.srl_frames`` turns into the predicate and its argument spans.
+is one frame, whose roles ``seqlab.srl_tag.FrameTagger`` labels on the same subwords (the
+predicate's sentence), then ``seqlab.srl_frames`` turns into the predicate and its argument
+spans.
 """
 
 from __future__ import annotations
@@ -13,12 +14,10 @@ import pyarrow as pa
 from seqlab import schema
 from seqlab.labels import OUTSIDE
 from seqlab.model import LoadedModel
-from seqlab.srl_frames import frame_rows
+from seqlab.srl_frames import Predicate, frame_rows
 from seqlab.srl_tag import FrameTagger
 from seqlab.stages import TokenDecoder
 from seqlab.tag import Tagger
-
-from seqlab.srl_frames import Predicate
 
 
 class PredicateFinder:
@@ -44,8 +43,9 @@ class FrameStage:
     """Callable stage of one SRL model: tokenized batch -> the batch plus its frames column
     (``prefix + "frames"``, null on rows that are not ``ok``)."""
 
-    def __init__(self, predicates: LoadedModel, roles: LoadedModel, batch_tokens: int = 16384, decoder: str = "greedy",
-                 predicate_decoder: str = "greedy", verbs_only: bool = False,
+    def __init__(self, predicates: LoadedModel, roles: LoadedModel, batch_tokens: int = 16384,
+                 decoder: str = "greedy", predicate_decoder: str = "greedy",
+                 verbs_only: bool = False,
                  prefix: str = "") -> None:
         self.finder = PredicateFinder(predicates, verbs_only, batch_tokens, predicate_decoder)
         self.frames = FrameTagger(roles, batch_tokens, decoder)

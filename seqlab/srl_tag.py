@@ -75,24 +75,44 @@ def one_span_per_core_role(labels: list[str], scores: np.ndarray) -> list[str]:
     return out
 
 
-def frame_context(text: str, starts: np.ndarray, predicate: int, content: int
-                  ) -> tuple[int, int]:
-    """The subwords ``[lo, hi)`` a frame reads: the sentence holding subword ``predicate``
-    (``seqlab.tokenize.sentence_starts``), as the model was trained on single sentences; at
-    most ``content`` of them, centred on the predicate where the sentence is longer.
+def sentence_bounds(text: str, starts: np.ndarray) -> np.ndarray:
+    """The first subword of each sentence of ``text`` (``seqlab.tokenize.sentence_starts``),
+    and the subword count last.
 
     >>> text = "Jo ran. Mo sat down. Flo left."
-    >>> starts = np.array([0, 3, 6, 8, 11, 15, 19, 21, 25, 29])
-    >>> frame_context(text, starts, 4, 10), frame_context(text, starts, 4, 3)
+    >>> sentence_bounds(text, np.array([0, 3, 6, 8, 11, 15, 19, 21, 25, 29])).tolist()
+    [0, 3, 7, 10]
+    """
+    return np.concatenate([[0], sentence_starts(text, starts), [len(starts)]]).astype(np.int64)
+
+
+def frame_context(bounds: np.ndarray, predicate: int, content: int) -> tuple[int, int]:
+    """The subwords ``[lo, hi)`` a frame reads: the sentence (``bounds``: ``sentence_bounds``)
+    holding subword ``predicate``, as the model was trained on single sentences; at most
+    ``content`` of them, centred on the predicate where the sentence is longer.
+
+    >>> bounds = np.array([0, 3, 7, 10])
+    >>> frame_context(bounds, 4, 10), frame_context(bounds, 4, 3)
     ((3, 7), (3, 6))
     """
-    bounds = np.concatenate([[0], sentence_starts(text, starts), [len(starts)]])
     k = int(np.searchsorted(bounds, predicate, side="right")) - 1
     lo, hi = int(bounds[k]), int(bounds[k + 1])
     if hi - lo > content:
         lo = min(max(lo, predicate - content // 2), hi - content)
         hi = lo + content
     return lo, hi
+
+
+@dataclass
+class _Row:
+    """One document's subwords as every frame of it reads them, computed once per row."""
+
+    ids: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+    words: np.ndarray
+    bounds: np.ndarray  # sentence_bounds
+    cases: np.ndarray | None  # case_types, for models with the case feature
 
 
 class FrameTagger:
@@ -125,51 +145,52 @@ class FrameTagger:
         """For each row, one ``FrameWords`` per predicate span (None for rows not ``ok`` or
         predicates with no subword)."""
         status = batch.column(schema.STATUS).to_pylist()
-        windows, keys = [], []
+        windows, keys, rows = [], [], {}
         for row, spans in enumerate(predicates):
-            if status[row] != schema.OK:
+            if status[row] != schema.OK or not spans:
                 continue
+            rows[row] = self._row(batch, row)
             for n, span in enumerate(spans):
-                found = self._windows(batch, row, span, len(keys))
-                if found:
-                    windows += found
+                window = self._window(rows[row], span, len(keys))
+                if window is not None:
+                    windows.append(window)
                     keys.append((row, n))
-        outputs: dict[tuple[int, int], np.ndarray] = {}
+        outputs: dict[int, np.ndarray] = {}
         for group in self.tagger._micro_batches(windows):
             for window, probs in zip(group, self.tagger.forward(group)):
-                outputs[(window.row, window.index)] = probs
-        by_frame = {window.row: window for window in windows}
+                outputs[window.row] = probs
         result: list[list[FrameWords | None]] = [[None] * len(spans) for spans in predicates]
-        for frame, (row, n) in enumerate(keys):
-            result[row][n] = self._decode(batch, row, frame, by_frame, outputs)
+        for window, (row, n) in zip(windows, keys):
+            result[row][n] = self._decode(rows[row], window, outputs[window.row])
         return result
 
-    def _windows(self, batch: pa.RecordBatch, row: int, span: Span, frame: int
-                 ) -> list[Window]:
+    def _row(self, batch: pa.RecordBatch, row: int) -> _Row:
+        text = batch.column(schema.TEXT)[row].as_py()
         starts = batch.column(schema.STARTS)[row].values.to_numpy()
         ends = batch.column(schema.ENDS)[row].values.to_numpy()
-        mask = predicate_mask(starts, ends, span)
-        if not mask.any():
-            return []
-        text = batch.column(schema.TEXT)[row].as_py()
-        lo, hi = frame_context(text, starts, int(np.flatnonzero(mask)[0]), self.content)
-        types = PREDICATE_TYPE * mask[lo:hi]
-        if self.case_feature:
-            types = types + case_types(text, starts, ends)[lo:hi]
-        ids = batch.column(schema.IDS)[row].values.to_numpy()
-        return [Window(frame, lo, ids[lo:hi], types)]  # index: the sentence's first subword
+        return _Row(batch.column(schema.IDS)[row].values.to_numpy(), starts, ends,
+                    batch.column(schema.WORDS)[row].values.to_numpy(),
+                    sentence_bounds(text, starts),
+                    case_types(text, starts, ends) if self.case_feature else None)
 
-    def _decode(self, batch: pa.RecordBatch, row: int, frame: int,
-                windows: dict[int, Window], outputs: dict[tuple[int, int], np.ndarray]
-                ) -> FrameWords:
-        window = windows[frame]
+    def _window(self, row: _Row, span: Span, frame: int) -> Window | None:
+        """The frame's one window (``index``: its first subword), None when no subword of the
+        text lies inside the predicate's span."""
+        mask = predicate_mask(row.starts, row.ends, span)
+        if not mask.any():
+            return None
+        lo, hi = frame_context(row.bounds, int(np.flatnonzero(mask)[0]), self.content)
+        types = PREDICATE_TYPE * mask[lo:hi]
+        if row.cases is not None:
+            types = types + row.cases[lo:hi]
+        return Window(frame, lo, row.ids[lo:hi], types)
+
+    def _decode(self, row: _Row, window: Window, probs: np.ndarray) -> FrameWords:
         lo, hi = window.index, window.index + len(window.ids)
-        words = batch.column(schema.WORDS)[row].values.to_numpy()[lo:hi]
-        first, label_ids, scores = self.decode(outputs[(frame, lo)], words)
+        words = row.words[lo:hi]
+        first, label_ids, scores = self.decode(probs, words)
         last = np.append(first[1:], len(words)) - 1
         labels = self.names[label_ids].tolist()
         if self.core_once:
             labels = one_span_per_core_role(labels, scores)
-        return FrameWords(batch.column(schema.STARTS)[row].values.to_numpy()[lo:hi][first],
-                          batch.column(schema.ENDS)[row].values.to_numpy()[lo:hi][last],
-                          labels, scores)
+        return FrameWords(row.starts[lo:hi][first], row.ends[lo:hi][last], labels, scores)

@@ -10,7 +10,9 @@ Systems, each at its defaults and at matched settings:
   batch 32, 512-subword windows (its defaults); ``hf-256``: the same in seqlab's 256/64 window;
 - ``seqlab``: ``seqlab.annotate`` at its defaults (the model's window, cut at sentences,
   ``--precision auto``); ``seqlab-int8``: the same with ``--precision int8``; ``seqlab-fp32``:
-  ``--precision fp32``; ``seqlab-512``: 512/128 windows with fixed cuts, as ``hf``.
+  ``--precision fp32``; ``seqlab-fp32-whole``: fp32 with each micro-batch in one forward
+  pass (``seqlab.tag.CPU_RUN_TOKENS`` unset, as on GPU); ``seqlab-512``: 512/128 windows with
+  fixed cuts, as ``hf``.
 
 Each run is a fresh process, so its peak memory (max RSS) is its own, and the repetitions
 alternate the systems (A B C, A B C, ...), so that a machine whose load changes over the run
@@ -43,6 +45,8 @@ SYSTEMS = {
     "seqlab": ("seqlab", {}),
     "seqlab-fp32": ("seqlab", {"precision": "fp32"}),
     "seqlab-int8": ("seqlab", {"precision": "int8"}),
+    # each micro-batch in one forward pass, as before CPU passes were bounded
+    "seqlab-fp32-whole": ("seqlab", {"precision": "fp32", "cpu_run_tokens": None}),
     "seqlab-512": ("seqlab", {"max_length": 512, "stride": 128, "window_cuts": "fixed"}),
 }
 
@@ -74,6 +78,11 @@ def run_hf(model: str, path: str, options: dict) -> dict:
 
 def run_seqlab(model: str, path: str, options: dict) -> dict:
     import seqlab
+    import seqlab.tag
+
+    options = dict(options)
+    if "cpu_run_tokens" in options:
+        seqlab.tag.CPU_RUN_TOKENS = options.pop("cpu_run_tokens")
 
     out = tempfile.mkdtemp(prefix="seqlab-bench-")
     start = time.perf_counter()

@@ -11,6 +11,11 @@ patterns):
 - ``onnx-all``, ``onnx-head``, ``onnx-head+outputs``: ONNX Runtime's dynamic int8
   (per-channel int8 weights, uint8 activations) with nothing, the classifier head, or the head
   and both output projections left in fp32 (``onnx-head`` is the shipped default);
+- ``onnx-fused``: ``onnx-head`` on the graph fused by ``onnxruntime.transformers.optimizer``
+  (attention, skip layer norm and bias GELU kernels);
+- ``onnx-static``: ONNX Runtime's static int8 (QDQ, per-channel weights, activation ranges
+  calibrated by min/max on 64 windows of 128 subwords from Wikipedia articles outside the
+  benchmarks' slice), the head in fp32;
 - ``all``, ``head``, ``head+outputs``, ``head+ffn-out``: torch's dynamic int8 linear layers with
   per-channel weights (``per-tensor``: one weight scale per matrix, every linear).
 
@@ -51,10 +56,87 @@ RECIPES = {
 }
 ONNX = {"onnx-all": [], "onnx-head": ["classifier"],
         "onnx-head+outputs": ["classifier", r"\.output\.dense$"]}
-CHOICES = ["fp32", "onnx-fp32", *ONNX, "per-tensor", *RECIPES]
+EXTRA = ("onnx-fused", "onnx-static")
+CHOICES = ["fp32", "onnx-fp32", *ONNX, *EXTRA, "per-tensor", *RECIPES]
+CORPUS = ROOT.parent / "shared" / "corpora" / "wikipedia-en.parquet"
 
 
-def build(base: torch.nn.Module, recipe: str, work: Path):
+def calibration_batches(tokenizer, n: int = 64, length: int = 128, rows: int = 8) -> list[dict]:
+    """``n`` windows of ``length`` subwords (with their case types) from articles 1000 on of
+    the Wikipedia corpus, in batches of ``rows``: what static int8 takes its ranges from."""
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    from seqlab.tokenize import case_types
+
+    texts = pq.read_table(CORPUS, columns=["text"]).column("text").to_pylist()[1000:1100]
+    windows = []
+    for text in texts:
+        enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids = np.asarray(enc["input_ids"])
+        offsets = np.asarray(enc["offset_mapping"]).reshape(-1, 2)
+        types = case_types(text, offsets[:, 0], offsets[:, 1])
+        for start in range(0, len(ids) - length + 2, length - 2):
+            body = slice(start, start + length - 2)
+            windows.append((np.concatenate([[tokenizer.cls_token_id], ids[body],
+                                            [tokenizer.sep_token_id]]),
+                            np.concatenate([[0], types[body], [0]])))
+            if len(windows) == n:
+                break
+        if len(windows) == n:
+            break
+    return [{"input_ids": np.stack([w[0] for w in group]).astype("int64"),
+             "attention_mask": np.ones((len(group), length), dtype="int64"),
+             "token_type_ids": np.stack([w[1] for w in group]).astype("int64")}
+            for group in (windows[i:i + rows] for i in range(0, len(windows), rows))]
+
+
+def quantize_static_graph(source: Path, target: Path, tokenizer) -> None:
+    import onnx
+    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
+                                          quantize_static)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from seqlab.quantize import matmul_modules
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.batches = iter(calibration_batches(tokenizer))
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    prepared = source.with_suffix(".pre.onnx")
+    quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
+    head = [node for node, module in matmul_modules(onnx.load(str(prepared))).items()
+            if "classifier" in module]
+    quantize_static(str(prepared), str(target), Reader(), quant_format=QuantFormat.QDQ,
+                    per_channel=True, activation_type=QuantType.QUInt8,
+                    weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
+                    nodes_to_exclude=head,
+                    extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+
+
+def fused_graph(source: Path, target: Path, config) -> None:
+    """The graph fused by ONNX Runtime's transformer optimizer, then dynamic int8 with the
+    head in fp32 (``onnx-head``'s recipe)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    from seqlab.quantize import matmul_modules
+
+    fused = target.with_suffix(".fused.onnx")
+    optimize_model(str(source), model_type="bert", num_heads=config.num_attention_heads,
+                   hidden_size=config.hidden_size).save_model_to_file(str(fused))
+    head = [node for node, module in matmul_modules(onnx.load(str(fused))).items()
+            if "classifier" in module]
+    quantize_dynamic(str(fused), str(target), per_channel=True, weight_type=QuantType.QInt8,
+                     nodes_to_exclude=head,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+
+
+def build(base: torch.nn.Module, recipe: str, work: Path, tokenizer=None):
     if recipe == "fp32":
         return base
     if recipe.startswith("onnx-"):
@@ -63,6 +145,12 @@ def build(base: torch.nn.Module, recipe: str, work: Path):
             export_onnx(copy.deepcopy(base), graph)
         if recipe == "onnx-fp32":
             return OnnxTagger(graph, base.config)
+        if recipe == "onnx-fused":
+            fused_graph(graph, work / f"{recipe}.onnx", base.config)
+            return OnnxTagger(work / f"{recipe}.onnx", base.config)
+        if recipe == "onnx-static":
+            quantize_static_graph(graph, work / f"{recipe}.onnx", tokenizer)
+            return OnnxTagger(work / f"{recipe}.onnx", base.config)
         quantize_onnx(graph, work / f"{recipe}.onnx", ONNX[recipe])
         return OnnxTagger(work / f"{recipe}.onnx", base.config)
     if recipe == "per-tensor":
@@ -105,7 +193,8 @@ def main() -> None:
     loaded = load_model(ModelSpec(args.model, device="cpu", precision="fp32"))
     recipes = ["fp32", *(r for r in args.recipes if r != "fp32")]
     with tempfile.TemporaryDirectory() as tmp:
-        models = {name: build(loaded.model, name, Path(tmp)) for name in recipes}
+        models = {name: build(loaded.model, name, Path(tmp), loaded.tokenizer)
+                  for name in recipes}
         rates, ratios = forward_rates(models, args.forward_reps)
     key = "f1" if args.model == "ner" else "accuracy"
     print(f"| recipe | fp32 layers | dev {key} | forward tokens/s | vs fp32 (paired) |")
@@ -116,7 +205,7 @@ def main() -> None:
             scores = evaluate(args.model, str(DEV[args.model]),
                               loaded=dataclasses.replace(loaded, model=model))
             score = f"{scores[key]:.4f}"
-        kept = "all" if name.endswith("fp32") else \
+        kept = "all" if name.endswith("fp32") else "classifier" if name in EXTRA else \
             ", ".join({**RECIPES, **ONNX}.get(name, [])) or "none"
         print(f"| {name} | {kept} | {score} | {rates[name]:,.0f} | {ratios[name]:.2f}x |",
               flush=True)

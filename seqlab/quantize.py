@@ -20,8 +20,9 @@ also needs both output projections kept, since its kernels quantize activations 
 
 Windows, stitching and decoding are those of fp32, and every input row still gives one row.
 What differs from fp32 beyond the int8 rounding: the activation scale is taken over a whole
-micro-batch (on ONNX Runtime, over each run of at most ``RUN_TOKENS`` of it), so a window's scores move slightly with its batch neighbours (as kernel choices
-make them move on GPU); labels rarely do.
+forward pass (a slice of at most ``seqlab.tag.CPU_RUN_TOKENS`` padded tokens of a
+micro-batch), so a window's scores move slightly with its neighbours in the pass (as kernel
+choices make them move on GPU); labels rarely do.
 """
 
 from __future__ import annotations
@@ -62,12 +63,6 @@ INSTALL_FIX = "pip install 'seqlab[onnx]' (onnxruntime and onnx), or pass --prec
 GRAPH_FORMAT = 1
 OPSET = 17
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
-# Padded tokens per session run. The graph computes attention unfused, so a run holds several
-# rows x heads x length x length score tensors at once, and ONNX Runtime's arena keeps the
-# largest run's memory for the rest of the process: a whole 16,384-token micro-batch of
-# 256-token windows took the process's peak RSS on 30 Wikipedia articles to 1.7 GB, runs of
-# 4,096 tokens to 0.94 GB. The int8 activation scale is then taken per run.
-RUN_TOKENS = 4096
 
 
 def int8_recipe(metadata: dict) -> dict:
@@ -146,8 +141,8 @@ class OnnxTagger:
     """An ONNX Runtime session that is called as the torch tagger is:
     ``tagger(input_ids=..., attention_mask=..., token_type_ids=...).logits``, torch tensors in
     and out. Inputs the graph has but the call leaves out (token type ids of a model without a
-    case feature) run as zeros; inputs the graph lacks are ignored. A micro-batch runs in
-    slices of at most ``RUN_TOKENS`` padded tokens (whole windows)."""
+    case feature) run as zeros; inputs the graph lacks are ignored. Each call is one session
+    run: ``seqlab.tag.Tagger`` bounds its size, which bounds what ONNX Runtime's arena keeps."""
 
     def __init__(self, path: str | Path, config, threads: int | None = None) -> None:
         import onnxruntime as ort
@@ -162,7 +157,6 @@ class OnnxTagger:
                                             providers=["CPUExecutionProvider"])
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.config = config
-        self.run_tokens = RUN_TOKENS
 
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                  **inputs: torch.Tensor):
@@ -176,12 +170,7 @@ class OnnxTagger:
                 value = torch.ones_like(input_ids) if name == "attention_mask" \
                     else torch.zeros_like(input_ids)
             feeds[name] = value.detach().cpu().numpy().astype("int64", copy=False)
-        rows, length = input_ids.shape
-        step = max(1, self.run_tokens // max(length, 1))
-        runs = [self.session.run(["logits"], {name: value[i:i + step]
-                                              for name, value in feeds.items()})[0]
-                for i in range(0, rows, step)]
-        logits = runs[0] if len(runs) == 1 else np.concatenate(runs)
+        logits = self.session.run(["logits"], feeds)[0]
         return TokenClassifierOutput(logits=torch.from_numpy(logits))
 
     def eval(self) -> OnnxTagger:

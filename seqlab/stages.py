@@ -102,6 +102,7 @@ class TokenDecoder:
         self.min_score = min_score
         self.top_k = min(top_k, len(self.names))
         self.fields = schema.output_fields(schema.KIND_TAGS, prefix, entities)
+        self.entities = entities
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         n_labels = len(self.names)
@@ -126,6 +127,8 @@ class TokenDecoder:
             labels = self.names[label_ids].tolist()
             tokens.add(text=[text[s:e] for s, e in zip(starts.tolist(), ends.tolist())],
                        start_char=starts, end_char=ends, label=labels, score=scores, top=top)
+            if not self.entities:
+                continue
             found = (find_entities(text, labels, scores, starts, ends)
                      if self.labels.has_entities else [])
             if self.min_score is not None:
@@ -133,7 +136,8 @@ class TokenDecoder:
             entities.add(**{f.name: [getattr(e, f.name) for e in found]
                             for f in schema.ENTITY})
         out = batch.drop_columns([schema.PROBS])
-        for field_, column in zip(self.fields, (tokens.finish(), entities.finish())):
+        columns = (tokens.finish(), entities.finish()) if self.entities else (tokens.finish(),)
+        for field_, column in zip(self.fields, columns):
             out = out.append_column(field_, column)
         return out
 

@@ -11,7 +11,7 @@ from seqlab.errors import ConfigError
 from seqlab import schema
 from seqlab.config import build_config
 from seqlab.io import Reader, discover
-from seqlab.tag import PAD_MULTIPLE, Tagger
+from seqlab.tag import CPU_RUN_TOKENS, PAD_MULTIPLE, Tagger
 from seqlab.tokenize import Tokenizer, WindowSpec
 from tests.conftest import make_text
 from tests.seqlab import shared_tagger, write_parquet
@@ -85,6 +85,22 @@ def test_micro_batches_never_exceed_batch_tokens(tokenized, ner_model):
     n_labels = len(stage.loaded.labels.labels)
     for row, ids in enumerate(batch.column(schema.IDS).to_pylist()):
         assert probs(tagged, row).shape == (len(ids) * n_labels,)
+
+
+def test_on_cpu_a_micro_batch_runs_in_passes_of_whole_windows_with_the_same_scores(
+        tokenized, ner_model):
+    stage = tagger(ner_model, 16384)
+    assert stage.run_tokens == CPU_RUN_TOKENS
+    batch = tokenized(*range(len(LENGTHS)))
+    stage.run_tokens = None  # a micro-batch in one pass, as on GPU
+    whole, whole_shapes = run_recording_shapes(stage, batch)
+    stage.run_tokens = 64
+    sliced, shapes = run_recording_shapes(stage, batch)
+    assert len(shapes) > len(whole_shapes)
+    assert all(rows * length <= max(64, length) for rows, length in shapes)
+    assert sum(rows for rows, _ in shapes) == sum(rows for rows, _ in whole_shapes)
+    for row in range(batch.num_rows):
+        assert np.array_equal(probs(sliced, row), probs(whole, row))
 
 
 def test_one_full_window_fits_the_smallest_batch_tokens_config_allows(read_batch, ner_model):

@@ -124,8 +124,9 @@ def add_annotate_flags(p: argparse.ArgumentParser) -> None:
                    f"{d['window_cuts']})")
     p.add_argument("--max-chars", type=int, metavar="N", help="longer texts get status "
                    f"too_long (default: {d['max_chars']})")
-    p.add_argument("--batch-tokens", type=int, metavar="N", help="padded tokens per forward "
-                   f"pass (default: {d['batch_tokens']})")
+    p.add_argument("--batch-tokens", type=int, metavar="N", help="padded tokens per micro-"
+                   f"batch (default: {d['batch_tokens']}; on CPU it runs in forward passes of "
+                   "at most 4,096)")
     p.add_argument("--batch-docs", type=int, metavar="N", help="documents read per batch "
                    f"(default: {d['batch_docs']})")
     p.add_argument("--rows-per-part", type=int, metavar="N", help="rows per output Parquet "

@@ -46,12 +46,12 @@ def predicate_model_dir(loaded: LoadedModel, given: str | None) -> str:
 def evaluate_srl(model: str, data: str, predicates: str = "gold", verbs_only: bool = False,
                  decoder: str | None = None, predicate_model: str | None = None,
                  device: str = "auto", batch_tokens: int = 16384,
-                 loaded: LoadedModel | None = None, core_once: bool = False) -> dict:
+                 loaded: LoadedModel | None = None, core_once: bool | None = None) -> dict:
     """CoNLL-2005 scores of the SRL ``model`` on ``data`` (``{"f1", "precision", "recall",
     "per_label", "frames"}``), with ``gold`` or ``predicted`` predicates, all of them or only
     the verbal ones; with predicted predicates also ``"predicates"``: their identification
     precision, recall and F1. ``core_once``: each core role on one span of a frame at most
-    (``seqlab.srl_tag.one_span_per_core_role``)."""
+    (``seqlab.srl_tag.one_span_per_core_role``; default: as the model recommends)."""
     if predicates not in PREDICATE_CHOICES:
         raise ConfigError(f"unknown --predicates {predicates!r}",
                           fix=f"use one of {', '.join(PREDICATE_CHOICES)} (and verbs)")

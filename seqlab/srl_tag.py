@@ -119,9 +119,10 @@ class FrameTagger:
     """Holds an SRL model; ``frames(batch, predicates)`` decodes every (row, predicate)."""
 
     def __init__(self, loaded: LoadedModel, batch_tokens: int = 16384,
-                 decoder: str = "greedy", core_once: bool = False,
+                 decoder: str = "greedy", core_once: bool | None = None,
                  max_length: int | None = None) -> None:
-        """``core_once``: each core role (``CORE_ROLES``) on one span of a frame at most.
+        """``core_once``: each core role (``CORE_ROLES``) on one span of a frame at most
+        (default: as the model's ``seqlab.json`` ``core_once`` recommends, else off).
         ``max_length``: the most subwords a frame reads, special tokens included (default:
         the length the model was trained on, else 512)."""
         encoding = loaded.metadata.get("predicate_encoding")
@@ -136,7 +137,8 @@ class FrameTagger:
         self.tagger.case_feature = True
         self.names = np.asarray(loaded.labels.labels, dtype=object)
         self.decode = WordDecoder(loaded.labels, decoder)
-        self.core_once = core_once
+        self.core_once = bool(loaded.metadata.get("core_once")) if core_once is None \
+            else core_once
         specials = len(self.tagger.prefix) + len(self.tagger.suffix)
         self.content = (max_length or trained_window(loaded.metadata) or 512) - specials
 

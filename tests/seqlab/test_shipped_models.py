@@ -42,3 +42,25 @@ def test_shipped_models_record_how_they_score():
         metadata = loaded(name).metadata
         assert metadata["base"]["sha256"] and metadata["window"] == 256
         assert metadata["dev_scores"]["decoder_greedy"]
+
+
+def test_shipped_srl_finds_predicates_and_labels_their_roles(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import seqlab
+
+    text = "Angela Merkel sold her old house in Berlin on Monday because she moved to Paris."
+    pq.write_table(pa.table({"id": ["a"], "text": [text]}), tmp_path / "in.parquet")
+    seqlab.annotate(str(tmp_path / "in.parquet"), str(tmp_path / "out"), model="srl",
+                    id_column="id")
+    frames = {f["predicate"]["text"]: f for f in pq.read_table(tmp_path / "out" / "frames")
+              .to_pylist()}
+    assert set(frames) == {"sold", "moved"}
+    assert [(a["role"], a["text"]) for a in frames["sold"]["arguments"]] == [
+        ("ARG0", "Angela Merkel"), ("ARG1", "her old house"), ("ARGM-LOC", "in Berlin"),
+        ("ARGM-TMP", "on Monday"), ("ARGM-CAU", "because she moved to Paris")]
+    assert "to Paris" in [a["text"] for a in frames["moved"]["arguments"]]
+    metadata = loaded("srl").metadata
+    assert metadata["dev_scores"]["viterbi_core_once"]["f1"] > 0.7
+    assert metadata["core_once"] and metadata["predicates"] == "predicates"

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from pathlib import Path
@@ -275,6 +276,14 @@ def test_core_once_scores_through_the_stages(srl_model, srl_files):
     once = evaluate_srl(str(srl_model), srl_files["dev"], decoder="viterbi", core_once=True)
     assert once["frames"] == plain["frames"]
     assert predicted_arguments(once) <= predicted_arguments(plain)  # spans only dropped
+
+
+def test_a_model_that_recommends_core_once_gets_it_unless_told_otherwise(srl_model):
+    loaded = load_model(ModelSpec(str(srl_model), device="cpu"))
+    assert FrameTagger(loaded).core_once is False
+    recommends = dataclasses.replace(loaded, metadata={**loaded.metadata, "core_once": True})
+    assert FrameTagger(recommends).core_once is True
+    assert FrameTagger(recommends, core_once=False).core_once is False
 
 
 def predicted_arguments(scores: dict) -> int:

@@ -39,7 +39,6 @@ import warnings
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import torch
 from torch import nn
 

@@ -97,7 +97,7 @@ def quantize_static_graph(source: Path, target: Path, tokenizer) -> None:
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from seqlab.quantize import matmul_modules
+    from seqlab.quantize import matmul_modules, skipped_nodes
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -108,8 +108,7 @@ def quantize_static_graph(source: Path, target: Path, tokenizer) -> None:
 
     prepared = source.with_suffix(".pre.onnx")
     quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-    head = [node for node, module in matmul_modules(onnx.load(str(prepared))).items()
-            if "classifier" in module]
+    head = skipped_nodes(matmul_modules(onnx.load(str(prepared))), ["classifier"])
     quantize_static(str(prepared), str(target), Reader(), quant_format=QuantFormat.QDQ,
                     per_channel=True, activation_type=QuantType.QUInt8,
                     weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"],
@@ -124,13 +123,12 @@ def fused_graph(source: Path, target: Path, config) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers.optimizer import optimize_model
 
-    from seqlab.quantize import matmul_modules
+    from seqlab.quantize import matmul_modules, skipped_nodes
 
     fused = target.with_suffix(".fused.onnx")
     optimize_model(str(source), model_type="bert", num_heads=config.num_attention_heads,
                    hidden_size=config.hidden_size).save_model_to_file(str(fused))
-    head = [node for node, module in matmul_modules(onnx.load(str(fused))).items()
-            if "classifier" in module]
+    head = skipped_nodes(matmul_modules(onnx.load(str(fused))), ["classifier"])
     quantize_dynamic(str(fused), str(target), per_channel=True, weight_type=QuantType.QInt8,
                      nodes_to_exclude=head,
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})

@@ -270,6 +270,13 @@ def matmul_modules(model) -> dict[str, str]:
     return found
 
 
+def skipped_nodes(layers: dict[str, str], skip: list[str] | tuple[str, ...]) -> list[str]:
+    """The nodes of ``layers`` (``matmul_modules``) whose module name matches a ``skip``
+    pattern: what the quantizer leaves in fp32."""
+    patterns = [re.compile(pattern) for pattern in skip]
+    return [node for node, module in layers.items() if any(p.search(module) for p in patterns)]
+
+
 def quantize_onnx(source: Path, target: Path, skip: list[str]) -> int:
     """ONNX Runtime's dynamic int8 of the graph at ``source`` (per-channel int8 weights,
     uint8 activations), the layers matching ``skip`` left in fp32; the number quantized."""
@@ -277,9 +284,7 @@ def quantize_onnx(source: Path, target: Path, skip: list[str]) -> int:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     layers = matmul_modules(onnx.load(str(source), load_external_data=False))
-    patterns = [re.compile(pattern) for pattern in skip]
-    excluded = [node for node, module in layers.items()
-                if any(p.search(module) for p in patterns)]
+    excluded = skipped_nodes(layers, skip)
     quiet = logging.root.manager.disable
     # the quantizer's advice to pre-process the graph goes to the root logger; the exporter's
     # graph needs no shape pre-processing for the MatMuls it quantizes

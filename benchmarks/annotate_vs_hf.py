@@ -11,7 +11,7 @@ Systems, each at its defaults and at matched settings:
 - ``seqlab``: ``seqlab.annotate`` at its defaults (the model's window, cut at sentences,
   ``--precision auto``); ``seqlab-int8``: the same with ``--precision int8``; ``seqlab-fp32``:
   ``--precision fp32``; ``seqlab-fp32-whole``: fp32 with each micro-batch in one forward
-  pass (``seqlab.tag.CPU_RUN_TOKENS`` unset, as on GPU); ``seqlab-512``: 512/128 windows with
+  pass (``seqlab.stages.tag.CPU_RUN_TOKENS`` unset, as on GPU); ``seqlab-512``: 512/128 windows with
   fixed cuts, as ``hf``.
 
 Each run is a fresh process, so its peak memory (max RSS) is its own, and the repetitions
@@ -78,11 +78,11 @@ def run_hf(model: str, path: str, options: dict) -> dict:
 
 def run_seqlab(model: str, path: str, options: dict) -> dict:
     import seqlab
-    import seqlab.tag
+    import seqlab.stages.tag
 
     options = dict(options)
     if "cpu_run_tokens" in options:
-        seqlab.tag.CPU_RUN_TOKENS = options.pop("cpu_run_tokens")
+        seqlab.stages.tag.CPU_RUN_TOKENS = options.pop("cpu_run_tokens")
 
     out = tempfile.mkdtemp(prefix="seqlab-bench-")
     start = time.perf_counter()
@@ -104,7 +104,7 @@ def forward_rates(model: str, reps: int) -> dict:
     in the same repetition."""
     import torch
 
-    from seqlab.model import ModelSpec, load_model
+    from seqlab.models.load import ModelSpec, load_model
 
     models = {p: load_model(ModelSpec(model, device="cpu", precision=p)).model
               for p in ("fp32", "int8")}
@@ -128,7 +128,7 @@ def forward_rates(model: str, reps: int) -> dict:
 
 def build_int8(model: str) -> float:
     """Seconds to build (or find) the model's cached int8 graph, so that no timed run does."""
-    from seqlab.model import ModelSpec, load_model
+    from seqlab.models.load import ModelSpec, load_model
 
     start = time.perf_counter()
     load_model(ModelSpec(model, device="cpu", precision="int8"))
@@ -164,7 +164,7 @@ def count_tokens(model: str, path: str) -> int:
 
 def materialize(name: str, out: Path) -> str:
     """A plain checkpoint directory of a shipped model, so transformers' pipeline loads it."""
-    from seqlab.model import ModelSpec, load_model
+    from seqlab.models.load import ModelSpec, load_model
 
     loaded = load_model(ModelSpec(name, device="cpu", precision="fp32"))
     loaded.model.save_pretrained(out, safe_serialization=True)
@@ -181,7 +181,7 @@ def main() -> None:
     parser.add_argument("--forward-reps", type=int, default=9)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        from seqlab.shipped import shipped_model_dir
+        from seqlab.models.shipped import shipped_model_dir
 
         plain = materialize(args.model, Path(tmp) / "model") \
             if shipped_model_dir(args.model) is not None else args.model

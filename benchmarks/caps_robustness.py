@@ -8,13 +8,13 @@ For each model and its dev set (``ner``: CoNLL-2003 ``conll2003/eng.testa``; ``u
 English-EWT ``ud_english_ewt/en_ewt-ud-dev.conllu``, UPOS column, both under ``--data``) the
 script writes a copy of the dev set in the same format in which every ``--every``-th sentence
 (the 5th, 10th, ...) has its words upper-cased and its gold labels unchanged, then scores the
-model on the plain file and on the copy with ``seqlab.evaluate`` (the annotate path: each
+model on the plain file and on the copy with ``seqlab.training.evaluate`` (the annotate path: each
 document's words joined by spaces, document context, the model's window). It prints one row
 per model, dev set, variant, case rule and decoder: F1 for ``ner`` (entities, exact match),
 accuracy for ``upos``, and the seconds the evaluation took.
 
-A case rule is how ``seqlab.tokenize.case_types`` treats all-capital text
-(``seqlab.tokenize.shouted_spans``): ``off`` is the feature as it was before the rule (every
+A case rule is how ``seqlab.stages.casing.case_types`` treats all-capital text
+(``seqlab.stages.casing.shouted_spans``): ``off`` is the feature as it was before the rule (every
 upper-case letter counts); ``zeroN`` gives 0 to text where N or more all-capital words stand
 in a row (``SHOUTED_WORDS = N``, ``RECASE_SHOUTED = False``); ``recaseN`` also cases its words
 as the rest of the document writes them (``RECASE_SHOUTED = True``). The default scores the
@@ -30,10 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from seqlab import tokenize
-from seqlab.evaluate import evaluate
-from seqlab.formats import Sentence, read_sentences, write_sentences
-from seqlab.model import ModelSpec, load_model
+from seqlab.stages import tokenize
+from seqlab.training.evaluate import evaluate
+from seqlab.training.formats import Sentence, read_sentences, write_sentences
+from seqlab.models.load import ModelSpec, load_model
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEV = {  # model -> (dev file under --data, column, name of its caps copy)

@@ -80,8 +80,9 @@ def base_shaped_model(out: Path) -> str:
     import torch
     from transformers import BertConfig, BertForTokenClassification
 
-    from seqlab.model import load_tokenizer, read_metadata, write_metadata
-    from seqlab.shipped import shipped_model_dir
+    from seqlab.models.load import load_tokenizer
+    from seqlab.models.metadata import read_metadata, write_metadata
+    from seqlab.models.shipped import shipped_model_dir
 
     tokenizer = load_tokenizer("ner")
     labels = read_metadata(str(shipped_model_dir("ner")))["labels"]
@@ -122,7 +123,7 @@ def forward_rate(model: str, rows: int = 64, length: int = 256, reps: int = 20) 
     """bf16 tokens/s of the bare forward pass on fixed batches (CUDA-synchronised)."""
     import torch
 
-    from seqlab.model import ModelSpec, load_model
+    from seqlab.models.load import ModelSpec, load_model
 
     loaded = load_model(ModelSpec(model, device="cuda", precision="bf16"))
     ids = torch.randint(1000, 20000, (rows, length), device="cuda")
@@ -141,9 +142,9 @@ def forward_rate(model: str, rows: int = 64, length: int = 256, reps: int = 20) 
 
 def tokenize_rate(path: str) -> float:
     """Content tokens/s of seqlab's tokenize stage on one CPU thread."""
-    from seqlab.evaluate import _batch
-    from seqlab.model import load_tokenizer
-    from seqlab.tokenize import Tokenizer, WindowSpec
+    from seqlab.training.evaluate import _batch
+    from seqlab.models.load import load_tokenizer
+    from seqlab.stages.tokenize import Tokenizer, WindowSpec
 
     texts = pq.read_table(path, columns=["text"]).column("text").to_pylist()
     stage = Tokenizer(load_tokenizer("ner"), WindowSpec(256, 64))

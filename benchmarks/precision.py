@@ -3,7 +3,7 @@
     python benchmarks/precision.py [--model ner] [--recipes fp32 onnx-fp32 onnx-head ...]
                                    [--forward-reps 9] [--no-dev]
 
-Recipes, each a backend and the linear layers it leaves in fp32 (``seqlab.quantize`` ``skip``
+Recipes, each a backend and the linear layers it leaves in fp32 (``seqlab.models.quantize`` ``skip``
 patterns):
 
 - ``fp32``: the torch model as ``--precision fp32`` runs it;
@@ -40,9 +40,9 @@ from pathlib import Path
 
 import torch
 
-from seqlab.evaluate import evaluate
-from seqlab.model import ModelSpec, load_model
-from seqlab.quantize import OnnxTagger, export_onnx, quantize_model, quantize_onnx
+from seqlab.training.evaluate import evaluate
+from seqlab.models.load import ModelSpec, load_model
+from seqlab.models.quantize import OnnxTagger, export_onnx, quantize_model, quantize_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -67,7 +67,7 @@ def calibration_batches(tokenizer, n: int = 64, length: int = 128, rows: int = 8
     import numpy as np
     import pyarrow.parquet as pq
 
-    from seqlab.tokenize import case_types
+    from seqlab.stages.casing import case_types
 
     texts = pq.read_table(CORPUS, columns=["text"]).column("text").to_pylist()[1000:1100]
     windows = []
@@ -97,7 +97,7 @@ def quantize_static_graph(source: Path, target: Path, tokenizer) -> None:
                                           quantize_static)
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
-    from seqlab.quantize import matmul_modules, skipped_nodes
+    from seqlab.models.quantize import matmul_modules, skipped_nodes
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:
@@ -123,7 +123,7 @@ def fused_graph(source: Path, target: Path, config) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from onnxruntime.transformers.optimizer import optimize_model
 
-    from seqlab.quantize import matmul_modules, skipped_nodes
+    from seqlab.models.quantize import matmul_modules, skipped_nodes
 
     fused = target.with_suffix(".fused.onnx")
     optimize_model(str(source), model_type="bert", num_heads=config.num_attention_heads,

@@ -32,10 +32,10 @@ from pathlib import Path
 from transformers import (DataCollatorForTokenClassification, Trainer, TrainingArguments,
                           set_seed)
 
-from seqlab.evaluate import evaluate
-from seqlab.shipped import base_encoder
-from seqlab.train import (TrainConfig, build_model, compute_metrics_fn, argmax_logits, history,
-                          prepare, train)
+from seqlab.training.evaluate import evaluate
+from seqlab.models.shipped import base_encoder
+from seqlab.training.train import (TrainConfig, build_model, compute_metrics_fn, argmax_logits,
+                                      history, prepare, train)
 
 
 def plain_recipe(config: TrainConfig) -> dict:

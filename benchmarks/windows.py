@@ -22,10 +22,10 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
-import seqlab.evaluate
+import seqlab.training.evaluate
 from seqlab.config import PAD_MULTIPLE
-from seqlab.model import load_tokenizer
-from seqlab.tokenize import Tokenizer, WindowSpec
+from seqlab.models.load import load_tokenizer
+from seqlab.stages.tokenize import Tokenizer, WindowSpec
 
 ROOT = Path(__file__).resolve().parents[1]
 CORPUS = ROOT.parent / "shared" / "corpora" / "wikipedia-en.parquet"
@@ -43,7 +43,7 @@ def parse(setting: str) -> WindowSpec:
 
 def counts(spec: WindowSpec, texts: list[str]) -> dict:
     """Content subwords, windows and padded tokens of ``texts`` cut by ``spec``."""
-    from seqlab.evaluate import _batch
+    from seqlab.training.evaluate import _batch
 
     tokenizer = load_tokenizer("ner")
     stage = Tokenizer(tokenizer, spec)
@@ -67,14 +67,14 @@ def annotate_seconds(spec: WindowSpec, path: str) -> float:
 
 def dev_score(model: str, spec: WindowSpec) -> float:
     """The shipped ``model``'s dev score (F1 for ner, accuracy for upos) with windows cut by
-    ``spec``: ``seqlab.evaluate`` reads text in the model's default windows, so the window
+    ``spec``: ``seqlab.training.evaluate`` reads text in the model's default windows, so the window
     spec it builds is swapped for ``spec`` for the call."""
-    original = seqlab.evaluate.WindowSpec
-    seqlab.evaluate.WindowSpec = lambda *args, **kwargs: spec
+    original = seqlab.training.evaluate.WindowSpec
+    seqlab.training.evaluate.WindowSpec = lambda *args, **kwargs: spec
     try:
-        scores = seqlab.evaluate.evaluate(model, str(DEV[model]), device="cpu")
+        scores = seqlab.training.evaluate.evaluate(model, str(DEV[model]), device="cpu")
     finally:
-        seqlab.evaluate.WindowSpec = original
+        seqlab.training.evaluate.WindowSpec = original
     return scores["f1"] if model == "ner" else scores["accuracy"]
 
 

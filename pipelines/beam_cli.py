@@ -22,7 +22,7 @@ def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
     Flags may also be spelled with underscores (``--text_column``), as Dataflow template
     parameters are.
     """
-    from seqlab.cli import add_annotate_flags, add_engine_flags
+    from seqlab.cli.annotate import add_annotate_flags, add_engine_flags
 
     where = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
     where.add_argument("--input", required="-h" not in argv and "--help" not in argv)
@@ -56,9 +56,9 @@ def _dashed(arg: str, fields: set[str]) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m pipelines.beam --input ... --output ... [flags] [Beam options]``."""
     from seqlab.api import annotate
-    from seqlab.cli import ENGINE_FLAGS, annotate_options
+    from seqlab.cli.annotate import ENGINE_FLAGS, annotate_options
     from seqlab.config import build_config
-    from seqlab.progress import print_summary
+    from seqlab.cli.progress import print_summary
 
     args, beam_args = parse_args(list(sys.argv[1:] if argv is None else argv))
     args.beam_args = beam_args or None

@@ -15,11 +15,13 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from seqlab.annotator import Annotator
+from seqlab.run.annotator import Annotator
 from seqlab.engine import Engine, Progress
-from seqlab.fragments import FragmentLedger, WorkItem, read_slices
-from seqlab.landing import FragmentSink, count
-from seqlab.run import RunPlan, finish_run
+from seqlab.run.ledger import FragmentLedger
+from seqlab.run.work import WorkItem, read_slices
+from seqlab.run.land import FragmentSink, count
+from seqlab.run.plan import RunPlan
+from seqlab.run.finish import finish_run
 
 log = logging.getLogger(__name__)
 

@@ -204,9 +204,9 @@ def _stdout(text: str) -> None:
 
 
 def add_commands(subparsers) -> None:
-    """Register ``seqlab submit`` (found by seqlab.cli)."""
-    from seqlab.cli import usage_with
-    from seqlab.commands import command
+    """Register ``seqlab submit`` (found by seqlab.cli.main)."""
+    from seqlab.cli.main import usage_with
+    from seqlab.cli.commands import command
 
     p = subparsers.add_parser(
         "submit", help="run a seqlab command as a job on a Ray cluster",
@@ -235,7 +235,7 @@ def add_commands(subparsers) -> None:
 
 
 def submit_cli(args: argparse.Namespace) -> int:
-    # seqlab.cli.main hands the words after "--" over as args.beam_args
+    # seqlab.cli.main.main hands the words after "--" over as args.beam_args
     words = list(args.beam_args or [])
     env_vars = dict(_parse_env(item) for item in args.env)
     address = args.address or DEFAULT_ADDRESS

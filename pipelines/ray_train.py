@@ -2,11 +2,11 @@
 
 ``TorchTrainer`` starts ``num_workers`` workers (one GPU each with ``--use-gpu``) and sets up
 torch.distributed between them; each worker builds the data, model and ``Trainer`` with
-``seqlab.train`` exactly as a local run does, so the two engines differ only in where the steps
+``seqlab.training.train`` exactly as a local run does, so the two engines differ only in where the steps
 run. Rank 0 saves the best model to ``--out`` (a path every worker can reach: local disk on a
 single machine, a shared filesystem on a cluster).
 
-``seqlab.train`` finds ``run`` as the ``ray`` entry point of the ``seqlab.trainers`` group, so
+``seqlab.training.train`` finds ``run`` as the ``ray`` entry point of the ``seqlab.trainers`` group, so
 the library never imports this engine.
 """
 
@@ -26,8 +26,8 @@ from ray.train import RunConfig, ScalingConfig
 from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
 from ray.train.torch import TorchTrainer
 
-from seqlab.model import read_metadata
-from seqlab.train import TrainConfig, build_trainer, prepare, save_trained
+from seqlab.models.metadata import read_metadata
+from seqlab.training.train import TrainConfig, build_trainer, prepare, save_trained
 
 log = logging.getLogger(__name__)
 

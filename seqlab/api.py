@@ -9,8 +9,9 @@ from typing import Any
 from seqlab.config import AnnotateConfig, build_config
 from seqlab.engine import Engine, Progress, load_engine
 from seqlab.errors import ConfigError
-from seqlab.incremental import today
-from seqlab.run import finish_run, plan_run
+from seqlab.store.incremental import today
+from seqlab.run.finish import finish_run
+from seqlab.run.plan import plan_run
 
 log = logging.getLogger(__name__)
 

@@ -8,23 +8,32 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from seqlab.decode import AGGREGATIONS, DECODERS, check_choice
 from seqlab.errors import ConfigError
 from seqlab.labels import normalize_scheme
+from seqlab.stages.decode import AGGREGATIONS, DECODERS, check_choice
 
 ENGINES = ("local", "ray", "beam")
+
 TABLE_FORMATS = ("parquet", "iceberg")
+
 DEFAULT_MODEL = "ner"
+
 DEFAULT_WINDOW = 512
+
 # Options an unfinished run may be resumed with changed: where and how fast it runs, and how
 # its files are cut. Every other option changes what lands, so a resumed run must match it.
 RESUMABLE = ("engine", "engine_options", "device", "storage_options", "batch_tokens",
              "batch_docs", "rows_per_part", "overwrite", "run_date", "prune")
-PAD_MULTIPLE = 16  # the tag stage pads every window to a multiple of this (seqlab.tag)
-# What the forward pass runs in (seqlab.model.resolve_precision); --dtype's names map onto them
+
+PAD_MULTIPLE = 16  # the tag stage pads every window to a multiple of this (seqlab.stages.tag)
+
+# What the forward pass runs in (seqlab.models.load.resolve_precision); --dtype's names map onto them
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
+
 _PRECISION_NAMES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "qint8": "int8"}
-WINDOW_CUTS = ("sentence", "fixed")  # where windows end (seqlab.tokenize.window_cuts)
+
+WINDOW_CUTS = ("sentence", "fixed")  # where windows end (seqlab.stages.tokenize.window_cuts)
+
 ANNOTATE_PREDICATES = ("all", "verbs")  # which predicates an SRL model labels in annotate
 
 
@@ -124,7 +133,7 @@ class AnnotateConfig:
     overwrite: bool = False
     trust_remote_code: bool = False
     # OUTPUT as a table root that accumulates runs: only new or changed input files are
-    # annotated; parts land in run_date=YYYY-MM-DD partitions (seqlab.incremental)
+    # annotated; parts land in run_date=YYYY-MM-DD partitions (seqlab.store.incremental)
     incremental: bool = False
     # with incremental: the rows of input files that are gone leave the live table too
     prune: bool = False
@@ -220,7 +229,7 @@ class AnnotateConfig:
 
     def with_decoder(self, recommended: str | None) -> "AnnotateConfig":
         """This config with the decoder settled: ``--decoder``, else the one the model
-        recommends (``seqlab.json`` ``"decoder"``, see ``seqlab.model.recommended_decoder``),
+        recommends (``seqlab.json`` ``"decoder"``, see ``seqlab.models.metadata.recommended_decoder``),
         else greedy.
 
         >>> AnnotateConfig("in", "out").with_decoder("viterbi").decoder
@@ -271,81 +280,3 @@ def build_config(**options: Any) -> AnnotateConfig:
         raise ConfigError(f"unknown options {unknown}",
                           fix=f"valid options are {', '.join(sorted(known | set(ALIASES)))}")
     return AnnotateConfig(**options)
-
-
-# ---------------------------------------------------------------- training (seqlab train)
-
-TRAIN_ENGINES = ("local", "ray")
-# What ``seqlab train --task`` learns: word labels from a labelled file, semantic roles of
-# one predicate at a time, or the predicates themselves (both from SRL JSON Lines).
-TRAIN_TASKS = ("tagging", "srl", "predicates")
-# A small encoder (all-MiniLM-L6-v2: 6 layers, 384 wide) tuned for three epochs takes a larger
-# peak step than run_ner.py's 5e-5 for BERT-base; the warmup starts it gently.
-FULL_LR = 1.5e-4
-# LoRA adapters train few weights from a zero start; they need a larger step than full tuning.
-LORA_LR = 1e-3
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything one training run needs; ``seqlab train`` flags map one to one."""
-
-    train: str
-    dev: str
-    base: str
-    out: str
-    format: str | None = None
-    scheme: str | None = None
-    column: str | None = None
-    epochs: float = 3
-    lr: float | None = None
-    # An example is up to max_length subwords of one document (~200 on CoNLL-2003): two of
-    # them make a step about as large as 16 sentences.
-    batch_size: int = 2
-    max_length: int = 256
-    context: str = "document"
-    seed: int = 42
-    lora_r: int | None = None
-    engine: str = "local"
-    num_workers: int = 2
-    use_gpu: bool = False
-    warmup: float = 0.1
-    weight_decay: float = 0.01
-    patience: int = 2
-    # Word embeddings are kept from the base by default: the difference from the base encoder
-    # then sits in the transformer layers, where a low-rank factorisation stores it compactly
-    # (seqlab.shipped), and a step skips the gradient of the largest matrix.
-    train_embeddings: bool = False
-    # Upper-case letters reach the model as token type ids (``seqlab.tokenize.case_types``):
-    # uncased vocabularies lower-case the text and lose them otherwise. None (the default):
-    # on when the tokenizer lower-cases and the encoder has a second token type.
-    case_feature: bool | None = None
-    # The share of training examples shown without casing, as if lower-cased: a model that
-    # always saw capitals would lean on them and fail on text that has none.
-    caseless: float = 0.25
-    task: str = "tagging"
-    # how an SRL frame's predicate reaches the encoder (seqlab.srl_examples.ENCODINGS)
-    predicate_encoding: str = "indicator"
-
-    def __post_init__(self) -> None:
-        from seqlab.formats import CONTEXTS  # here: formats imports pyarrow, --help must not
-
-        if self.context not in CONTEXTS:
-            raise ConfigError(f"unknown context {self.context!r}", fix=f"use one of {CONTEXTS}")
-        if self.engine not in TRAIN_ENGINES:
-            raise ConfigError(f"unknown --engine {self.engine!r}", fix=f"use one of {TRAIN_ENGINES}")
-        if self.task not in TRAIN_TASKS:
-            raise ConfigError(f"unknown --task {self.task!r}", fix=f"use one of {TRAIN_TASKS}")
-        if not 0 <= self.caseless <= 1:
-            raise ConfigError(f"--caseless {self.caseless} is not a share",
-                              fix="pass a value between 0 and 1")
-
-    @property
-    def learning_rate(self) -> float:
-        return self.lr or (LORA_LR if self.lora_r else FULL_LR)
-
-    def hyper_parameters(self) -> dict:
-        keep = ("epochs", "batch_size", "max_length", "context", "seed", "lora_r", "warmup",
-                "weight_decay", "patience", "train_embeddings", "case_feature", "caseless",
-                "engine", "num_workers", "use_gpu", "task", "predicate_encoding")
-        return {"lr": self.learning_rate, **{k: getattr(self, k) for k in keep}}

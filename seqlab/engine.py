@@ -2,7 +2,7 @@
 
 Engines live in their own package, outside the library, and are found by name through the
 ``seqlab.engines`` entry points, so ``seqlab`` never imports one. Each keeps the run contract
-by running the same pieces (``seqlab.run``); it only decides where they run.
+by running the same pieces (``seqlab.run.plan``); it only decides where they run.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from seqlab.errors import ConfigError, missing_extra
 
 class Progress(Protocol):
     """What engines report progress to: ``start`` once with the characters of text the work
-    holds (None if unknown), then ``update`` with the counters (``seqlab.landing.count``:
+    holds (None if unknown), then ``update`` with the counters (``seqlab.run.land.count``:
     documents, tokens (words), characters...) of rows as they land."""
 
     def start(self, expected_characters: int | None) -> None: ...

@@ -199,7 +199,7 @@ TAGGED = [pa.field(PROBS, pa.list_(pa.float32()))]
 # Where a row comes from: its input fragment and row number there, and whether it is the
 # fragment's last row. Added when a fragment is read and carried through every stage up to
 # landing, so that an engine that regroups rows (Ray Data) still lands each fragment's rows
-# under names that say which rows they hold (see ``seqlab.landing``).
+# under names that say which rows they hold (see ``seqlab.run.land``).
 FRAGMENT = "_fragment"
 ROW = "_row"
 LAST = "_last"

@@ -37,7 +37,7 @@ def pos_model(tmp_path_factory) -> Path:
 def lake(tmp_path, monkeypatch) -> str:
     """An Iceberg catalog named ``lake`` (pyiceberg's SQL catalog on SQLite, its warehouse in
     tmp_path), configured only through the environment, as a pyiceberg user would."""
-    from seqlab import iceberg
+    from seqlab.store import iceberg
 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.pyiceberg.yaml of the machine
     monkeypatch.delenv("PYICEBERG_HOME", raising=False)

@@ -24,7 +24,7 @@ FALSE = ("false", "no", "0", "")
 def switches() -> dict[str, str]:
     """seqlab's annotate switches (flags that take no value), keyed by their name with
     underscores: ``{"incremental": "--incremental", "drop_text": "--drop-text", ...}``."""
-    from seqlab.cli import add_annotate_flags
+    from seqlab.cli.annotate import add_annotate_flags
 
     parser = argparse.ArgumentParser(add_help=False)
     add_annotate_flags(parser)

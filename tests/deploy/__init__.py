@@ -11,10 +11,10 @@ DEPLOY = ROOT / "deploy"
 
 
 def parse_seqlab(command: str | list[str]):
-    """Parse a seqlab command line as ``seqlab.cli.main`` does: the words after ``--`` are
+    """Parse a seqlab command line as ``seqlab.cli.main.main`` does: the words after ``--`` are
     handed over, not parsed (they are the submitted command, or Beam's options); they are
     ``args.rest``."""
-    from seqlab.cli import build_parser
+    from seqlab.cli.main import build_parser
 
     words = shlex.split(command) if isinstance(command, str) else list(command)
     assert words[0] == "seqlab", command
@@ -27,7 +27,7 @@ def parse_seqlab(command: str | list[str]):
 def annotate_config(args, engine: str | None = None):
     """The ``AnnotateConfig`` that ``seqlab annotate`` builds from parsed flags (so the
     combination is checked too, e.g. ``--run-date`` without ``--incremental``)."""
-    from seqlab.cli import ENGINE_FLAGS, annotate_options
+    from seqlab.cli.annotate import ENGINE_FLAGS, annotate_options
     from seqlab.config import build_config
 
     args = _without_rest(args, getattr(args, "rest", None) or getattr(args, "beam_args", None))
@@ -36,7 +36,7 @@ def annotate_config(args, engine: str | None = None):
 
 
 def _without_rest(args, beam_args):
-    """The parsed flags as ``seqlab.cli.main`` hands them on: the words after ``--`` as
+    """The parsed flags as ``seqlab.cli.main.main`` hands them on: the words after ``--`` as
     ``beam_args``, and no ``rest``."""
     import argparse
 
@@ -56,7 +56,7 @@ def unknown_beam_options(args: list[str]) -> set[str]:
 def check_beam_config(args, beam_args: list[str]) -> dict:
     """The annotate options of a Beam run, checked as ``python -m pipelines.beam`` checks
     them; every Beam option must be one Beam knows."""
-    from seqlab.cli import ENGINE_FLAGS, annotate_options
+    from seqlab.cli.annotate import ENGINE_FLAGS, annotate_options
     from seqlab.config import build_config
 
     options = annotate_options(_without_rest(args, beam_args), ENGINE_FLAGS)

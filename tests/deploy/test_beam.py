@@ -15,7 +15,8 @@ beam = pytest.importorskip("apache_beam")
 from packaging.requirements import Requirement  # noqa: E402
 
 from pipelines.beam_cli import parse_args  # noqa: E402
-from seqlab.cli import add_annotate_flags, add_engine_flags, build_parser  # noqa: E402
+from seqlab.cli.annotate import add_annotate_flags, add_engine_flags  # noqa: E402
+from seqlab.cli.main import build_parser
 from tests.deploy import (  # noqa: E402
     DEPLOY as ALL, ROOT, check_beam_config, flex_launch, flex_template)
 

@@ -7,7 +7,7 @@ import re
 import pytest
 import yaml
 
-from seqlab.cli import build_parser
+from seqlab.cli.main import build_parser
 from tests.deploy import DEPLOY as ALL, parse_seqlab
 
 DEPLOY = ALL / "ray"

@@ -26,7 +26,7 @@ pytest.importorskip("apache_beam")
 
 import seqlab  # noqa: E402
 from seqlab import schema  # noqa: E402
-from seqlab.annotator import FAULT_ENV  # noqa: E402
+from seqlab.run.annotator import FAULT_ENV  # noqa: E402
 from tests.conftest import make_corpus  # noqa: E402
 from tests.tiny import NER_LABELS, POS_LABELS, build_tiny_model, build_tiny_srl  # noqa: E402
 
@@ -264,7 +264,7 @@ def test_incremental_runs_commit_exactly_the_live_files_to_iceberg(model, tmp_pa
     """As the local engine does (tests/seqlab/test_incremental.py), from the step that ends a
     Beam pipeline. (Ray ends its runs in the driver, as the local engine does.)"""
     pytest.importorskip("sqlalchemy", reason="pip install 'pyiceberg[sql-sqlite]'")
-    from seqlab import iceberg
+    from seqlab.store import iceberg
 
     monkeypatch.setenv("PYICEBERG_CATALOG__LAKE__URI", f"sqlite:///{tmp_path}/catalog.db")
     monkeypatch.setenv("PYICEBERG_CATALOG__LAKE__WAREHOUSE", (tmp_path / "wh").as_uri())

@@ -170,7 +170,7 @@ def test_configuration_mistakes_fail_before_work(corpus_parquet, ner_model, tmp_
 def test_slow_tokenizer_is_refused(ner_model, tmp_path):
     from transformers import BertTokenizerLegacy as BertTokenizer  # the pure-Python one
 
-    from seqlab.tokenize import Tokenizer, WindowSpec
+    from seqlab.stages.tokenize import Tokenizer, WindowSpec
 
     with pytest.raises(ConfigError, match="fast"):
         Tokenizer(BertTokenizer(vocab_file=str(ner_model / "vocab.txt")), WindowSpec())
@@ -243,7 +243,7 @@ def test_a_25000_word_document_goes_through_in_bounded_batches(ner_model, tmp_pa
                                                                 monkeypatch):
     import random
 
-    from seqlab.tag import Tagger
+    from seqlab.stages.tag import Tagger
     from tests.conftest import make_text
 
     text = make_text(random.Random(5), 25_000)
@@ -266,7 +266,7 @@ def test_a_25000_word_document_goes_through_in_bounded_batches(ner_model, tmp_pa
 
 def test_a_document_that_breaks_the_model_fails_alone(corpus_parquet, ner_model, tmp_path,
                                                        monkeypatch):
-    from seqlab.tag import Tagger
+    from seqlab.stages.tag import Tagger
 
     real_forward = Tagger.forward
 

@@ -18,7 +18,7 @@ ray = pytest.importorskip("ray")
 
 from pipelines import local, ray_data  # noqa: E402
 from seqlab.api import annotate  # noqa: E402
-from seqlab.cli import main  # noqa: E402
+from seqlab.cli.main import main  # noqa: E402
 from seqlab.errors import ConfigError  # noqa: E402
 from tests.conftest import BAD_ROWS, make_corpus  # noqa: E402
 

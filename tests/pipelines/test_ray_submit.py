@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from seqlab.cli import build_parser, main
+from seqlab.cli.main import build_parser, main
 from seqlab.errors import ConfigError
 from pipelines.ray_submit import auth_token, entrypoint, job_headers, runtime_env
 

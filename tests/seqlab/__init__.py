@@ -1,4 +1,4 @@
-"""Unit tests of seqlab's modules, one file per module (``test_io.py`` tests ``seqlab/io.py``).
+"""Unit tests of seqlab's modules, one file per module (``test_io.py`` tests ``seqlab/run/read.py``).
 
 The builders the run-contract tests share live here: small input files, a real plan made by
 ``plan_run`` with a tiny model, and the contract driven piece by piece, as an engine drives it.
@@ -17,10 +17,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 if TYPE_CHECKING:
-    from seqlab.annotator import Annotator
-    from seqlab.fragments import WorkItem
-    from seqlab.run import RunPlan
-    from seqlab.tag import Tagger
+    from seqlab.run.annotator import Annotator
+    from seqlab.run.work import WorkItem
+    from seqlab.run.plan import RunPlan
+    from seqlab.stages.tag import Tagger
 
 SMALL = dict(max_length=64, stride=16, batch_tokens=1024, batch_docs=4, device="cpu")
 
@@ -53,7 +53,7 @@ def truncate(path: Path) -> Path:
 
 def make_plan(input, output, model, **options) -> RunPlan:
     from seqlab.config import build_config
-    from seqlab.run import plan_run
+    from seqlab.run.plan import plan_run
 
     return plan_run(build_config(input=str(input), output=str(output), model=str(model),
                                  **{**SMALL, **options}))
@@ -62,14 +62,14 @@ def make_plan(input, output, model, **options) -> RunPlan:
 @lru_cache(maxsize=None)
 def shared_tagger(model: str, batch_tokens: int = SMALL["batch_tokens"]) -> Tagger:
     """A tiny model loaded once per session: loading it is most of an annotator's cost."""
-    from seqlab.model import ModelSpec, load_model
-    from seqlab.tag import Tagger
+    from seqlab.models.load import ModelSpec, load_model
+    from seqlab.stages.tag import Tagger
 
     return Tagger(load_model(ModelSpec(model, device="cpu")), batch_tokens)
 
 
 def annotator(plan: RunPlan) -> Annotator:
-    from seqlab.annotator import Annotator
+    from seqlab.run.annotator import Annotator
 
     if len(plan.models) > 1 or plan.models[0].kind != "tags":
         return Annotator(plan)
@@ -79,8 +79,9 @@ def annotator(plan: RunPlan) -> Annotator:
 def drive(plan: RunPlan, items: list[WorkItem] | None = None) -> None:
     """The run contract up to ``finish_run``: read, annotate, land, record; for ``items``
     (default: all of the plan's work), as any engine would."""
-    from seqlab.fragments import FragmentLedger, read_slices
-    from seqlab.landing import land
+    from seqlab.run.ledger import FragmentLedger
+    from seqlab.run.work import read_slices
+    from seqlab.run.land import land
 
     annotate, ledger = annotator(plan), FragmentLedger(plan)
     for item in plan.work if items is None else items:

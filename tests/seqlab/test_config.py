@@ -106,7 +106,7 @@ def test_the_decoder_settles_from_the_model_unless_given():
 def test_the_decoder_recommended_by_a_model_is_read_from_its_seqlab_json(ner_model, tmp_path):
     import shutil
 
-    from seqlab.model import read_metadata, recommended_decoder, write_metadata
+    from seqlab.models.metadata import read_metadata, recommended_decoder, write_metadata
 
     assert recommended_decoder(read_metadata(str(ner_model))) is None
     model = shutil.copytree(ner_model, tmp_path / "model")
@@ -128,7 +128,8 @@ def test_min_score_and_top_k_are_checked_and_change_the_fingerprint():
 
 
 def test_min_score_and_top_k_flags_reach_the_config():
-    from seqlab.cli import ENGINE_FLAGS, annotate_options, build_parser
+    from seqlab.cli.annotate import ENGINE_FLAGS, annotate_options
+    from seqlab.cli.main import build_parser
 
     args = build_parser("annotate").parse_args(["annotate", "in", "out", "--min-score", "0.8",
                                                 "--top-k", "3"])

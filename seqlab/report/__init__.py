@@ -1,0 +1,1 @@
+"""Reading a landed table back: the report's figures, its HTML page, and ``seqlab show``."""

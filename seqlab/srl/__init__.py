@@ -1,0 +1,1 @@
+"""Semantic role labelling: SRL data, frame examples, training, evaluation, frame tagging and its stage."""

@@ -1,0 +1,1 @@
+"""The pure per-batch stages every engine runs: tokenize, tag, decode, tokens, entities, aggregate."""

@@ -1,0 +1,254 @@
+"""Incremental runs: an OUTPUT that accumulates runs over a growing corpus.
+
+With ``--incremental`` the output is a table root. Each run annotates only the input files that
+no earlier run annotated with the same configuration, matched by name, size and version (ETag
+or modification time, ``seqlab.run.sources.identity``), and lands them in its own partition:
+
+    OUT/documents/run_date=YYYY-MM-DD/part-RUNID-FFFFF-RRRRRRRRRR.parquet
+    OUT/mentions/run_date=YYYY-MM-DD/part-RUNID-FFFFF-RRRRRRRRRR.parquet
+    OUT/aggregates/run_date=YYYY-MM-DD/part-RUNID-FFFFF.parquet   sums of one input file
+    OUT/_runs/RUNID/manifest.json      what the run read, wrote and superseded
+    OUT/_runs/RUNID/_SUCCESS           written last: the run ended (what a sensor waits on)
+    OUT/_runs/latest.json              the last ended run
+    OUT/_superseded/RUNID/...          earlier parts of inputs that RUNID annotated again
+
+A changed input file is annotated again; once its new parts have landed, its earlier parts
+(documents, mentions and its aggregate sums alike) move under ``_superseded/``, which loaders
+skip like every ``_`` folder, so ``documents/**/*.parquet`` holds each current input row exactly
+once and totals are a plain ``SUM`` over the aggregate partitions. With ``--prune`` the parts of
+input files that are gone move there too; without it their rows stay. With
+``--table-format iceberg`` the files stay in place (older snapshots still read them) and the
+run's one commit per table replaces them (``seqlab.store.iceberg``).
+
+The run contract is unchanged: the files a run will annotate are fixed when it starts (in its
+``_progress/`` state), so rerunning the same command after a crash resumes that run and never
+annotates a file twice; files that arrived meanwhile wait for the next run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import posixpath
+from dataclasses import asdict, dataclass, field, replace
+from datetime import datetime, timezone
+
+import pyarrow as pa
+
+from seqlab.stages import aggregate
+from seqlab.errors import OutputError
+from seqlab.run.sources import Fragment
+from seqlab.store.layout import RUNS, SUPERSEDED
+from seqlab.store.parts import FragmentRecord, PartInfo, read_table, write_table
+from seqlab.store.outdir import OutputDir
+
+log = logging.getLogger(__name__)
+
+LATEST = posixpath.join(RUNS, "latest.json")
+SUCCESS = "_SUCCESS"
+# options that say where the table is kept rather than what is annotated: not in the
+# configuration key, but a table keeps them from run to run
+TABLE_OPTIONS = ("table_format", "catalog", "namespace")
+
+
+@dataclass
+class Annotated:
+    """One input file as the table holds it now: which run annotated which version of it,
+    with which configuration, into which files."""
+
+    name: str
+    identity: tuple
+    run_id: str
+    config_key: str
+    files: list[str]
+
+
+@dataclass
+class Increment:
+    """What one incremental run does, fixed when it starts (and kept in its state)."""
+
+    run_date: str
+    config_key: str
+    inputs: list[Fragment]  # to annotate, indexed 0.. in this run
+    replaces: dict[str, list[str]] = field(default_factory=dict)  # input -> its earlier files
+    pruned: dict[str, list[str]] = field(default_factory=dict)  # gone input -> its files
+    unchanged: int = 0
+    earlier_files: list[str] = field(default_factory=list)  # every file earlier runs wrote
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> Increment:
+        inputs = [Fragment(**{**f, "identity": tuple(f["identity"]) if f.get("identity")
+                              else None}) for f in data["inputs"]]
+        return cls(**{**data, "inputs": inputs})
+
+    def superseded(self, annotated: set[str]) -> list[str]:
+        """The earlier files this run supersedes, given the inputs it annotated: a changed
+        file's old parts only once its new ones landed (if it failed now, they stay)."""
+        return sorted({path for name, files in self.replaces.items() if name in annotated
+                       for path in files} | {path for files in self.pruned.values()
+                                             for path in files})
+
+
+def config_key(fingerprint: dict) -> str:
+    """A short hash of the options that decide what an input file's rows become.
+
+    >>> config_key({"model": "ner", "fragments": ["a"]}) == config_key({"model": "ner"})
+    True
+    """
+    kept = {k: v for k, v in fingerprint.items()
+            if k not in ("fragments", "output", *TABLE_OPTIONS)}
+    return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def run_manifests(out: OutputDir) -> list[dict]:
+    """The manifests of the table's ended runs, in the order they ended (runs of a table
+    follow one another: a second start resumes the unfinished one)."""
+    paths = out.fs.glob(out.path(RUNS, "*", "manifest.json"))
+    return sorted((json.loads(out.fs.cat_file(p)) for p in paths),
+                  key=lambda m: (m["finished_at"], m["run_id"]))
+
+
+def paths(tables: dict[str, list[dict]]) -> list[str]:
+    """The file paths of a manifest's ``tables`` (or an input's ``parts``): table -> parts."""
+    return [part["path"] for parts in tables.values() for part in parts]
+
+
+def live_inputs(manifests: list[dict]) -> dict[str, Annotated]:
+    """Each input file's current annotation, folding the runs in order: a later run's
+    annotation of a file replaces an earlier one, a prune removes it."""
+    live: dict[str, Annotated] = {}
+    for manifest in manifests:
+        increment = manifest["incremental"]
+        for name in increment["pruned"]:
+            live.pop(name, None)
+        for entry in manifest["inputs"]:
+            live[entry["fragment"]] = Annotated(entry["fragment"], tuple(entry["identity"]),
+                                                manifest["run_id"], increment["config_key"],
+                                                paths(entry["parts"]))
+    return live
+
+
+def live_files(manifests: list[dict]) -> list[str]:
+    """The files a reader of the table sees (relative paths): every run's files that no
+    later run superseded."""
+    superseded = {p for m in manifests for p in m["incremental"]["superseded"]}
+    return sorted({p for m in manifests for p in paths(m["tables"])} - superseded)
+
+
+def plan_increment(out: OutputDir, fragments: list[Fragment], key: str, run_date: str,
+                   prune: bool, table: dict) -> Increment:
+    """Which input files this run annotates (new, changed, or annotated with another
+    configuration) and which earlier files it will supersede."""
+    manifests = run_manifests(out)
+    if manifests:
+        _check_same_table(manifests[-1], table)
+    live = live_inputs(manifests)
+    todo: list[Fragment] = []
+    replaces: dict[str, list[str]] = {}
+    for fragment in fragments:
+        before = live.get(fragment.name)
+        if before and before.identity == fragment.identity and before.config_key == key:
+            continue
+        todo.append(replace(fragment, index=len(todo)))
+        if before:
+            replaces[fragment.name] = before.files
+    names = {f.name for f in fragments}
+    pruned = {name: a.files for name, a in live.items() if name not in names} if prune else {}
+    earlier = sorted({p for m in manifests for p in paths(m["tables"])})
+    return Increment(run_date, key, todo, replaces, pruned, len(fragments) - len(todo), earlier)
+
+
+def _check_same_table(last: dict, table: dict) -> None:
+    """A table keeps its columns and its table format from run to run."""
+    differ = sorted(k for k in table if last.get("table", {}).get(k) != table[k])
+    if differ:
+        shown = "; ".join(f"{k}: {last.get('table', {}).get(k)!r} then, {table[k]!r} now"
+                          for k in differ)
+        raise OutputError(
+            f"this incremental table was written by run {last['run_id']} with other table "
+            f"settings ({shown})",
+            fix="run with the settings the table was started with, or write to a new OUTPUT")
+
+
+def land_aggregates(out: OutputDir, records: list[FragmentRecord]) -> None:
+    """One aggregates part per annotated input file (its partials folded), added to its
+    record: a changed file's sums then leave the table with its rows."""
+    for record in records:
+        if not record.partials:
+            continue
+        partials = (read_table(out.fs, out.path(path)) for path in record.partials)
+        record.parts["aggregates"] = [write_table(
+            out.fs, out.root, out.layout.part("aggregates", record.index),
+            aggregate.finalize(aggregate.fold(partials)))]
+
+
+def holds(increment: Increment, table: str) -> bool:
+    """Whether earlier runs wrote files of ``table``."""
+    return any(path.startswith(f"{table}/") for path in increment.earlier_files)
+
+
+def empty_part(out: OutputDir, table: str, declared: pa.Schema) -> PartInfo:
+    """The first run of a table that finds no entities (or frames) still gives the table a
+    schema-bearing file (a loader pointed at the prefix needs one)."""
+    relpath = posixpath.join(out.layout.folder(table), f"part-{out.layout.run_id}-empty.parquet")
+    return write_table(out.fs, out.root, relpath, declared.empty_table())
+
+
+def supersede(out: OutputDir, paths: list[str]) -> None:
+    """Move earlier files out of the live prefix, under ``_superseded/RUNID/``. Idempotent: a
+    finish retried after a crash moves what is left."""
+    for relpath in paths:
+        source = out.path(relpath)
+        if out.fs.exists(source):
+            target = out.path(SUPERSEDED, out.layout.run_id, relpath)
+            out.fs.makedirs(posixpath.dirname(target), exist_ok=True)
+            out.fs.mv(source, target)
+
+
+def mark_ended(out: OutputDir, manifest: dict) -> None:
+    """Written after the manifest: the run's ``_SUCCESS`` marker and ``_runs/latest.json``."""
+    run = posixpath.join(RUNS, manifest["run_id"])
+    with out.fs.open(out.path(run, SUCCESS), "wb"):
+        pass
+    out.write_json(LATEST, {"run_id": manifest["run_id"], "run_date": manifest["run_date"],
+                            "complete": manifest["complete"],
+                            "manifest": posixpath.join(run, "manifest.json"),
+                            "finished_at": manifest["finished_at"]})
+
+
+def list_runs(out: OutputDir) -> list[dict]:
+    """One summary per run of the table, oldest first; an unfinished run last."""
+    manifests = run_manifests(out)
+    superseded_by: dict[str, str] = {}
+    for manifest in manifests:
+        for path in manifest["incremental"]["superseded"]:
+            superseded_by[path] = manifest["run_id"]
+    runs = []
+    for m in manifests:
+        files = paths(m["tables"])
+        runs.append({
+            "run_id": m["run_id"], "run_date": m["run_date"], "status":
+            "complete" if m["complete"] else f"{len(m['failed_inputs'])} inputs failed",
+            "engine": m["engine"], "finished_at": m["finished_at"],
+            "inputs": len(m["inputs"]), "unchanged": m["incremental"]["unchanged"],
+            "rows": m["rows"]["out"], "entities": m["counts"].get("entities", 0),
+            "superseded": len(m["incremental"]["superseded"]),
+            "replaced_later": sum(path in superseded_by for path in files),
+        })
+    state = out.state()
+    if state and not any(r["run_id"] == state["run_id"] for r in runs):
+        increment = state.get("increment") or {}
+        runs.append({"run_id": state["run_id"], "run_date": increment.get("run_date"),
+                     "status": "unfinished", "engine": state["attempts"][-1]["engine"],
+                     "finished_at": None, "inputs": len(increment.get("inputs", [])),
+                     "unchanged": increment.get("unchanged"), "rows": None, "entities": None,
+                     "superseded": None, "replaced_later": 0})
+    return runs
+
+
+def today() -> str:
+    return datetime.now(timezone.utc).date().isoformat()

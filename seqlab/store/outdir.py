@@ -1,0 +1,224 @@
+"""The output location: atomic Parquet parts, per-fragment records, cleanup and the manifest.
+
+Layout (see the README):
+
+    OUT/documents/part-FFFFF-RRRRRRRRRR.parquet   rows of input fragment FFFFF from row R on
+    OUT/mentions/part-FFFFF-RRRRRRRRRR.parquet    the entities of the same rows
+    OUT/frames/part-FFFFF-RRRRRRRRRR.parquet      their SRL frames (runs with an SRL model)
+    OUT/aggregates/part-00000.parquet             one row per (label, normalised text)
+    OUT/_progress/                                the run's state while it is unfinished
+    OUT/_manifest.json                            written last: its presence means the run ended
+
+An incremental OUTPUT (``--incremental``, ``seqlab.store.incremental``) is a table root that
+accumulates runs: parts land in ``TABLE/run_date=YYYY-MM-DD/part-RUNID-FFFFF-RRRRRRRRRR.parquet``
+and each run's manifest in ``_runs/RUNID/manifest.json`` (see ``Layout``).
+
+Parts are written under a temporary name and renamed when complete, so a reader never sees a
+half-written file. A fragment counts as finished only once its record (every part with rows,
+bytes and sha256) is in ``_progress/``; ``OutputDir.cleanup`` removes everything in the table
+folders that no record names, whichever engine (or crashed attempt) left it there, so the
+table folders of a finished run hold exactly the manifest's files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import posixpath
+import uuid
+from dataclasses import asdict
+
+import fsspec
+
+from seqlab.errors import OutputError
+from seqlab.store.layout import (
+    MANIFEST,
+    PARTIALS,
+    PROGRESS,
+    RUN_STATE,
+    RUNS,
+    SUPERSEDED,
+    TABLES,
+    Layout,
+)
+from seqlab.store.parts import FailedFragment, FragmentRecord
+
+log = logging.getLogger(__name__)
+
+
+class OutputDir:
+    """An output location on any fsspec URL, with the run's state in it."""
+
+    def __init__(self, url: str, storage_options: dict | None = None) -> None:
+        self.url = url
+        self.fs, self.root = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        self.root = self.root.rstrip("/") or "/"
+        self.layout = Layout()
+
+    @property
+    def location(self) -> str:
+        """The output as one canonical string (``OUT/``, ``./OUT`` and its absolute path are
+        one location), for comparing runs."""
+        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        return f"{protocol}://{self.root}"
+
+    def path(self, *parts: str) -> str:
+        return posixpath.join(self.root, *parts)
+
+    def relative(self, path: str) -> str:
+        return posixpath.relpath(path, self.root)
+
+    def url_of(self, relpath: str) -> str:
+        """The full URL of a file of the output (``file:///...``, ``s3://...``)."""
+        return self.fs.unstrip_protocol(self.path(relpath))
+
+    # ------------------------------------------------------------------ the run's state
+
+    def manifest(self) -> dict | None:
+        """This run's manifest; for an incremental table not given a run, its latest one."""
+        if self.layout.run_id is None and self.incremental():
+            latest = self.read_json(posixpath.join(RUNS, "latest.json"))
+            return self.read_json(latest["manifest"]) if latest else None
+        return self.read_json(self.layout.manifest())
+
+    def incremental(self) -> bool:
+        """Whether the location is an incremental table root (it has ``_runs/``)."""
+        return self.fs.exists(self.path(RUNS))
+
+    def state(self) -> dict | None:
+        return self.read_json(posixpath.join(PROGRESS, RUN_STATE))
+
+    def clear(self) -> None:
+        for name in (*TABLES, PROGRESS, RUNS, SUPERSEDED):
+            if self.fs.exists(self.path(name)):
+                self.fs.rm(self.path(name), recursive=True)
+        if self.fs.exists(self.path(MANIFEST)):
+            self.fs.rm(self.path(MANIFEST))
+
+    def start(self, state: dict) -> None:
+        self.write_json(posixpath.join(PROGRESS, RUN_STATE), state)
+
+    def reopen(self) -> None:
+        """An ended run with failed fragments is being retried: it is unfinished again."""
+        if self.fs.exists(self.path(self.layout.manifest())):
+            self.fs.rm(self.path(self.layout.manifest()))
+
+    def done_fragments(self) -> dict[str, FragmentRecord]:
+        records = {}
+        for path in self.fs.glob(self.path(PROGRESS, "fragment-*.json")):
+            record = FragmentRecord.from_dict(json.loads(self.fs.cat_file(path)))
+            records[record.fragment] = record
+        return records
+
+    def failed_fragments(self) -> list[FailedFragment]:
+        return sorted((FailedFragment(**json.loads(self.fs.cat_file(path)))
+                       for path in self.fs.glob(self.path(PROGRESS, "failed-*.json"))),
+                      key=lambda f: f.index)
+
+    def record(self, record: FragmentRecord) -> None:
+        self.write_json(posixpath.join(PROGRESS, f"fragment-{record.index:05d}.json"),
+                        asdict(record))
+
+    def record_failure(self, failure: FailedFragment) -> None:
+        self.write_json(posixpath.join(PROGRESS, f"failed-{failure.index:05d}.json"),
+                        asdict(failure))
+
+    def forget_failures(self) -> None:
+        """Failed fragments are retried by the next attempt: drop their records."""
+        for path in self.fs.glob(self.path(PROGRESS, "failed-*.json")):
+            self.fs.rm(path)
+
+    def cleanup(self, keep: set[str]) -> list[str]:
+        """Remove every file of the table folders and partials that ``keep`` does not name:
+        parts of unfinished fragments (any engine's names), temporary files of a crashed
+        write, staging folders. Returns what was removed (relative paths)."""
+        removed: list[str] = []
+        folders = {posixpath.dirname(path) for path in keep}
+        kept_below = {parent for folder in folders for parent in _parents(folder)}
+
+        def sweep(folder: str) -> None:
+            for entry in self.fs.ls(self.path(folder), detail=True):
+                relpath = self.relative(entry["name"])
+                if entry["type"] == "directory" and relpath in kept_below:
+                    sweep(relpath)  # a partition holding kept parts: look inside
+                elif relpath not in keep or entry["type"] != "file":
+                    self.fs.rm(entry["name"], recursive=entry["type"] == "directory")
+                    removed.append(relpath)
+
+        for folder in (*TABLES, PARTIALS):
+            if self.fs.exists(self.path(folder)):
+                sweep(folder)
+        if removed:
+            log.info("removed %d files left by an unfinished attempt", len(removed))
+        return removed
+
+    def finish(self, manifest: dict, keep_progress: bool = False) -> None:
+        """Write the manifest last, then drop the progress records it replaces (kept while
+        failed fragments wait to be retried)."""
+        self.write_json(self.layout.manifest(), manifest)
+        if not keep_progress:
+            self.drop_progress()
+
+    def drop_progress(self) -> None:
+        if self.fs.exists(self.path(PROGRESS)):
+            self.fs.rm(self.path(PROGRESS), recursive=True)
+
+    # ------------------------------------------------------------------ small files
+
+    def read_json(self, relpath: str) -> dict | None:
+        path = self.path(relpath)
+        if not self.fs.exists(path):
+            return None
+        return json.loads(self.fs.cat_file(path))
+
+    def write_json(self, relpath: str, data: dict) -> None:
+        final = self.path(relpath)
+        self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
+        tmp = posixpath.join(posixpath.dirname(final), f".tmp-{uuid.uuid4().hex}.json")
+        with self.fs.open(tmp, "w") as handle:
+            handle.write(json.dumps(data, indent=2, default=str) + "\n")
+        self.fs.mv(tmp, final)
+
+
+def _parents(folder: str) -> list[str]:
+    """``folder`` and the folders above it, relative paths.
+
+    >>> _parents("documents/run_date=2026-12-02")
+    ['documents/run_date=2026-12-02', 'documents']
+    """
+    parents = []
+    while folder:
+        parents.append(folder)
+        folder = posixpath.dirname(folder)
+    return parents
+
+
+def check_resumable(out: OutputDir, fingerprint: dict, overwrite: bool) -> dict | None:
+    """Check the location can take this run; return the unfinished run's state to resume.
+
+    A finished run is never replaced without ``overwrite``; an unfinished one (crashed, or
+    ended with failed fragments) is resumed only with the same configuration, and the refusal
+    names the options that differ.
+    """
+    if overwrite:
+        out.clear()
+        return None
+    manifest, state = out.read_json(MANIFEST), out.state()
+    if manifest is not None and (manifest.get("complete", True) or state is None):
+        raise OutputError(
+            f"{out.url} already holds a finished run (run {manifest.get('run_id')})",
+            fix="pass --overwrite to replace it, or choose another OUTPUT",
+        )
+    if state is None:
+        return None
+    differ = sorted(k for k in set(fingerprint) | set(state.get("fingerprint", {}))
+                    if fingerprint.get(k) != state["fingerprint"].get(k))
+    if differ:
+        shown = "; ".join(f"{k}: {state['fingerprint'].get(k)!r} then, {fingerprint.get(k)!r} "
+                          "now" for k in differ)
+        raise OutputError(
+            f"{out.url} holds an unfinished run (run {state.get('run_id')}) with a different "
+            f"configuration ({shown})",
+            fix="rerun with the options it was started with to resume it, or pass --overwrite",
+        )
+    return state

@@ -1,0 +1,1 @@
+"""Fine-tuning and scoring: training configuration, data formats, examples, metrics, evaluate."""

@@ -1,0 +1,87 @@
+"""Typed training configuration: what ``seqlab train`` flags map onto."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from seqlab.errors import ConfigError
+
+TRAIN_ENGINES = ("local", "ray")
+
+# What ``seqlab train --task`` learns: word labels from a labelled file, semantic roles of
+# one predicate at a time, or the predicates themselves (both from SRL JSON Lines).
+TRAIN_TASKS = ("tagging", "srl", "predicates")
+
+# A small encoder (all-MiniLM-L6-v2: 6 layers, 384 wide) tuned for three epochs takes a larger
+# peak step than run_ner.py's 5e-5 for BERT-base; the warmup starts it gently.
+FULL_LR = 1.5e-4
+
+# LoRA adapters train few weights from a zero start; they need a larger step than full tuning.
+LORA_LR = 1e-3
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything one training run needs; ``seqlab train`` flags map one to one."""
+
+    train: str
+    dev: str
+    base: str
+    out: str
+    format: str | None = None
+    scheme: str | None = None
+    column: str | None = None
+    epochs: float = 3
+    lr: float | None = None
+    # An example is up to max_length subwords of one document (~200 on CoNLL-2003): two of
+    # them make a step about as large as 16 sentences.
+    batch_size: int = 2
+    max_length: int = 256
+    context: str = "document"
+    seed: int = 42
+    lora_r: int | None = None
+    engine: str = "local"
+    num_workers: int = 2
+    use_gpu: bool = False
+    warmup: float = 0.1
+    weight_decay: float = 0.01
+    patience: int = 2
+    # Word embeddings are kept from the base by default: the difference from the base encoder
+    # then sits in the transformer layers, where a low-rank factorisation stores it compactly
+    # (seqlab.models.shipped), and a step skips the gradient of the largest matrix.
+    train_embeddings: bool = False
+    # Upper-case letters reach the model as token type ids (``seqlab.stages.casing.case_types``):
+    # uncased vocabularies lower-case the text and lose them otherwise. None (the default):
+    # on when the tokenizer lower-cases and the encoder has a second token type.
+    case_feature: bool | None = None
+    # The share of training examples shown without casing, as if lower-cased: a model that
+    # always saw capitals would lean on them and fail on text that has none.
+    caseless: float = 0.25
+    task: str = "tagging"
+    # how an SRL frame's predicate reaches the encoder (seqlab.srl.examples.ENCODINGS)
+    predicate_encoding: str = "indicator"
+
+    def __post_init__(self) -> None:
+        from seqlab.training.formats import (
+            CONTEXTS,  # here: formats imports pyarrow, --help must not
+        )
+
+        if self.context not in CONTEXTS:
+            raise ConfigError(f"unknown context {self.context!r}", fix=f"use one of {CONTEXTS}")
+        if self.engine not in TRAIN_ENGINES:
+            raise ConfigError(f"unknown --engine {self.engine!r}", fix=f"use one of {TRAIN_ENGINES}")
+        if self.task not in TRAIN_TASKS:
+            raise ConfigError(f"unknown --task {self.task!r}", fix=f"use one of {TRAIN_TASKS}")
+        if not 0 <= self.caseless <= 1:
+            raise ConfigError(f"--caseless {self.caseless} is not a share",
+                              fix="pass a value between 0 and 1")
+
+    @property
+    def learning_rate(self) -> float:
+        return self.lr or (LORA_LR if self.lora_r else FULL_LR)
+
+    def hyper_parameters(self) -> dict:
+        keep = ("epochs", "batch_size", "max_length", "context", "seed", "lora_r", "warmup",
+                "weight_decay", "patience", "train_embeddings", "case_feature", "caseless",
+                "engine", "num_workers", "use_gpu", "task", "predicate_encoding")
+        return {"lr": self.learning_rate, **{k: getattr(self, k) for k in keep}}

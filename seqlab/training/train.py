@@ -1,0 +1,346 @@
+"""Fine-tuning a BERT-family encoder for token classification with transformers' ``Trainer``.
+
+The recipe: labels converted to the scheme the model will predict (IOB2 for span data unless
+asked otherwise), the label on each word's first subword and -100 on the others (ignored by the
+loss), dynamic padding over length-grouped batches, linear warmup and decay, evaluation on dev
+after every epoch, the best epoch kept by dev F1 (accuracy for plain tags), early stopping.
+Over an uncased encoder, each subword's casing goes in as its token type id (``case_feature``;
+examples are built in ``seqlab.training.examples``). ``lora_r`` trains a PEFT LoRA adapter and the head
+instead of all weights; the saved model is then the merged, normal checkpoint, with the compact
+adapter kept next to it in ``adapter/``.
+
+The saved directory is a plain Hugging Face checkpoint (safetensors, ``id2label``, fast
+tokenizer) plus ``seqlab.json``: task, scheme, base encoder, data files with hashes,
+hyper-parameters, dev metrics, and whether the tag stage must pass the case feature.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import logging
+import shutil
+import time
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import (AutoConfig, AutoModelForTokenClassification,
+                          DataCollatorForTokenClassification, EarlyStoppingCallback,
+                          PreTrainedModel, Trainer, TrainingArguments,
+                          set_seed)
+
+from seqlab.training.config import TRAIN_ENGINES, TrainConfig
+from seqlab.errors import ConfigError, missing_extra
+from seqlab.training.examples import encode
+from seqlab.training.formats import Sentence, format_of, read_sentences
+from seqlab.labels import OUTSIDE, convert, detect_scheme, normalize_scheme, split_label
+from seqlab.training.metrics import score
+from seqlab.models.load import load_tokenizer, local_model_dir
+from seqlab.models.metadata import write_metadata
+from seqlab.models.shipped import file_sha256
+from seqlab.srl.data import VERB
+from seqlab.srl.train import prepare_srl, srl_config, srl_metadata, srl_model
+from seqlab.stages.tokenize import lower_cases
+from seqlab.training.data import Prepared, TaskData
+
+log = logging.getLogger(__name__)
+
+ENGINES = TRAIN_ENGINES  # ``seqlab train --engine`` choices
+# Engines other than local are installed beside seqlab and found by name in this entry-point
+# group, so that seqlab never imports them: ``ray`` is the Ray Train engine (seqlab[ray]).
+TRAINERS = "seqlab.trainers"
+_PREFIXES = {"iob2": "BI", "iob1": "BI", "bioes": "BIES", "io": "I"}
+
+
+def target_scheme(sentences: list[Sentence], scheme: str | None) -> str:
+    """The scheme the model predicts: the one asked for, else IOB2 for spans, tags for tags."""
+    found = detect_scheme({label for s in sentences[:5000] for label in s.labels})
+    if scheme is None:
+        return "tags" if found == "tags" else "iob2"
+    wanted = normalize_scheme(scheme)
+    if found == "tags" and wanted != "tags":
+        raise ConfigError(f"--scheme {wanted} was asked for but the labels are plain tags",
+                          fix="pass --scheme tags (or leave --scheme out)")
+    return wanted
+
+
+def label_list(sentences: list[Sentence], scheme: str) -> list[str]:
+    """Labels in id order: ``O`` first, then each type's prefixes; plain tags sorted.
+
+    >>> label_list([Sentence(("a", "b"), ("B-PER", "O"))], "bioes")
+    ['O', 'B-PER', 'I-PER', 'E-PER', 'S-PER']
+    """
+    seen = {label for s in sentences for label in s.labels}
+    if scheme == "tags":
+        return sorted(seen)
+    types = sorted({split_label(label)[1] for label in seen} - {""})
+    return [OUTSIDE] + [f"{p}-{t}" for t in types for p in _PREFIXES[scheme]]
+
+
+def prepare_data(config: TrainConfig) -> TaskData:
+    if config.task == "predicates":
+        return predicate_data(config)
+    fmt = format_of(config.train, config.format)
+    train = read_sentences(config.train, fmt, config.column)
+    dev = read_sentences(config.dev, format_of(config.dev, config.format), config.column)
+    scheme = target_scheme(train, config.scheme)
+    if scheme != "tags":
+        train = [dataclasses.replace(s, labels=tuple(convert(s.labels, scheme))) for s in train]
+        dev = [dataclasses.replace(s, labels=tuple(convert(s.labels, scheme))) for s in dev]
+    labels = label_list(train + dev, scheme)
+    return TaskData(train, dev, labels, scheme)
+
+
+def predicate_data(config: TrainConfig) -> TaskData:
+    """The predicate labeller's sentences from SRL JSON Lines: ``B-<kind>`` on predicate words
+    (``seqlab.srl.data.predicate_sentences``)."""
+    from seqlab.srl.data import predicate_sentences, read_srl
+
+    train = predicate_sentences(read_srl(config.train))
+    dev = predicate_sentences(read_srl(config.dev))
+    return TaskData(train, dev, label_list(train + dev, "iob2"), "iob2")
+
+
+def build_model(base: str, labels: list[str], lora_r: int | None,
+                train_embeddings: bool = True) -> PreTrainedModel:
+    model = AutoModelForTokenClassification.from_pretrained(
+        local_model_dir(base), num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)}, use_safetensors=True,
+        ignore_mismatched_sizes=True)  # a base that is already a tagger gets a new head
+    if not train_embeddings:
+        model.get_input_embeddings().weight.requires_grad_(False)
+    if not lora_r:
+        return model
+    try:
+        from peft import LoraConfig, TaskType, get_peft_model
+    except ModuleNotFoundError as exc:
+        raise missing_extra("peft", "train") from exc
+    lora = LoraConfig(task_type=TaskType.TOKEN_CLS, r=lora_r, lora_alpha=2 * lora_r,
+                      lora_dropout=0.1, target_modules="all-linear",
+                      modules_to_save=["classifier"])
+    model = get_peft_model(model, lora)
+    trainable, total = model.get_nb_trainable_parameters()
+    log.info("LoRA r=%d: %d of %d parameters trainable", lora_r, trainable, total)
+    return model
+
+
+def compute_metrics_fn(labels: list[str], has_entities: bool, ignore: tuple[str, ...] = ()):
+    names = np.asarray(labels, dtype=object)
+
+    def compute(prediction) -> dict[str, float]:
+        predicted, gold_ids = prediction.predictions, prediction.label_ids
+        gold, pred = [], []
+        for p_row, g_row in zip(predicted, gold_ids):
+            keep = g_row != -100
+            gold.append(names[g_row[keep]].tolist())
+            pred.append(names[p_row[keep]].tolist())
+        scores = score(gold, pred, has_entities, ignore)
+        return {k: scores[k] for k in ("f1", "precision", "recall", "accuracy")}
+
+    return compute
+
+
+def argmax_logits(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return logits.argmax(dim=-1)
+
+
+def training_arguments(config: TrainConfig, output_dir: str, best_metric: str,
+                       use_bf16: bool) -> TrainingArguments:
+    """Trainer arguments; sampler and warmup names changed across transformers 5.x."""
+    params = inspect.signature(TrainingArguments.__init__).parameters
+    options: dict = dict(
+        output_dir=output_dir, learning_rate=config.learning_rate,
+        per_device_train_batch_size=config.batch_size,
+        per_device_eval_batch_size=max(16, config.batch_size * 2), num_train_epochs=config.epochs,
+        weight_decay=config.weight_decay, lr_scheduler_type="linear",
+        eval_strategy="epoch", save_strategy="epoch", save_total_limit=1, save_only_model=True,
+        load_best_model_at_end=True, metric_for_best_model=best_metric, greater_is_better=True,
+        seed=config.seed, data_seed=config.seed, bf16=use_bf16, use_cpu=not config.use_gpu,
+        report_to="none", logging_steps=50, dataloader_num_workers=0)
+    if "train_sampling_strategy" in params:
+        options["train_sampling_strategy"] = "group_by_length"
+    elif "group_by_length" in params:
+        options["group_by_length"] = True
+    if "warmup_ratio" in params:
+        options["warmup_ratio"] = config.warmup
+    else:
+        options["warmup_steps"] = config.warmup  # a float below 1 is a ratio of all steps
+    return TrainingArguments(**options)
+
+
+def prepare(config: TrainConfig) -> Prepared:
+    data = prepare_data(config)
+    tokenizer = load_tokenizer(config.base)
+    if not tokenizer.is_fast:
+        raise ConfigError(f"the tokenizer of {config.base!r} is not a fast tokenizer",
+                          fix="use a base encoder that ships tokenizer.json")
+    label2id = {label: i for i, label in enumerate(data.labels)}
+    return Prepared(
+        data, tokenizer,
+        encode(data.train, tokenizer, label2id, config.max_length, config.context,
+               config.case_feature, config.caseless, config.seed),
+        encode(data.dev, tokenizer, label2id, config.max_length, config.context,
+               config.case_feature))
+
+
+def build_trainer(config: TrainConfig, prepared: Prepared, output_dir: str,
+                  callbacks: list | None = None) -> Trainer:
+    """Model and ``Trainer`` for a prepared run (also used by each Ray Train worker)."""
+    set_seed(config.seed)
+    data = prepared.data
+    model = build_model(config.base, data.labels, config.lora_r, config.train_embeddings)
+    use_bf16 = bool(config.use_gpu and torch.cuda.is_available()
+                    and torch.cuda.is_bf16_supported())
+    best = "f1" if data.has_entities else "accuracy"
+    collator = DataCollatorForTokenClassification(
+        prepared.tokenizer, pad_to_multiple_of=8 if config.use_gpu else None)
+    return Trainer(
+        model=model, args=training_arguments(config, output_dir, best, use_bf16),
+        train_dataset=prepared.train_set, eval_dataset=prepared.dev_set,
+        data_collator=collator, processing_class=prepared.tokenizer,
+        compute_metrics=compute_metrics_fn(data.labels, data.has_entities),
+        preprocess_logits_for_metrics=argmax_logits,
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=config.patience),
+                   *(callbacks or [])])
+
+
+def metadata(config: TrainConfig, data: TaskData, best: dict, epochs: list[dict],
+             seconds: float) -> dict:
+    """What ``seqlab.json`` records about a trained model."""
+    from seqlab import __version__
+    import transformers
+
+    def data_file(path: str, sentences: list[Sentence]) -> dict:
+        fmt = "srl-jsonl" if config.task != "tagging" else format_of(path, config.format)
+        return {"path": path, "format": fmt, "sha256": file_sha256(path),
+                "sentences": len(sentences), "words": sum(len(s.words) for s in sentences)}
+
+    return {
+        "task": task_name(config, data),
+        "scheme": data.scheme,
+        "labels": data.labels,
+        "base": base_record(config.base),
+        "data": {"train": data_file(config.train, data.train),
+                 "dev": data_file(config.dev, data.dev)},
+        "hyper_parameters": config.hyper_parameters(),
+        # examples were up to this many subwords: annotate's default window for this model
+        "window": config.max_length,
+        # the tag stage must then pass seqlab.stages.casing.case_types as token type ids
+        "case_feature": config.case_feature,
+        "dev_metrics": best,
+        "dev_history": epochs,
+        "train_seconds": round(seconds, 1),
+        "versions": {"seqlab": __version__, "transformers": transformers.__version__,
+                     "torch": torch.__version__},
+    }
+
+
+def task_name(config: TrainConfig, data: TaskData) -> str:
+    """``ner`` for spans, the CoNLL-U column for CoNLL-U tags, else ``tagging``."""
+    if config.task != "tagging":
+        return config.task
+    if config.column:
+        return config.column
+    if format_of(config.train, config.format) == "conllu":
+        return "upos"
+    return "ner" if data.has_entities else "tagging"
+
+
+def base_record(base: str) -> dict:
+    """The base encoder's name and, when its weights are local, their hash."""
+    weights = Path(local_model_dir(base)) / "model.safetensors"
+    return {"name": base, "sha256": file_sha256(str(weights)) if weights.is_file() else None}
+
+
+def history(trainer: Trainer) -> list[dict]:
+    """Dev scores after each epoch, from the trainer's log."""
+    return [{k.removeprefix("eval_"): round(v, 5) if isinstance(v, float) else v
+             for k, v in entry.items() if k.startswith("eval_") or k == "epoch"}
+            for entry in trainer.state.log_history if "eval_loss" in entry]
+
+
+def save_trained(trainer: Trainer, prepared: Prepared, config: TrainConfig,
+                 seconds: float) -> dict:
+    """Write the best model as a plain checkpoint (+ ``adapter/`` for LoRA) and its metadata."""
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    model = trainer.model
+    if config.lora_r:
+        model.save_pretrained(out / "adapter", safe_serialization=True)
+        model = model.merge_and_unload()
+    model.save_pretrained(out, safe_serialization=True)
+    prepared.tokenizer.save_pretrained(out)
+    epochs = history(trainer)
+    best_key = "f1" if prepared.data.has_entities else "accuracy"
+    best = max(epochs, key=lambda e: e[best_key]) if epochs else {}
+    meta = metadata(config, prepared.data, best, epochs, seconds)
+    write_metadata(out, meta)
+    log.info("saved %s (dev %s %.4f, %.0f s)", out, best_key, best.get(best_key, 0.0), seconds)
+    return meta
+
+
+def settle_case_feature(config: TrainConfig) -> TrainConfig:
+    """``case_feature`` decided: as asked, or on when the base tokenizer lower-cases text and
+    the encoder has a second token type to carry the casing (BERT's ``type_vocab_size``)."""
+    if config.case_feature is False:
+        return config
+    types = getattr(AutoConfig.from_pretrained(local_model_dir(config.base)),
+                    "type_vocab_size", 0) or 0
+    if types < 2:
+        if config.case_feature:
+            raise ConfigError(f"{config.base!r} has no second token type to carry the casing",
+                              fix="pass --no-case-feature for this encoder")
+        return dataclasses.replace(config, case_feature=False)
+    return dataclasses.replace(
+        config, case_feature=bool(config.case_feature or lower_cases(load_tokenizer(config.base))))
+
+
+def train(config: TrainConfig) -> dict:
+    """Fine-tune, save the best model to ``config.out`` and return its metadata."""
+    if config.use_gpu and config.engine == "local" and not torch.cuda.is_available():
+        raise ConfigError("--use-gpu was given but torch sees no CUDA device",
+                          fix="leave --use-gpu out, or install a CUDA build of torch")
+    if config.task == "srl":
+        config = srl_config(config)
+    config = settle_case_feature(config)
+    if config.engine != "local":
+        return trainer_of(config.engine)(config)
+    return train_local(config)
+
+
+def trainer_of(engine: str) -> Callable[[TrainConfig], dict]:
+    """The ``train(config) -> metadata`` function an installed engine registers in the
+    ``seqlab.trainers`` entry points."""
+    found = {point.name: point for point in entry_points(group=TRAINERS)}
+    if engine not in found:
+        raise ConfigError(f"no trainer for --engine {engine} is installed (entry point "
+                          f"{engine!r} of group {TRAINERS!r})",
+                          fix=f"install it with: pip install 'seqlab[{engine}]' (from a source "
+                          f"checkout: pip install -e '.[{engine}]')")
+    try:
+        return found[engine].load()
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.split(".")[0] == engine:
+            raise missing_extra(engine, engine) from exc
+        raise
+
+
+def train_local(config: TrainConfig) -> dict:
+    started = time.time()
+    prepared = prepare_srl(config) if config.task == "srl" else prepare(config)
+    checkpoints = Path(config.out) / "checkpoints"
+    trainer = build_trainer(config, prepared, str(checkpoints))
+    if config.task == "srl":
+        srl_model(trainer, config)
+        trainer.compute_metrics = compute_metrics_fn(prepared.data.labels, True, ignore=(VERB,))
+    trainer.train()
+    meta = save_trained(trainer, prepared, config, time.time() - started)
+    if config.task == "srl":
+        meta = srl_metadata(meta, config, prepared)
+        write_metadata(config.out, meta)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return meta
+

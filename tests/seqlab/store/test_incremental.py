@@ -1,0 +1,337 @@
+"""seqlab.store.incremental: a table root that accumulates runs over a growing corpus, driven through
+the run contract (``plan_run`` -> stages -> ``finish_run``) as every engine drives it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+
+from seqlab.store import incremental
+from seqlab.errors import ConfigError, OutputError
+from seqlab.store.outdir import OutputDir
+from seqlab.run.finish import finish_run
+from tests.seqlab import drive, make_plan, rows, truncate, write_jsonl, write_parquet
+from tests.tiny import build_tiny_srl
+
+TABLES = ("documents", "mentions", "aggregates")
+
+
+def run(input: Path, output: Path, model: Path, **options) -> dict:
+    plan = make_plan(input, output, model, id_column="id", incremental=True, **options)
+    drive(plan)
+    return finish_run(plan, engine="test")
+
+
+def live(output: Path, table: str):
+    """What a loader of ``TABLE/**/*.parquet`` reads (``_`` folders are skipped)."""
+    return pq.read_table(output / table)
+
+
+def table_files(output: Path) -> set[str]:
+    return {p.relative_to(output).as_posix() for table in TABLES
+            for p in (output / table).rglob("*.parquet")}
+
+
+def grow(root: Path) -> None:
+    """Day two: a new file, one changed file, one file gone."""
+    write_parquet(root / "c.parquet", rows(3, "c"))
+    write_parquet(root / "b.parquet", rows(2, "b", start=10))
+    (root / "a.jsonl").unlink()
+
+
+@pytest.fixture
+def corpus(tmp_path) -> Path:
+    write_jsonl(tmp_path / "in" / "a.jsonl", rows(2, "a"))
+    write_parquet(tmp_path / "in" / "b.parquet", rows(4, "b"))
+    write_parquet(tmp_path / "in" / "keep" / "k.parquet", rows(3, "k"))
+    return tmp_path / "in"
+
+
+def test_two_runs_hold_each_current_row_once_and_move_the_replaced_parts_aside(
+        tmp_path, corpus, ner_model):
+    out = tmp_path / "out"
+    first = run(corpus, out, ner_model, run_date="2026-12-01")
+    assert first["rows"] == {"in": 9, "out": 9} and first["run_date"] == "2026-12-01"
+    assert all(p.startswith(f"{t}/run_date=2026-12-01/part-{first['run_id']}-")
+               for t in TABLES for p in (f["path"] for f in first["tables"][t]))
+    assert (out / "_runs" / first["run_id"] / "_SUCCESS").exists()
+    assert not (out / "_progress").exists() and not (out / "_manifest.json").exists()
+
+    grow(corpus)
+    second = run(corpus, out, ner_model, run_date="2026-12-02", prune=True)
+    assert sorted(i["fragment"] for i in second["inputs"]) == ["b.parquet", "c.parquet"]
+    assert second["incremental"]["unchanged"] == 1  # keep/k.parquet
+    assert second["incremental"]["replaced"] == ["b.parquet"]
+    assert second["incremental"]["pruned"] == ["a.jsonl"]
+    ids = live(out, "documents").column("doc_id").to_pylist()
+    assert sorted(ids) == ["b10", "b11", "c0", "c1", "c2", "k0", "k1", "k2"]
+    # the superseded parts are listed, and moved where loaders do not look
+    superseded = second["incremental"]["superseded"]
+    first_files = {p["path"] for t in TABLES for p in first["tables"][t]}
+    b_and_a = {p["path"] for i in first["inputs"] if i["fragment"] != "keep/k.parquet"
+               for parts in i["parts"].values() for p in parts}
+    assert set(superseded) == b_and_a and b_and_a < first_files
+    assert all((out / "_superseded" / second["run_id"] / p).exists() for p in superseded)
+    manifests = incremental.run_manifests(OutputDir(str(out)))
+    assert table_files(out) == set(incremental.live_files(manifests))
+    # totals are a sum over the aggregate partitions, and match the live mentions
+    mentions, sums = live(out, "mentions"), live(out, "aggregates")
+    assert mentions.num_rows == pc.sum(sums.column("mentions")).as_py() > 0
+    assert set(mentions.column("doc_id").to_pylist()) <= set(ids)
+
+
+def test_without_prune_a_deleted_files_rows_stay(tmp_path, corpus, ner_model):
+    out = tmp_path / "out"
+    run(corpus, out, ner_model)
+    grow(corpus)
+    second = run(corpus, out, ner_model)
+    assert second["incremental"]["pruned"] == []
+    assert {"a0", "a1"} <= set(live(out, "documents").column("doc_id").to_pylist())
+
+
+def test_an_unchanged_corpus_runs_again_without_annotating_anything(tmp_path, corpus,
+                                                                     ner_model):
+    out = tmp_path / "out"
+    first = run(corpus, out, ner_model)
+    again = run(corpus, out, ner_model)
+    assert again["run_id"] != first["run_id"] and again["inputs"] == []
+    assert again["incremental"]["unchanged"] == 3 and again["rows"] == {"in": 0, "out": 0}
+    assert all(again["tables"][t] == [] for t in TABLES)  # an empty run adds no files
+    assert live(out, "documents").num_rows == 9
+    runs = incremental.list_runs(OutputDir(str(out)))
+    assert [(r["inputs"], r["unchanged"], r["rows"]) for r in runs] == [(3, 0, 9), (0, 3, 0)]
+    latest = json.loads((out / "_runs" / "latest.json").read_text())
+    assert latest["run_id"] == again["run_id"]
+    assert OutputDir(str(out)).manifest()["run_id"] == again["run_id"]
+
+
+def test_another_configuration_annotates_every_file_again(tmp_path, corpus, ner_model):
+    out = tmp_path / "out"
+    first = run(corpus, out, ner_model)
+    second = run(corpus, out, ner_model, max_length=32, stride=8)
+    assert second["incremental"]["config_key"] != first["incremental"]["config_key"]
+    assert len(second["inputs"]) == 3
+    assert len(second["incremental"]["superseded"]) == sum(
+        len(parts) for i in first["inputs"] for parts in i["parts"].values())
+    assert sorted(live(out, "documents").column("doc_id").to_pylist()) == sorted(
+        f"{p}{i}" for p, n in (("a", 2), ("b", 4), ("k", 3)) for i in range(n))
+
+
+def test_a_crash_while_finishing_resumes_the_same_run_and_never_duplicates(
+        tmp_path, corpus, ner_model, monkeypatch):
+    out = tmp_path / "out"
+    run(corpus, out, ner_model)
+    grow(corpus)
+    plan = make_plan(corpus, out, ner_model, id_column="id", incremental=True, prune=True)
+    drive(plan)
+
+    def crash(*args):
+        raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(incremental, "supersede", crash)
+    with pytest.raises(KeyboardInterrupt):
+        finish_run(plan, engine="test")
+    monkeypatch.undo()
+    write_parquet(corpus / "d.parquet", rows(2, "d"))  # arrives before the rerun
+    again = make_plan(corpus, out, ner_model, id_column="id", incremental=True, prune=True)
+    assert again.provenance.run_id == plan.provenance.run_id and not again.work
+    manifest = finish_run(again, engine="test")
+    assert len(manifest["attempts"]) == 2
+    ids = live(out, "documents").column("doc_id").to_pylist()
+    assert sorted(ids) == ["b10", "b11", "c0", "c1", "c2", "k0", "k1", "k2"]
+    third = run(corpus, out, ner_model, prune=True)  # the late file waits for the next run
+    assert [i["fragment"] for i in third["inputs"]] == ["d.parquet"]
+
+
+def test_a_file_that_fails_to_read_is_retried_by_the_next_run(tmp_path, corpus, ner_model):
+    out = tmp_path / "out"
+    truncate(corpus / "b.parquet")
+    first = run(corpus, out, ner_model)
+    assert not first["complete"] and [f["fragment"] for f in first["failed_inputs"]] == \
+        ["b.parquet"]
+    assert not (out / "_progress").exists()  # the run ended; the next one picks b up
+    write_parquet(corpus / "b.parquet", rows(4, "b"))
+    second = run(corpus, out, ner_model)
+    assert [i["fragment"] for i in second["inputs"]] == ["b.parquet"] and second["complete"]
+    assert second["incremental"]["superseded"] == []
+    assert live(out, "documents").num_rows == 9
+
+
+def test_a_single_run_output_and_an_incremental_table_are_not_mixed(tmp_path, corpus,
+                                                                    ner_model):
+    run(corpus, tmp_path / "table", ner_model)
+    with pytest.raises(OutputError, match="is an incremental table") as caught:
+        make_plan(corpus, tmp_path / "table", ner_model, id_column="id")
+    assert "add --incremental" in caught.value.fix
+    once = make_plan(corpus, tmp_path / "once", ner_model, id_column="id")
+    drive(once)
+    finish_run(once, engine="test")
+    with pytest.raises(OutputError, match="single run written without --incremental"):
+        make_plan(corpus, tmp_path / "once", ner_model, id_column="id", incremental=True)
+
+
+def test_a_table_keeps_its_columns(tmp_path, corpus, ner_model):
+    run(corpus, tmp_path / "out", ner_model)
+    with pytest.raises(OutputError, match="documents_schema") as caught:
+        make_plan(corpus, tmp_path / "out", ner_model, id_column="id", incremental=True,
+                  keep_text=False)
+    assert "new OUTPUT" in caught.value.fix
+
+
+@pytest.mark.parametrize("options, flag", [
+    ({"prune": True}, "--prune"), ({"run_date": "2026-12-01"}, "--run-date"),
+    ({"table_format": "iceberg", "catalog": "lake"}, "--table-format iceberg")])
+def test_incremental_flags_without_incremental_name_the_fix(options, flag):
+    from seqlab.config import build_config
+
+    with pytest.raises(ConfigError, match=flag) as caught:
+        build_config(input="in", output="out", **options)
+    assert "add --incremental" in caught.value.fix
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"overwrite": True}, "--overwrite"), ({"limit": 5}, "--limit"),
+    ({"run_date": "12/01/2026"}, "not a date"), ({"table_format": "iceberg"}, "--catalog")])
+def test_incremental_refuses_what_it_cannot_keep(options, message):
+    from seqlab.config import build_config
+
+    with pytest.raises(ConfigError, match=message):
+        build_config(input="in", output="out", incremental=True, **options)
+
+
+def iceberg_files(catalog: str, table: str) -> set[str]:
+    from seqlab.store import iceberg
+
+    return set(iceberg.live_files(iceberg.load(catalog).load_table(f"seqlab.{table}")))
+
+
+def test_each_iceberg_snapshot_holds_exactly_the_live_files(tmp_path, corpus, ner_model,
+                                                             lake):
+    pytest.importorskip("sqlalchemy", reason="pip install 'pyiceberg[sql-sqlite]'")
+    out = tmp_path / "out"
+    options = {"table_format": "iceberg", "catalog": lake}
+    first = run(corpus, out, ner_model, **options)
+    for table in TABLES:
+        assert iceberg_files(lake, table) == {f"file://{out}/{p['path']}"
+                                              for p in first["tables"][table]}
+        assert first["iceberg"]["tables"][table]["status"] == "committed"
+    grow(corpus)
+    second = run(corpus, out, ner_model, prune=True, **options)
+    written = {p["path"] for m in (first, second) for t in TABLES for p in m["tables"][t]}
+    live = written - set(second["incremental"]["superseded"])
+    for table in TABLES:
+        assert iceberg_files(lake, table) == {f"file://{out}/{p}" for p in live
+                                              if p.startswith(f"{table}/")}
+    # the superseded files stay where the first snapshot still reads them
+    assert all((out / p).exists() for p in second["incremental"]["superseded"])
+    from seqlab.store import iceberg
+
+    snapshot = iceberg.load(lake).load_table("seqlab.documents").current_snapshot()
+    summary = snapshot.summary.additional_properties
+    assert summary["seqlab.run_id"] == second["run_id"] and summary["seqlab.models.load"] == \
+        str(ner_model) and summary["seqlab.run_date"] == second["run_date"]
+    scanned = iceberg.load(lake).load_table("seqlab.documents").scan(
+        selected_fields=("doc_id",)).to_arrow()
+    assert sorted(scanned.column("doc_id").to_pylist()) == [
+        "b10", "b11", "c0", "c1", "c2", "k0", "k1", "k2"]
+
+
+def test_a_crash_before_the_commit_leaves_the_table_as_it_was(tmp_path, corpus, ner_model,
+                                                              lake, monkeypatch):
+    pytest.importorskip("sqlalchemy", reason="pip install 'pyiceberg[sql-sqlite]'")
+    from seqlab.store import iceberg
+
+    out = tmp_path / "out"
+    options = {"table_format": "iceberg", "catalog": lake}
+    run(corpus, out, ner_model, **options)
+    before = {t: iceberg_files(lake, t) for t in TABLES}
+    grow(corpus)
+    plan = make_plan(corpus, out, ner_model, id_column="id", incremental=True, **options)
+    drive(plan)  # every file written
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed before committing")
+
+    with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
+        patched.setattr(iceberg, "commit_run", crash)
+        finish_run(plan, engine="test")
+    assert {t: iceberg_files(lake, t) for t in TABLES} == before
+    again = make_plan(corpus, out, ner_model, id_column="id", incremental=True, **options)
+    assert again.provenance.run_id == plan.provenance.run_id
+    manifest = finish_run(again, engine="test")
+    table = iceberg.load(lake).load_table("seqlab.documents")
+    runs = [s.summary.additional_properties.get("seqlab.run_id") for s in table.snapshots()]
+    assert runs.count(manifest["run_id"]) == 1  # committed once
+    # committing the same run again (a crash after the commit) adds no snapshot
+    added = [f"file://{out}/{p['path']}" for p in manifest["tables"]["documents"]]
+    repeat = iceberg.commit_run(lake, "seqlab", manifest["run_id"], {
+        "documents": iceberg.TableChange(again.documents_schema, added, [])})
+    assert repeat["tables"]["documents"]["status"] == "already_committed"
+    assert len(iceberg.load(lake).load_table("seqlab.documents").snapshots()) == len(runs)
+
+
+def test_an_earlier_days_unfinished_run_is_finished_then_the_days_run_follows(
+        tmp_path, corpus, ner_model):
+    import seqlab
+
+    out = tmp_path / "out"
+    options = dict(model=str(ner_model), id_column="id", incremental=True, max_length=64,
+                   stride=16, batch_tokens=1024, device="cpu")
+    monday = make_plan(corpus, out, ner_model, id_column="id", incremental=True,
+                       run_date="2026-11-30")
+    drive(monday, monday.work[:1])  # then it crashes
+    write_parquet(corpus / "d.parquet", rows(2, "d"))  # Tuesday's new file
+    manifest = seqlab.annotate(str(corpus), str(out), run_date="2026-12-01", **options)
+    runs = incremental.list_runs(OutputDir(str(out)))
+    assert [(r["run_date"], r["inputs"]) for r in runs] == [("2026-11-30", 3),
+                                                             ("2026-12-01", 1)]
+    assert runs[0]["run_id"] == monday.provenance.run_id
+    assert manifest["run_date"] == "2026-12-01" and manifest["inputs"][0]["fragment"] == \
+        "d.parquet"
+    assert live(out, "documents").num_rows == 11
+
+
+def test_overwrite_replaces_an_incremental_table_with_a_single_run(tmp_path, corpus,
+                                                                    ner_model):
+    out = tmp_path / "out"
+    run(corpus, out, ner_model)
+    grow(corpus)
+    run(corpus, out, ner_model, prune=True)
+    once = make_plan(corpus, out, ner_model, id_column="id", overwrite=True)
+    drive(once)
+    finish_run(once, engine="test")
+    assert not (out / "_runs").exists() and not (out / "_superseded").exists()
+    assert not OutputDir(str(out)).incremental()
+    assert live(out, "documents").num_rows == 8
+
+
+def test_the_first_run_without_entities_gives_mentions_a_schema(tmp_path, corpus, pos_model):
+    first = run(corpus, tmp_path / "out", pos_model)
+    (empty,) = first["tables"]["mentions"]
+    assert empty["rows"] == 0 and empty["path"].startswith("mentions/run_date=")
+    assert live(tmp_path / "out", "mentions").num_rows == 0
+
+
+def test_frames_of_an_srl_model_join_the_iceberg_commit(tmp_path, corpus, ner_model, lake):
+    pytest.importorskip("sqlalchemy", reason="pip install 'pyiceberg[sql-sqlite]'")
+    from seqlab.store import iceberg
+
+    out, model = tmp_path / "out", f"{ner_model},{build_tiny_srl(tmp_path / 'srl')}"
+    options = {"table_format": "iceberg", "catalog": lake}
+    first = run(corpus, out, model, **options)
+    grow(corpus)
+    second = run(corpus, out, model, prune=True, **options)
+    written = {p["path"] for m in (first, second) for t in m["tables"] for p in m["tables"][t]}
+    live_files = written - set(second["incremental"]["superseded"])
+    assert any(p.startswith("frames/") for p in second["incremental"]["superseded"])
+    assert iceberg_files(lake, "frames") == {f"file://{out}/{p}" for p in live_files
+                                             if p.startswith("frames/")}
+    frames = iceberg.load(lake).load_table("seqlab.frames").scan().to_arrow()
+    documents = iceberg.load(lake).load_table("seqlab.documents").scan(
+        selected_fields=("doc_id", "srl_frames")).to_arrow()
+    assert frames.num_rows == sum(len(f or []) for f in documents.column("srl_frames").to_pylist())
+    assert set(frames.column("doc_id").to_pylist()) <= set(documents.column("doc_id").to_pylist())

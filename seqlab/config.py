@@ -25,14 +25,12 @@ DEFAULT_WINDOW = 512
 RESUMABLE = ("engine", "engine_options", "device", "storage_options", "batch_tokens",
              "batch_docs", "rows_per_part", "overwrite", "run_date", "prune")
 
-PAD_MULTIPLE = 16  # the tag stage pads every window to a multiple of this (seqlab.stages.tag)
 
 # What the forward pass runs in (seqlab.models.load.resolve_precision); --dtype's names map onto them
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 
 _PRECISION_NAMES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "qint8": "int8"}
 
-WINDOW_CUTS = ("sentence", "fixed")  # where windows end (seqlab.stages.tokenize.window_cuts)
 
 ANNOTATE_PREDICATES = ("all", "verbs")  # which predicates an SRL model labels in annotate
 
@@ -150,6 +148,11 @@ class AnnotateConfig:
     engine_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # the stages own their options; imported here, where a run is configured, so that
+        # importing the configuration stays light (the tag stage imports torch)
+        from seqlab.stages.tag import PAD_MULTIPLE
+        from seqlab.stages.tokenize import WINDOW_CUTS
+
         check_choice(self.engine, ENGINES, "--engine")
         if self.decoder is not None:
             check_choice(self.decoder, DECODERS, "--decoder")

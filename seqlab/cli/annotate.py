@@ -22,10 +22,10 @@ def add_annotate_flags(p: argparse.ArgumentParser) -> None:
         ANNOTATE_PREDICATES,
         ENGINES,
         TABLE_FORMATS,
-        WINDOW_CUTS,
         AnnotateConfig,
     )
     from seqlab.stages.decode import AGGREGATIONS, DECODERS
+    from seqlab.stages.tokenize import WINDOW_CUTS
 
     d = {f.name: f.default for f in dataclasses.fields(AnnotateConfig)}
     p.add_argument("input", help="Parquet/JSONL file, directory or glob, on any fsspec URL")

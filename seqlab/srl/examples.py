@@ -23,13 +23,13 @@ from transformers import PreTrainedModel, PreTrainedTokenizerBase
 from seqlab.errors import ConfigError
 from seqlab.training.examples import Encoded, _subwords
 from seqlab.training.formats import Sentence
+from seqlab.srl.tag import PREDICATE_TYPE
 from seqlab.srl.data import SrlSentence, unique_frames
 from seqlab.stages.tokenize import special_affixes
 
 log = logging.getLogger(__name__)
 
 ENCODINGS = ("indicator", "segment")
-PREDICATE_TYPE = 2  # added to the case type (0 or 1) on the predicate's subwords
 
 
 def check_encoding(encoding: str) -> str:

@@ -24,12 +24,12 @@ from seqlab.errors import ModelError
 from seqlab.labels import OUTSIDE, chunks
 from seqlab.models.load import LoadedModel
 from seqlab.models.metadata import trained_window
-from seqlab.srl.examples import PREDICATE_TYPE
 from seqlab.stages.tag import Tagger, Window
 from seqlab.stages.casing import case_types
 from seqlab.stages.tokenize import sentence_starts
 
 Span = tuple[int, int]  # start_char, end_char
+PREDICATE_TYPE = 2  # added to the case type (0 or 1) on the predicate's subwords
 # PropBank's numbered (core) roles: a frame fills each at most once
 CORE_ROLES = frozenset({"ARG0", "ARG1", "ARG2", "ARG3", "ARG4", "ARG5", "ARGA"})
 

@@ -33,7 +33,6 @@ import pyarrow as pa
 import torch
 
 from seqlab import schema
-from seqlab.config import PAD_MULTIPLE
 from seqlab.stages.decode import stitch_windows
 from seqlab.models.load import LoadedModel
 from seqlab.models.metadata import model_temperature
@@ -42,6 +41,7 @@ from seqlab.stages.tokenize import special_affixes
 
 log = logging.getLogger(__name__)
 
+PAD_MULTIPLE = 16  # every window is padded to a multiple of this many tokens
 # Padded tokens per forward pass on CPU (a micro-batch runs in slices of whole windows).
 CPU_RUN_TOKENS = 4096
 

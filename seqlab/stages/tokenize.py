@@ -17,15 +17,19 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 from tokenizers import Tokenizer as Tokenizer_
-from transformers import PreTrainedTokenizerBase
 
 from seqlab import schema
-from seqlab.config import WINDOW_CUTS
 from seqlab.errors import ConfigError
+
+if TYPE_CHECKING:  # annotations only: importing transformers takes a second
+    from transformers import PreTrainedTokenizerBase
+
+WINDOW_CUTS = ("sentence", "fixed")  # where windows end (``window_cuts``)
 
 # A sentence starts after ., ! or ? (closing quotes and brackets may follow) and white space,
 # at an upper-case letter, a digit or an opening quote; a paragraph after a line break. A

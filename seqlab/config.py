@@ -8,11 +8,11 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from seqlab.engine import check_engine
 from seqlab.errors import ConfigError
 from seqlab.labels import normalize_scheme
 from seqlab.stages.decode import AGGREGATIONS, DECODERS, check_choice
 
-ENGINES = ("local", "ray", "beam")
 
 TABLE_FORMATS = ("parquet", "iceberg")
 
@@ -148,12 +148,11 @@ class AnnotateConfig:
     engine_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # the stages own their options; imported here, where a run is configured, so that
-        # importing the configuration stays light (the tag stage imports torch)
-        from seqlab.stages.tag import PAD_MULTIPLE
+        # the tokenize stage owns its options; imported here, where a run is configured, so
+        # that importing the configuration stays light
         from seqlab.stages.tokenize import WINDOW_CUTS
 
-        check_choice(self.engine, ENGINES, "--engine")
+        check_engine(self.engine)  # any engine an entry point registers
         if self.decoder is not None:
             check_choice(self.decoder, DECODERS, "--decoder")
         check_choice(self.aggregation, AGGREGATIONS, "--aggregation")
@@ -176,14 +175,6 @@ class AnnotateConfig:
                               fix="pass a --min-score between 0 and 1 (entity scores are "
                               "softmax probabilities)")
         self._check_incremental()
-        padded = -(-(self.max_length or 0) // PAD_MULTIPLE) * PAD_MULTIPLE
-        if self.batch_tokens < padded:
-            raise ConfigError(
-                f"--batch-tokens {self.batch_tokens} cannot hold one window of "
-                f"--max-length {self.max_length} ({padded} tokens once padded to a multiple "
-                f"of {PAD_MULTIPLE})",
-                fix=f"pass --batch-tokens {padded} or more",
-            )
 
     def _check_incremental(self) -> None:
         check_choice(self.table_format, TABLE_FORMATS, "--table-format")

@@ -2,7 +2,7 @@
 
 Engines live in their own package, outside the library, and are found by name through the
 ``seqlab.engines`` entry points, so ``seqlab`` never imports one. Each keeps the run contract
-by running the same pieces (``seqlab.run.plan``); it only decides where they run.
+by running the same pieces (``seqlab.run``); it only decides where they run.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 from seqlab.errors import ConfigError, missing_extra
 
+
 class Progress(Protocol):
     """What engines report progress to: ``start`` once with the characters of text the work
     holds (None if unknown), then ``update`` with the counters (``seqlab.run.land.count``:
@@ -23,6 +24,8 @@ class Progress(Protocol):
     def start(self, expected_characters: int | None) -> None: ...
 
     def update(self, counts: Mapping[str, int]) -> None: ...
+
+
 ENTRY_POINTS = "seqlab.engines"
 OPTIONAL = {"ray": "ray", "apache_beam": "beam"}  # top-level package -> the extra with it
 
@@ -45,16 +48,25 @@ class Engine:
         return self.options(**{k: v for k, v in values.items() if v is not None})
 
 
+def engine_names() -> list[str]:
+    """The engines installed through the ``seqlab.engines`` entry points: the built-in
+    ``local``, ``ray`` and ``beam``, and any a third-party package registers."""
+    return sorted({ep.name for ep in entry_points(group=ENTRY_POINTS)})
+
+
+def check_engine(name: str) -> None:
+    """Refuse an engine no entry point registers, naming the installed ones."""
+    if not entry_points(group=ENTRY_POINTS, name=name):
+        raise ConfigError(f"no engine {name!r} is installed (installed: {engine_names() or 'none'})",
+                          fix="pass one of those to --engine, or install the package that "
+                          "registers it (pip install -e . in a checkout registers seqlab's)")
+
+
 def load_engine(name: str) -> Engine:
     """The engine registered under ``name``; a missing optional dependency names its extra."""
-    found = entry_points(group=ENTRY_POINTS, name=name)
-    if not found:
-        known = sorted(ep.name for ep in entry_points(group=ENTRY_POINTS))
-        raise ConfigError(f"no engine {name!r} is installed (installed: {known or 'none'})",
-                          fix="install seqlab with pip (pip install -e . in a checkout), which "
-                          "registers its engines")
+    check_engine(name)
     try:
-        return next(iter(found)).load()
+        return next(iter(entry_points(group=ENTRY_POINTS, name=name))).load()
     except ModuleNotFoundError as exc:
         package = (exc.name or "").split(".")[0]
         if package in OPTIONAL:

@@ -20,11 +20,11 @@ def add_annotate_flags(p: argparse.ArgumentParser) -> None:
 
     from seqlab.config import (
         ANNOTATE_PREDICATES,
-        ENGINES,
         TABLE_FORMATS,
         AnnotateConfig,
     )
     from seqlab.stages.decode import AGGREGATIONS, DECODERS
+    from seqlab.engine import engine_names
     from seqlab.stages.tokenize import WINDOW_CUTS
 
     d = {f.name: f.default for f in dataclasses.fields(AnnotateConfig)}
@@ -37,7 +37,7 @@ def add_annotate_flags(p: argparse.ArgumentParser) -> None:
                    f"(default: the shipped {d['model']!r} model)")
     p.add_argument("--model-revision", metavar="REV", help="hub revision: branch, tag or "
                    "commit (default: the repository's default branch)")
-    p.add_argument("--engine", choices=ENGINES, help=f"where the stages run "
+    p.add_argument("--engine", choices=engine_names(), help=f"where the stages run "
                    f"(default: {d['engine']})")
     p.add_argument("--text-column", metavar="COLUMN", help="column holding the text "
                    f"(default: {d['text_column']})")

@@ -22,6 +22,7 @@ from collections.abc import Callable
 import pyarrow as pa
 
 from seqlab import schema
+from seqlab.run.plan import RunPlan
 from seqlab.stages.tokens import Documents
 from seqlab.stages.tag import Tagger
 from seqlab.stages.tokenize import Tokenizer
@@ -115,8 +116,7 @@ class Annotator:
     ``load=True`` loads them now. ``tagger``: an already loaded tag stage for the first model.
     """
 
-    def __init__(self, plan, tagger: Stage | None = None,
-                 load: bool = False) -> None:  # plan: seqlab.run.plan.RunPlan
+    def __init__(self, plan: RunPlan, tagger: Stage | None = None, load: bool = False) -> None:
         self.plan = plan
         self.tokenizer: Tokenizer = plan.tokenizer_stage()
         self.documents: Documents = plan.documents_stage()
@@ -138,10 +138,6 @@ class Annotator:
     def taggers(self) -> list[Tagger]:
         """Every ``Tagger`` the run's models hold (a frames stage holds two)."""
         return [t for tag, _ in self.stages for t in getattr(tag, "taggers", [tag])]
-
-    @property
-    def tagger(self) -> Tagger:
-        return self.taggers[0]
 
     def tagging(self) -> dict:
         """What the forward passes ran, for the manifest."""

@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 from seqlab import schema
 from seqlab.stages import aggregate
 from seqlab.errors import RunError
+from seqlab.run.plan import RunPlan
 from seqlab.store.layout import PARTIALS, ROW_TABLES, part_name
 from seqlab.store.parts import PartFile, PartInfo, write_table
 from seqlab.stages.flatten import frames, mentions
@@ -109,8 +110,8 @@ class FragmentSink:
     """Lands consecutive rows of one fragment from ``first_row`` on, in parts of at most
     ``rows_per_part`` rows written batch by batch (memory holds one batch)."""
 
-    def __init__(self, plan, fragment: int, first_row: int,
-                 rows_per_part: int | None = None) -> None:  # plan: seqlab.run.plan.RunPlan
+    def __init__(self, plan: RunPlan, fragment: int, first_row: int,
+                 rows_per_part: int | None = None) -> None:
         self.out = plan.out
         self.documents_schema = plan.documents_schema
         self.fragment = fragment
@@ -197,7 +198,7 @@ def _concat(tables: list[pa.Table], declared: pa.Schema) -> pa.Table:
     return pa.concat_tables(tables) if tables else declared.empty_table()
 
 
-def land(plan, located: pa.RecordBatch | pa.Table) -> list[Landed]:
+def land(plan: RunPlan, located: pa.RecordBatch | pa.Table) -> list[Landed]:
     """Land a batch of documents rows from any fragments: one sink per run of consecutive
     rows of a fragment."""
     if isinstance(located, pa.Table):

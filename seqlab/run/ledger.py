@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from seqlab.errors import RunError
 from seqlab.run.land import Landed, merge_counts
+from seqlab.run.plan import RunPlan
 from seqlab.store.layout import ROW_TABLES
 from seqlab.store.parts import FragmentRecord, PartInfo
 
@@ -11,7 +12,7 @@ from seqlab.store.parts import FragmentRecord, PartInfo
 class FragmentLedger:
     """Records fragments as their rows land; landings may come in any order."""
 
-    def __init__(self, plan) -> None:
+    def __init__(self, plan: RunPlan) -> None:
         self.out = plan.out
         self.fragments = plan.fragments
         self.pending: dict[int, list[Landed]] = {}

@@ -28,16 +28,15 @@ import pyarrow as pa
 
 from seqlab import schema
 from seqlab.config import AnnotateConfig
-from seqlab.errors import OutputError
+from seqlab.errors import ConfigError, OutputError
 from seqlab.labels import LabelSet
-from seqlab.models.load import LoadedModel, ModelSpec, load_model, load_tokenizer
+from seqlab.models.load import load_model, load_tokenizer
 from seqlab.run.models import ModelPlan, plan_models, shared_window
 from seqlab.run.read import Reader
 from seqlab.run.sources import Fragment, discover
-from seqlab.run.work import WorkItem, work_items
-from seqlab.stages.tag import Tagger
+from seqlab.stages.tag import PAD_MULTIPLE, Tagger
 from seqlab.stages.tokenize import Tokenizer, WindowSpec
-from seqlab.stages.tokens import Decoder, Documents, Provenance, TokenDecoder
+from seqlab.stages.tokens import Documents, Provenance, TokenDecoder
 from seqlab.store import incremental
 from seqlab.store.layout import MANIFEST, Layout
 from seqlab.store.outdir import OutputDir, check_resumable
@@ -46,6 +45,30 @@ from seqlab.store.parts import FragmentRecord
 log = logging.getLogger(__name__)
 
 Stage = Callable[[pa.RecordBatch], pa.RecordBatch]
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One fragment to annotate and the most rows to read from it (None: all)."""
+
+    fragment: Fragment
+    limit: int | None = None
+
+
+def work_items(plan: RunPlan) -> list[WorkItem]:
+    """The unfinished fragments with their ``--limit`` budgets. Rows are counted only when
+    a limit is given (Parquet footers; JSON Lines files are read to count their rows)."""
+    limit = plan.config.limit
+    if limit is None:
+        return [WorkItem(f) for f in plan.todo]
+    left = limit - sum(r.rows_in for r in plan.done.values())
+    items = []
+    for fragment in plan.todo:
+        if left <= 0:
+            break
+        items.append(WorkItem(fragment, left))
+        left -= plan.reader.count_rows(fragment) or 0
+    return items
 
 
 @dataclass
@@ -98,9 +121,6 @@ class RunPlan:
         sizes = [self.reader.text_size(item.fragment) for item in self.work]
         return None if any(size is None for size in sizes) else sum(sizes)
 
-    def model_spec(self) -> ModelSpec:
-        """How the first (or only) model loads."""
-        return self.models[0].spec(self.config)
 
     def window_spec(self) -> WindowSpec:
         c = self.config
@@ -112,19 +132,8 @@ class RunPlan:
         return Tokenizer(load_tokenizer(first.name, first.asked_revision, c.trust_remote_code),
                          self.window_spec())
 
-    def load_model(self) -> LoadedModel:
-        return load_model(self.model_spec())
 
-    def tagger_stage(self, loaded: LoadedModel | None = None) -> Tagger:
-        """The tag stage of the first (or only) model, a tagging model."""
-        return Tagger(loaded or self.load_model(), self.config.batch_tokens)
 
-    def decoder_stage(self) -> Decoder:
-        """Tagged batch -> documents, for a run of one tagging model."""
-        c = self.config
-        return Decoder(self.labels, self.documents_schema, self.provenance,
-                       self.models[0].decoder, c.aggregation, min_score=c.min_score,
-                       top_k=c.top_k)
 
     def model_stages(self, model: ModelPlan, loaded: Stage | None = None
                      ) -> tuple[Stage, Stage | None]:
@@ -157,6 +166,7 @@ def plan_run(config: AnnotateConfig) -> RunPlan:
     models = plan_models(config)
     schema.check_passthrough(reader.passthrough.names, [f.name for m in models for f in m.fields])
     config = config.with_window(shared_window(models))
+    _check_batch_holds_window(config)
     if len(models) == 1:  # the decoder as settled for it (a run of several records each's)
         config = config.with_decoder(models[0].decoder)
     tokenizer = load_tokenizer(models[0].name, models[0].asked_revision,
@@ -212,6 +222,18 @@ def plan_run(config: AnnotateConfig) -> RunPlan:
                    table=state.get("table", {}), models=models)
     plan.work = work_items(plan)
     return plan
+
+
+def _check_batch_holds_window(config: AnnotateConfig) -> None:
+    """A micro-batch of ``--batch-tokens`` padded tokens must hold one window, padded as the
+    tag stage pads it."""
+    padded = -(-config.max_length // PAD_MULTIPLE) * PAD_MULTIPLE
+    if config.batch_tokens < padded:
+        raise ConfigError(
+            f"--batch-tokens {config.batch_tokens} cannot hold one window of "
+            f"--max-length {config.max_length} ({padded} tokens once padded to a multiple "
+            f"of {PAD_MULTIPLE})",
+            fix=f"pass --batch-tokens {padded} or more")
 
 
 def _check_table_kind(out: OutputDir, config: AnnotateConfig) -> None:

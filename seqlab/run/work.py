@@ -1,13 +1,14 @@
-"""Fragment bookkeeping: what to read, reading with locations, and recording finished fragments.
+"""Reading a work item: one input fragment's rows as batches that carry their locations.
 
 An input file is a *fragment*, the unit of resumption on every engine:
 
-- ``work_items`` lists the fragments a run still has to annotate, each with its share of the
-  ``--limit`` row budget (taken in fragment order, finished fragments first);
+- ``work_items`` (``seqlab.run.plan``) lists the fragments a run still has to annotate, each
+  with its share of the ``--limit`` row budget (taken in fragment order, finished ones first);
 - ``read_slices`` reads one of them as batches carrying their location columns, and records
   a fragment that cannot be read as failed (the run goes on with the others);
-- ``FragmentLedger`` collects the ``Landed`` summaries of a fragment's rows, from any
-  workers in any order, and records the fragment once every row has landed exactly once.
+- ``FragmentLedger`` (``seqlab.run.ledger``) collects the ``Landed`` summaries of a fragment's
+  rows, from any workers in any order, and records the fragment once every row has landed
+  exactly once.
 
 A fragment's record (``OUT/_progress/fragment-FFFFF.json``) is written only after all its parts
 are final, so a crash at any moment leaves records for finished fragments only; the next
@@ -18,39 +19,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pyarrow as pa
 
 from seqlab import schema
-from seqlab.run.sources import Fragment, FragmentError
+from seqlab.run.plan import RunPlan, WorkItem
+from seqlab.run.sources import FragmentError
 from seqlab.store.parts import FailedFragment, FragmentRecord
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class WorkItem:
-    """One fragment to annotate and the most rows to read from it (None: all)."""
-
-    fragment: Fragment
-    limit: int | None = None
-
-
-def work_items(plan) -> list[WorkItem]:  # plan: seqlab.run.plan.RunPlan
-    """The unfinished fragments with their ``--limit`` budgets. Rows are counted only when
-    a limit is given (Parquet footers; JSON Lines files are read to count their rows)."""
-    limit = plan.config.limit
-    if limit is None:
-        return [WorkItem(f) for f in plan.todo]
-    left = limit - sum(r.rows_in for r in plan.done.values())
-    items = []
-    for fragment in plan.todo:
-        if left <= 0:
-            break
-        items.append(WorkItem(fragment, left))
-        left -= plan.reader.count_rows(fragment) or 0
-    return items
 
 
 def locate(batch: pa.RecordBatch, fragment: int, first_row: int,
@@ -68,7 +45,7 @@ def locate(batch: pa.RecordBatch, fragment: int, first_row: int,
     return batch
 
 
-def read_slices(plan, item: WorkItem) -> Iterator[pa.RecordBatch]:
+def read_slices(plan: RunPlan, item: WorkItem) -> Iterator[pa.RecordBatch]:
     """The fragment's read batches with their locations (the last row marked, so whoever
     lands it knows the fragment's size). An empty fragment is recorded here as finished;
     one that cannot be read as failed, and the rows it already gave never land."""

@@ -18,7 +18,7 @@ from seqlab import schema  # noqa: E402
 from seqlab.stages import aggregate
 from seqlab.cli.main import main as cli_main  # noqa: E402
 from seqlab.errors import ConfigError  # noqa: E402
-from seqlab.run.work import work_items  # noqa: E402
+from seqlab.run.plan import work_items  # noqa: E402
 from seqlab.run.plan import plan_run  # noqa: E402
 from tests.conftest import BAD_ROWS, make_corpus  # noqa: E402
 from tests.tiny import build_tiny_model  # noqa: E402

@@ -28,14 +28,6 @@ def test_limit_may_be_zero_but_not_negative():
         config(limit=-1)
 
 
-def test_a_batch_must_hold_one_window():
-    assert config(max_length=256, batch_tokens=256).batch_tokens == 256
-    with pytest.raises(ConfigError, match="--batch-tokens 128 cannot hold one window of "
-                       "--max-length 256") as error:
-        config(max_length=256, batch_tokens=128)
-    assert error.value.fix == "pass --batch-tokens 256 or more"
-
-
 @pytest.mark.parametrize("option, value", [("engine", "spark"), ("decoder", "crf"),
                                            ("aggregation", "mean"), ("scheme", "bilou2")])
 def test_unknown_choices_are_refused(option, value):

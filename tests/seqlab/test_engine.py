@@ -6,6 +6,7 @@ import pytest
 
 from seqlab import engine as engine_module
 from seqlab.engine import ENTRY_POINTS, Engine, load_engine
+from seqlab.config import build_config
 from seqlab.errors import ConfigError
 
 
@@ -71,3 +72,26 @@ def test_an_engine_with_another_missing_module_is_not_hidden(monkeypatch):
                         lambda group, name=None: [BrokenEntryPoint("pipelines.typo")])
     with pytest.raises(ModuleNotFoundError):
         load_engine("local")
+
+
+class FakeEntryPoint:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def load(self) -> Engine:
+        return Engine(self.name, fake_run, Options)
+
+
+def test_an_engine_a_third_party_package_registers_is_accepted(monkeypatch):
+    from importlib.metadata import entry_points as installed
+
+    def entry_points(group, name=None):
+        found = [*installed(group=group), FakeEntryPoint("spark")]
+        return [ep for ep in found if name is None or ep.name == name]
+
+    monkeypatch.setattr(engine_module, "entry_points", entry_points)
+    assert engine_module.engine_names() == ["beam", "local", "ray", "spark"]
+    config = build_config(input="in.jsonl", output="out", engine="spark")
+    assert config.engine == "spark" and load_engine("spark").name == "spark"
+    with pytest.raises(ConfigError, match=r"no engine 'flink' is installed .*'spark'"):
+        build_config(input="in.jsonl", output="out", engine="flink")

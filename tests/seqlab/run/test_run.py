@@ -7,7 +7,7 @@ import pytest
 
 from seqlab import schema
 from seqlab.stages import aggregate
-from seqlab.errors import RunError
+from seqlab.errors import ConfigError, RunError
 from seqlab.run.work import read_slices
 from seqlab.run.land import land
 from seqlab.run.finish import finish_run
@@ -129,3 +129,14 @@ def test_failed_fragments_keep_progress_and_a_rerun_retries_only_them(tmp_path, 
     assert {m["doc_id"][0] for m in mentions.to_pylist()} == {"a", "b", "c"}
     expected = aggregate.finalize(aggregate.partials(mentions))
     assert pq.read_table(out / "aggregates").equals(expected)
+
+
+def test_a_batch_must_hold_one_window_of_the_settled_length(tmp_path, ner_model):
+    corpus = write_parquet(tmp_path / "in.parquet", rows(2))
+    plan = make_plan(corpus, tmp_path / "ok", ner_model, max_length=256, batch_tokens=256)
+    assert plan.config.max_length == 256
+    with pytest.raises(ConfigError, match="--batch-tokens 128 cannot hold one window of "
+                       "--max-length 250") as error:
+        make_plan(corpus, tmp_path / "out", ner_model, max_length=250, batch_tokens=128)
+    assert error.value.fix == "pass --batch-tokens 256 or more"  # padded to a multiple of 16
+    assert not (tmp_path / "out").exists()  # refused before the output is touched

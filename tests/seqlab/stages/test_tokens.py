@@ -6,6 +6,7 @@ import pytest
 from seqlab import schema
 from seqlab.run.work import read_slices
 from seqlab.stages.flatten import mentions
+from seqlab.stages.tokens import Decoder
 from tests.seqlab import make_plan, rows, shared_tagger, write_parquet
 
 
@@ -17,7 +18,8 @@ def corpus(tmp_path):
 
 def decode(plan, batch: pa.RecordBatch) -> pa.RecordBatch:
     tagged = shared_tagger(plan.config.model)(plan.tokenizer_stage()(batch))
-    return plan.decoder_stage()(tagged)
+    return Decoder(plan.labels, plan.documents_schema, plan.provenance, plan.models[0].decoder,
+                   plan.config.aggregation)(tagged)
 
 
 def read_batch(plan, located: bool) -> pa.RecordBatch:
@@ -74,8 +76,6 @@ def test_mentions_of_documents_without_entities_is_an_empty_mentions_table(corpu
 
 
 def decoder(plan, **options):
-    from seqlab.stages.tokens import Decoder
-
     return Decoder(plan.labels, plan.documents_schema, plan.provenance, "greedy", "first",
                    **options)
 

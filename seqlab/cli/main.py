@@ -41,6 +41,7 @@ Run 'seqlab COMMAND --help' for the flags of one command."""
 LAZY_COMMANDS = {
     "train": ("seqlab.cli.train", "fine-tune an encoder for token classification"),
     "evaluate": ("seqlab.cli.train", "score a model on a labelled file"),
+    "export": ("seqlab.cli.export", "build the compact form of a trained model"),
 }
 
 # Sub-commands of installed packages (entry points: command name -> add_commands), such as

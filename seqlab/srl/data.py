@@ -22,11 +22,11 @@ from dataclasses import dataclass
 import fsspec
 
 from seqlab.errors import ConfigError, InputError
+from seqlab.srl.frames import VERB
 from seqlab.training.formats import Sentence
 
 log = logging.getLogger(__name__)
 
-VERB = "V"  # the predicate's own role: never scored as an argument
 PREDICATE_CHOICES = ("gold", "predicted")
 PREDICATE_FILTERS = ("all", "verbs")
 _KINDS = (("VB", "VERB"), ("NN", "NOUN"), ("JJ", "ADJ"))

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from seqlab.stages.entities import find_entities
-from seqlab.srl.data import VERB
 from seqlab.srl.tag import FrameWords
+
+VERB = "V"  # the predicate's own role: never scored as an argument
 
 Predicate = tuple[int, int, float]  # start_char, end_char, score
 

@@ -10,7 +10,9 @@ import shlex
 
 import pytest
 
-beam = pytest.importorskip("apache_beam")
+from tests import require
+
+beam = require("apache_beam", "beam")
 
 from packaging.requirements import Requirement  # noqa: E402
 

@@ -22,6 +22,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+
+from tests import require
 import yaml
 
 from tests.deploy import (
@@ -133,7 +135,7 @@ def test_ray_dag_submits_an_incremental_annotate_of_the_day(dags):
 
 @pytest.mark.timeout(240)
 def test_dataflow_dag_runs_an_incremental_beam_job_of_the_day(dags):
-    pytest.importorskip("apache_beam")
+    require("apache_beam", "beam")
     dag = dags["seqlab_daily_dataflow"]
     params = dag["params"]
     for run, (run_date, _) in RUNS.items():
@@ -307,7 +309,7 @@ FLEX_ENVIRONMENT = {
 
 
 def test_scheduler_launch_body_launches_an_incremental_run():
-    pytest.importorskip("apache_beam")
+    require("apache_beam", "beam")
     body = json.loads((DEPLOY / "beam" / "scheduler-launch.json").read_text())
     launch = body["launchParameter"]
     assert re.fullmatch(r"[a-z]([-a-z0-9]*[a-z0-9])?", launch["jobName"])
@@ -378,7 +380,7 @@ def test_documented_scheduler_commands_launch_the_flex_template():
 
 
 def test_documented_flex_template_runs_pass_real_flags():
-    pytest.importorskip("apache_beam")
+    require("apache_beam", "beam")
     runs = [words for key, words in gcloud_commands().items()
             if key.startswith("dataflow flex-template run")]
     assert len(runs) >= 2
@@ -420,7 +422,7 @@ def test_scheduled_launch_runs_the_entry_point_twice_without_duplicates(tmp_path
     """The launch body's parameters, as the template launcher passes them, through the flex
     template's entry point on Beam's in-process runner: launched twice the same day (a
     scheduler retry), the table holds each input row once."""
-    pytest.importorskip("apache_beam")
+    require("apache_beam", "beam")
     import pyarrow.dataset as ds
 
     from tests.deploy import flex_template

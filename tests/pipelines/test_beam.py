@@ -10,7 +10,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-pytest.importorskip("apache_beam")
+from tests import require
+
+require("apache_beam", "beam")
 
 import seqlab  # noqa: E402
 from pipelines import beam_cli  # noqa: E402

@@ -21,8 +21,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-ray = pytest.importorskip("ray")
-pytest.importorskip("apache_beam")
+from tests import require
+
+ray = require("ray", "ray")
+require("apache_beam", "beam")
 
 import seqlab  # noqa: E402
 from seqlab import schema  # noqa: E402
@@ -261,9 +263,9 @@ def test_incremental_runs_keep_each_current_row_once(increments, engine):
 
 def test_incremental_runs_commit_exactly_the_live_files_to_iceberg(model, tmp_path,
                                                                     monkeypatch):
-    """As the local engine does (tests/seqlab/test_incremental.py), from the step that ends a
+    """As the local engine does (tests/seqlab/store/test_incremental.py), from the step that ends a
     Beam pipeline. (Ray ends its runs in the driver, as the local engine does.)"""
-    pytest.importorskip("sqlalchemy", reason="pip install 'pyiceberg[sql-sqlite]'")
+    require("sqlalchemy", "dev")
     from seqlab.store import iceberg
 
     monkeypatch.setenv("PYICEBERG_CATALOG__LAKE__URI", f"sqlite:///{tmp_path}/catalog.db")

@@ -14,7 +14,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-ray = pytest.importorskip("ray")
+from tests import require
+
+ray = require("ray", "ray")
 
 from pipelines import local, ray_data  # noqa: E402
 from seqlab.api import annotate  # noqa: E402

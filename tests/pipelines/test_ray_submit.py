@@ -24,6 +24,9 @@ from pathlib import Path
 
 import pytest
 
+from tests import require
+
+
 from seqlab.cli.main import build_parser, main
 from seqlab.errors import ConfigError
 from pipelines.ray_submit import auth_token, entrypoint, job_headers, runtime_env
@@ -139,7 +142,7 @@ def _stop_process_group(pgid: int, timeout: float = 5.0) -> None:
 
 @pytest.fixture(scope="module")
 def ray_cluster():
-    pytest.importorskip("ray")
+    require("ray", "ray")
     # a short path: Ray's Unix socket paths must stay under ~107 characters
     root = Path(tempfile.mkdtemp(prefix="sq-ray-", dir="/tmp"))
     token_path = root / "token"

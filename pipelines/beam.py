@@ -166,7 +166,7 @@ def collect_metrics(result: beam.runners.runner.PipelineResult) -> dict[str, Any
 
 def run(plan: RunPlan, options: BeamOptions | None = None,
         progress: Progress | None = None) -> dict:
-    """Run the plan on Beam; return the manifest its last step wrote."""
+    """Run the plan on Beam; return the manifest its last step wrote (as a plain dict)."""
     # Beam logs every postponed annotation of this module at INFO; they tell a user nothing
     logging.getLogger("apache_beam.typehints.native_type_compatibility").setLevel(
         logging.WARNING)
@@ -182,12 +182,12 @@ def run(plan: RunPlan, options: BeamOptions | None = None,
     metrics = collect_metrics(result)
     log.info("beam metrics: %s", ", ".join(f"{k}={v}" for k, v in sorted(metrics.items())))
     manifest = plan.out.manifest()
-    if manifest is None or manifest.get("run_id") != plan.provenance.run_id:
+    if manifest is None or manifest.run_id != plan.provenance.run_id:
         raise RunError(f"the Beam pipeline ended ({state}) without writing {MANIFEST}",
                        fix="look at the runner's logs for the failed step, then rerun")
     if progress:  # the runner lands everything before the driver hears of it
-        progress.update(manifest["counts"])
-    return manifest
+        progress.update(manifest.counts)
+    return manifest.to_dict()
 
 
 ENGINE = Engine("beam", run, BeamOptions)

@@ -10,6 +10,7 @@ from seqlab.config import AnnotateConfig, build_config
 from seqlab.engine import Engine, Progress, load_engine
 from seqlab.errors import ConfigError
 from seqlab.store.incremental import today
+from seqlab.store.manifest import Manifest
 from seqlab.run.finish import finish_run
 from seqlab.run.plan import plan_run
 
@@ -18,7 +19,8 @@ log = logging.getLogger(__name__)
 
 def annotate(input: str | None, output: str | None, *, config: AnnotateConfig | None = None,
              progress: Progress | None = None, **options: Any) -> dict:
-    """Annotate a corpus and return the run's manifest.
+    """Annotate a corpus and return the run's manifest, as a plain dict: the JSON the
+    manifest file holds (``seqlab.store.manifest.Manifest.to_dict()``; ``manifest["rows"]``).
 
     ``options`` are ``AnnotateConfig`` fields (``model``, ``engine``, ``text_column``,
     ``max_length``, ``decoder``...), or a whole ``config``. ``progress`` (a
@@ -36,11 +38,12 @@ def annotate(input: str | None, output: str | None, *, config: AnnotateConfig | 
     engine_options = engine.parse_options(config.engine_options)
     wanted = config.run_date or today()  # before the run: one that passes midnight is one run
     manifest = _run(config, engine, engine_options, progress)
-    if config.incremental and manifest["run_date"] != wanted:
+    ended = Manifest.from_dict(manifest)
+    if config.incremental and ended.run_date != wanted:
         # that was an earlier day's unfinished run, resumed under its own date; now the run
         # this command asked for
-        log.info("run %s of %s finished; starting the run of %s", manifest["run_id"],
-                 manifest["run_date"], wanted)
+        log.info("run %s of %s finished; starting the run of %s", ended.run_id,
+                 ended.run_date, wanted)
         manifest = _run(config, engine, engine_options, progress)
     return manifest
 

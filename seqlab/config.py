@@ -10,6 +10,7 @@ from typing import Any
 
 from seqlab.engine import check_engine
 from seqlab.errors import ConfigError
+from seqlab.stages import WINDOW_CUTS
 from seqlab.labels import normalize_scheme
 from seqlab.stages.decode import AGGREGATIONS, DECODERS, check_choice
 
@@ -148,10 +149,6 @@ class AnnotateConfig:
     engine_options: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # the tokenize stage owns its options; imported here, where a run is configured, so
-        # that importing the configuration stays light
-        from seqlab.stages.tokenize import WINDOW_CUTS
-
         check_engine(self.engine)  # any engine an entry point registers
         if self.decoder is not None:
             check_choice(self.decoder, DECODERS, "--decoder")

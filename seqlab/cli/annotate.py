@@ -25,7 +25,7 @@ def add_annotate_flags(p: argparse.ArgumentParser) -> None:
     )
     from seqlab.stages.decode import AGGREGATIONS, DECODERS
     from seqlab.engine import engine_names
-    from seqlab.stages.tokenize import WINDOW_CUTS
+    from seqlab.stages import WINDOW_CUTS
 
     d = {f.name: f.default for f in dataclasses.fields(AnnotateConfig)}
     p.add_argument("input", help="Parquet/JSONL file, directory or glob, on any fsspec URL")

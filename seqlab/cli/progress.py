@@ -10,12 +10,15 @@ import logging
 import threading
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from rich.console import Console
 from rich.progress import (BarColumn, Progress, ProgressColumn, SpinnerColumn, Task,
                            TextColumn)
 from rich.table import Table
 from rich.text import Text
+
+from seqlab.store.manifest import Manifest
 
 log = logging.getLogger(__name__)
 
@@ -180,22 +183,25 @@ def _breakdown(statuses: dict[str, int]) -> str:
     return f"{total}  ({', '.join(parts)})" if parts else total
 
 
-def print_summary(manifest: dict, elapsed: float) -> None:
-    counts = manifest.get("counts", {})
-    table = Table(title=f"run {manifest['run_id']}", show_header=False)
-    table.add_row("output", manifest["config"]["output"])
-    models = manifest.get("models") or [{"name": manifest["model"]["name"],
-                                          "scheme": manifest["model"]["scheme"]}]
-    for n, model in enumerate(models):
-        key = f"{model['key']}: " if len(models) > 1 else ""
-        table.add_row("model" if n == 0 else "", f"{key}{model['name']} ({model['scheme']})")
-    if "incremental" in manifest:  # a run of an incremental table
-        increment = manifest["incremental"]
-        table.add_row("run date", manifest["run_date"])
-        table.add_row("input files", f"{len(manifest['inputs']):,} annotated, "
-                      f"{increment['unchanged']:,} unchanged")
-        table.add_row("superseded", f"{len(increment['superseded']):,} earlier files")
-    table.add_row("documents", f"{manifest['rows']['out']:,}")
+def print_summary(manifest: Manifest | Mapping[str, Any], elapsed: float) -> None:
+    """The run's summary table: ``manifest`` as ``annotate`` returns it, or read."""
+    if not isinstance(manifest, Manifest):
+        manifest = Manifest.from_dict(manifest)
+    counts = manifest.counts
+    table = Table(title=f"run {manifest.run_id}", show_header=False)
+    table.add_row("output", str(manifest.config.get("output")))
+    models = [(m.key, m.name, m.scheme) for m in manifest.models or ()] or [
+        ("", manifest.model.name, manifest.model.scheme)]
+    for n, (key, name, scheme) in enumerate(models):
+        shown = f"{key}: " if len(models) > 1 else ""
+        table.add_row("model" if n == 0 else "", f"{shown}{name} ({scheme})")
+    if manifest.incremental is not None:  # a run of an incremental table
+        increment = manifest.incremental
+        table.add_row("run date", str(manifest.run_date))
+        table.add_row("input files", f"{len(manifest.inputs):,} annotated, "
+                      f"{increment.unchanged:,} unchanged")
+        table.add_row("superseded", f"{len(increment.superseded):,} earlier files")
+    table.add_row("documents", f"{manifest.rows.written:,}")
     for name, value in status_rows(counts):
         table.add_row(name, value)
     # the manifest's "tokens" count is the n_tokens column: words

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from seqlab import schema
 from seqlab.errors import OutputError
 from seqlab.labels import OUTSIDE, split_label
+from seqlab.store.manifest import Manifest
 from seqlab.store.outdir import OutputDir
 from seqlab.report.show import rebuild_text
 
@@ -64,7 +65,7 @@ class Report:
     """Everything the page shows, gathered from one output."""
 
     url: str
-    manifest: dict
+    manifest: Manifest
     tags: bool  # a plain-tags model: tokens' tags instead of entities
     # the documents columns of the model reported on: in a run of several, the first one with
     # entities (else the first tagging model), ``KEY_entities`` and ``KEY_tokens``
@@ -84,7 +85,7 @@ class Report:
         """One colour per label: the model's own labels (entity types) first, sorted, so
         that colours are stable across runs of one model."""
         types = [split_label(name)[1] or name
-                 for name in self.manifest["model"].get("labels", []) if name != OUTSIDE]
+                 for name in self.manifest.model.labels if name != OUTSIDE]
         names = list(dict.fromkeys(sorted(set(types)) + sorted(self.labels)))
         return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
 
@@ -104,7 +105,7 @@ def gather(output: str, sample: int = 50, storage_options: dict | None = None) -
                else "no seqlab annotate run has finished there"),
             fix="run seqlab annotate first, or wait for it to finish")
     report = _report(output, manifest)
-    files = {table: [out.path(p["path"]) for p in manifest.get("tables", {}).get(table, [])]
+    files = {table: [out.path(p.path) for p in manifest.tables.get(table, ())]
              for table in ("documents", "mentions", "aggregates")}
     log.debug("reading %s: %d documents, %d mentions and %d aggregates files", output,
              *(len(files[table]) for table in ("documents", "mentions", "aggregates")))
@@ -118,15 +119,16 @@ def gather(output: str, sample: int = 50, storage_options: dict | None = None) -
     return report
 
 
-def _report(output: str, manifest: dict) -> Report:
+def _report(output: str, manifest: Manifest) -> Report:
     """The report of the run's span model (or, with none, its first tags model)."""
-    models = [m for m in manifest.get("models", []) if schema.TOKENS in
-              [c.removeprefix(m["key"] + "_") for c in m["columns"]]]
+    every = manifest.models or ()
+    models = [m for m in every
+              if schema.TOKENS in [c.removeprefix(m.key + "_") for c in m.columns]]
     if not models:  # a manifest from before runs named their models, or an SRL-only run
-        return Report(output, manifest, tags=manifest["model"].get("scheme") == "tags")
-    model = next((m for m in models if m["scheme"] != "tags"), models[0])
-    prefix = "" if len(manifest["models"]) == 1 else model["key"] + "_"
-    return Report(output, manifest, tags=model["scheme"] == "tags",
+        return Report(output, manifest, tags=manifest.model.scheme == "tags")
+    model = next((m for m in models if m.scheme != "tags"), models[0])
+    prefix = "" if len(every) == 1 else model.key + "_"
+    return Report(output, manifest, tags=model.scheme == "tags",
                   entities=prefix + schema.ENTITIES, tokens=prefix + schema.TOKENS)
 
 

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import html
 from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from seqlab.report.gather import BINS, MAX_CHARS, STATUS_GROUPS, TOP_ENTITIES, Report, gather
+from seqlab.store.manifest import FailedInput, Manifest
 
 
 def write_report(output: str, html_path: str | Path, sample: int = 50,
@@ -111,14 +114,14 @@ def render(report: Report) -> str:
     sections.append(_sample(report, colours))
     sections = [s for s in sections if s]
     links = " ".join(f'<a href="#{s[0]}">{esc(s[1])}</a>' for s in sections)
-    model = report.manifest["model"]
+    manifest = report.manifest
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>seqlab report: {esc(str(report.manifest.get('run_id')))}</title>
+<title>seqlab report: {esc(manifest.run_id)}</title>
 <style>{CSS}</style></head><body>
-<header><h1>seqlab report &middot; {esc(str(model.get('name')))}</h1>
-<p>{esc(report.url)} &middot; run {esc(str(report.manifest.get('run_id')))}</p></header>
+<header><h1>seqlab report &middot; {esc(manifest.model.name)}</h1>
+<p>{esc(report.url)} &middot; run {esc(manifest.run_id)}</p></header>
 <nav>{links}</nav>
 <main>
 {''.join(s[2] for s in sections)}
@@ -186,9 +189,9 @@ def _dl(items: list[tuple[str, str]]) -> str:
 
 def _run(report: Report) -> tuple[str, str, str]:
     m = report.manifest
-    elapsed = m.get("elapsed_s") or 0
-    counts = m.get("counts", {})
-    docs = counts.get("documents", m.get("rows", {}).get("out", 0))
+    elapsed = m.elapsed_s
+    counts = m.counts
+    docs = counts.get("documents", m.rows.written)
     figures = [("documents", _n(docs)), ("words", _n(counts.get("tokens", 0)))]
     figures += [] if report.tags else [("entities", _n(counts.get("entities", 0)))]
     figures += [("elapsed", _duration(elapsed))]
@@ -199,31 +202,27 @@ def _run(report: Report) -> tuple[str, str, str]:
     cards = "".join(f'<div class="card"><h3>{title}</h3>{_dl(items)}</div>'
                     for title, items in _run_cards(m))
     body = (f'<div class="tiles">{tiles}</div><div class="grid" style="--w:20rem">{cards}'
-            f'</div>{_failed_inputs(m.get("failed_inputs") or [])}')
+            f'</div>{_failed_inputs(m.failed_inputs)}')
     return _section("run", "Run", body)
 
 
-def _run_cards(m: dict) -> list[tuple[str, list[tuple[str, str]]]]:
-    model, config = m.get("model", {}), m.get("config", {})
-    complete = m.get("complete", True)
-    runs = m.get("attempts", [])
-    attempts = (f'<span title="{esc(", ".join(_when(a.get("started_at")) for a in runs))}">'
-                f'{len(runs)} &middot; {" → ".join(esc(str(a.get("engine"))) for a in runs)}'
-                "</span>")
+def _run_cards(m: Manifest) -> list[tuple[str, list[tuple[str, str]]]]:
+    model, config, runs = m.model, m.config, m.attempts
+    attempts = (f'<span title="{esc(", ".join(_when(a.started_at) for a in runs))}">'
+                f'{len(runs)} &middot; {" → ".join(esc(a.engine) for a in runs)}</span>')
 
-    def get(mapping: dict, key: str) -> str:
+    def get(mapping: Mapping[str, Any], key: str) -> str:
         return _value(mapping.get(key))
 
-    state = ("yes", "complete") if complete else ("no", "incomplete")
+    state = ("yes", "complete") if m.complete else ("no", "incomplete")
     device = f"{get(config, 'device')} / {get(config, 'precision') or get(config, 'dtype')}"
     return [
-        ("Model", [("name", get(model, "name")), ("revision", get(model, "revision")),
-                   ("scheme", get(model, "scheme")),
-                   ("labels", str(len(model.get("labels", []))))]),
-        ("Run", [("run id", get(m, "run_id")), ("engine", get(m, "engine")),
+        ("Model", [("name", _value(model.name)), ("revision", _value(model.revision)),
+                   ("scheme", _value(model.scheme)), ("labels", str(len(model.labels)))]),
+        ("Run", [("run id", _value(m.run_id)), ("engine", _value(m.engine)),
                  ("state", '<span class="badge {}">{}</span>'.format(*state)),
-                 ("started", _when(m.get("processed_at"))),
-                 ("finished", _when(m.get("finished_at"))),
+                 ("started", _when(m.processed_at)),
+                 ("finished", _when(m.finished_at)),
                  ("attempts", attempts if runs else "–"), ("input", get(config, "input"))]),
         ("Configuration", [("window", get(config, "max_length")),
                            ("stride", get(config, "stride")),
@@ -235,12 +234,12 @@ def _run_cards(m: dict) -> list[tuple[str, list[tuple[str, str]]]]:
     ]
 
 
-def _failed_inputs(failed: list[dict]) -> str:
+def _failed_inputs(failed: tuple[FailedInput, ...]) -> str:
     if not failed:
         return ""
-    rows = "".join(f'<tr><td class="t">{esc(str(f.get("fragment")))}</td>'
-                   f'<td class="n">{_n(f["rows"]) if f.get("rows") is not None else "–"}</td>'
-                   f'<td class="t">{esc(str(f.get("error")))}</td></tr>' for f in failed)
+    rows = "".join(f'<tr><td class="t">{esc(f.fragment)}</td>'
+                   f'<td class="n">{_n(f.rows) if f.rows is not None else "–"}</td>'
+                   f'<td class="t">{esc(f.error)}</td></tr>' for f in failed)
     return (f'<h3 style="margin-top:1rem">Input files that could not be read ({len(failed)})'
             f'</h3><table><tr><th>file</th><th class="n">rows</th><th>error</th></tr>{rows}'
             "</table><p class=\"note\">Rerun the same annotate command to retry them.</p>")
@@ -261,7 +260,7 @@ def _statuses(report: Report) -> tuple[str, str, str]:
                         f"<td>{_bar(n, total)}</td></tr>")
     body = ('<table><tr><th>group</th><th>status</th><th class="n">rows</th>'
             f'<th class="n">share</th><th style="width:40%"></th></tr>{"".join(rows)}</table>')
-    counted = {k.removeprefix("status."): v for k, v in report.manifest.get("counts", {}).items()
+    counted = {k.removeprefix("status."): v for k, v in report.manifest.counts.items()
                if k.startswith("status.")}
     differ = counted and counted != {k: v for k, v in report.statuses.items() if v}
     note = (f"{total:,} rows in documents/" + (f"; the manifest counts {counted}" if differ

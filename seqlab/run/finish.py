@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
+from typing import TYPE_CHECKING
 
 from seqlab import __version__, schema
 from seqlab.config import RESUMABLE
@@ -13,7 +15,21 @@ from seqlab.run.land import merge_counts
 from seqlab.run.plan import RunPlan, _kept, _redacted
 from seqlab.stages import aggregate
 from seqlab.store import incremental
-from seqlab.store.parts import FragmentRecord, read_table, write_table
+from seqlab.store.manifest import (
+    FailedInput,
+    IncrementalRun,
+    InputEntry,
+    Manifest,
+    ModelInfo,
+    ModelSummary,
+    Part,
+    Resume,
+    Rows,
+)
+from seqlab.store.parts import FragmentRecord, PartInfo, read_table, write_table
+
+if TYPE_CHECKING:
+    from seqlab.run.models import ModelPlan
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +39,9 @@ TABLE_SCHEMAS = {"mentions": schema.MENTIONS, "frames": schema.FRAMES,
 
 
 def finish_run(plan: RunPlan, engine: str, extra: dict | None = None) -> dict:
-    """End the run: check its invariants, land the aggregates, write the manifest; return it.
+    """End the run: check its invariants, land the aggregates, write the manifest; return it
+    as a plain dict (``Manifest.to_dict()``, the JSON the file holds: ``manifest["rows"]``).
+    ``extra`` holds the engine's own sections of the manifest (``tagging``, ``ray``...).
 
     Every fragment of the plan's work must be recorded as finished or failed. Parts no record
     names (those of failed fragments) are removed, so the table folders hold exactly the files
@@ -61,73 +79,87 @@ def finish_run(plan: RunPlan, engine: str, extra: dict | None = None) -> dict:
         partials = (read_table(out.fs, out.path(path)) for r in records for path in r.partials)
         tables["aggregates"] = [write_table(out.fs, out.root, "aggregates/part-00000.parquet",
                                             aggregate.finalize(aggregate.fold(partials)))]
-    state = out.state() or {}
-    manifest = {
-        "run_id": plan.provenance.run_id,
-        "seqlab_version": __version__,
-        "schema_version": schema.SCHEMA_VERSION,
-        "complete": not failed,
-        "engine": engine,
-        "attempts": state.get("attempts", []),
-        "model": {"name": plan.config.model, "revision": plan.provenance.model_revision,
-                  "scheme": plan.labels.scheme, "labels": list(plan.labels.labels)},
-        "models": [model.summary() for model in plan.models],
-        "config": _redacted(plan.config.to_dict()),
-        "resume": {"must_match": sorted(state.get("fingerprint", {})),
-                   "may_change": list(RESUMABLE)},
-        "processed_at": plan.provenance.processed_at.isoformat(),
-        "finished_at": datetime.now(timezone.utc).isoformat(),
-        "elapsed_s": round(time.time() - plan.started, 3),
-        "rows": {"in": rows_in, "out": rows_out},
-        "counts": merge_counts(r.counts for r in records),
-        "inputs": [{"fragment": r.fragment, "rows": r.rows_in,
-                    "parts": {k: [vars(p) for p in v] for k, v in r.parts.items()}}
-                   for r in records],
-        "failed_inputs": [vars(f) for f in failed],
-        "tables": {table: [vars(p) for p in parts] for table, parts in tables.items()},
-        "aggregates": [vars(p) for p in tables["aggregates"]],
-        **(extra or {}),
-    }
+    state, listed = out.state(), _parts(tables)
+    manifest = Manifest(
+        run_id=plan.provenance.run_id,
+        seqlab_version=__version__,
+        schema_version=schema.SCHEMA_VERSION,
+        complete=not failed,
+        engine=engine,
+        attempts=state.attempts if state else (),
+        model=ModelInfo(plan.config.model, plan.provenance.model_revision, plan.labels.scheme,
+                        tuple(plan.labels.labels)),
+        models=tuple(_summary(model) for model in plan.models),
+        config=_redacted(plan.config.to_dict()),
+        resume=Resume(tuple(sorted(state.fingerprint if state else {})), tuple(RESUMABLE)),
+        processed_at=plan.provenance.processed_at.isoformat(),
+        finished_at=datetime.now(timezone.utc).isoformat(),
+        elapsed_s=round(time.time() - plan.started, 3),
+        rows=Rows(rows_in, rows_out),
+        counts=merge_counts(r.counts for r in records),
+        inputs=tuple(InputEntry(r.fragment, r.rows_in, _parts(r.parts)) for r in records),
+        failed_inputs=tuple(FailedInput(f.fragment, f.index, f.error, f.rows) for f in failed),
+        tables=listed,
+        aggregates=listed["aggregates"],
+        extra=dict(extra or {}),
+    )
     if plan.increment is None:
         out.finish(manifest, keep_progress=bool(failed))
     else:
-        _finish_increment(plan, manifest, records)
+        manifest = _finish_increment(plan, manifest, records)
     if failed:
         log.warning("%d input files could not be read (see failed_inputs in %s); rerun the "
                     "same command to retry them", len(failed), out.url)
-    return manifest
+    return manifest.to_dict()
 
 
-def _finish_increment(plan: RunPlan, manifest: dict, records: list[FragmentRecord]) -> None:
+def _summary(model: ModelPlan) -> ModelSummary:
+    """A model of the run as the manifest records it."""
+    return ModelSummary(model.key, model.name, model.revision, model.task, model.labels.scheme,
+                        model.decoder, tuple(model.labels.labels),
+                        tuple(f.name for f in model.fields),
+                        _summary(model.predicates) if model.predicates is not None else None)
+
+
+def _parts(parts: dict[str, list[PartInfo]]) -> dict[str, tuple[Part, ...]]:
+    """Parts as the manifest lists them, per table."""
+    return {table: tuple(Part(p.path, p.rows, p.bytes, p.sha256) for p in listed)
+            for table, listed in parts.items()}
+
+
+def _finish_increment(plan: RunPlan, manifest: Manifest,
+                      records: list[FragmentRecord]) -> Manifest:
     """Supersede the earlier files of what this run annotated again (moved aside, or replaced
-    in the Iceberg commit), then write the manifest and the markers. Failed inputs are not
-    retried by resuming this run: the next run finds them still to do."""
+    in the Iceberg commit), then write the manifest and the markers; return the manifest.
+    Failed inputs are not retried by resuming this run: the next run finds them still to do."""
     out, increment = plan.out, plan.increment
     superseded = increment.superseded({r.fragment for r in records})
     identities = {f.name: f.identity for f in increment.inputs}
-    for entry in manifest["inputs"]:
-        entry["identity"] = identities[entry["fragment"]]
-    manifest["run_date"] = increment.run_date
-    manifest["table"] = plan.table
-    manifest["incremental"] = {
-        "config_key": increment.config_key, "unchanged": increment.unchanged,
-        "replaced": sorted(set(increment.replaces) & {r.fragment for r in records}),
-        "pruned": sorted(increment.pruned), "superseded": superseded}
+    manifest = replace(
+        manifest,
+        inputs=tuple(replace(entry, identity=identities[entry.fragment])
+                     for entry in manifest.inputs),
+        run_date=increment.run_date, table=plan.table,
+        incremental=IncrementalRun(
+            increment.config_key, increment.unchanged,
+            tuple(sorted(set(increment.replaces) & {r.fragment for r in records})),
+            tuple(sorted(increment.pruned)), tuple(superseded)))
     if plan.config.table_format == "iceberg":
         from seqlab.store import iceberg  # pyiceberg only where Iceberg tables are asked for
 
-        manifest["iceberg"] = iceberg.commit_run(
-            plan.config.catalog, plan.config.namespace, manifest["run_id"],
+        manifest = replace(manifest, iceberg=iceberg.commit_run(
+            plan.config.catalog, plan.config.namespace, manifest.run_id,
             {table: iceberg.TableChange(
                 plan.documents_schema if table == "documents" else TABLE_SCHEMAS[table],
-                [out.url_of(p["path"]) for p in manifest["tables"][table]],
+                [out.url_of(p.path) for p in parts],
                 [out.url_of(p) for p in superseded if p.startswith(table + "/")])
-             for table in manifest["tables"]},
+             for table, parts in manifest.tables.items()},
             {"seqlab.run_date": increment.run_date, "seqlab.models.load": plan.config.model,
              "seqlab.model_revision": plan.provenance.model_revision,
-             "seqlab.store.outdir": out.location})
+             "seqlab.store.outdir": out.location}))
     else:
         incremental.supersede(out, superseded)
     out.finish(manifest, keep_progress=True)
     incremental.mark_ended(out, manifest)
     out.drop_progress()
+    return manifest

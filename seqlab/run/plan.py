@@ -20,7 +20,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
 import fsspec
@@ -39,6 +39,7 @@ from seqlab.stages.tokenize import Tokenizer, WindowSpec
 from seqlab.stages.tokens import Documents, Provenance, TokenDecoder
 from seqlab.store import incremental
 from seqlab.store.layout import MANIFEST, Layout
+from seqlab.store.manifest import Attempt, RunState
 from seqlab.store.outdir import OutputDir, check_resumable
 from seqlab.store.parts import FragmentRecord
 
@@ -184,42 +185,40 @@ def plan_run(config: AnnotateConfig) -> RunPlan:
     if config.incremental:  # the run's files are fixed in its state, not by this listing
         del fingerprint["fragments"]
     state = check_resumable(out, fingerprint, config.overwrite)
-    attempt = {"engine": config.engine, "started_at": datetime.now(timezone.utc).isoformat()}
+    attempt = Attempt(config.engine, datetime.now(timezone.utc).isoformat())
     if state is None:
-        state = {"run_id": _new_run_id(), "fingerprint": fingerprint,
-                 "processed_at": attempt["started_at"], "attempts": []}
+        state = RunState(_new_run_id(), fingerprint, attempt.started_at, ())
         if config.incremental:
             table = {"documents_schema": _columns(schema.documents_schema(
                 reader.passthrough, config.keep_text, [f for m in models for f in m.fields])),
                      **{k: getattr(config, k) for k in incremental.TABLE_OPTIONS}}
-            state["increment"] = incremental.plan_increment(
+            state = replace(state, table=table, increment=incremental.plan_increment(
                 out, fragments, incremental.config_key(fingerprint),
-                config.run_date or incremental.today(), config.prune, table).to_dict()
-            state["table"] = table
+                config.run_date or incremental.today(), config.prune, table).to_dict())
         done: dict[str, FragmentRecord] = {}
     else:
         done = out.done_fragments()
         out.reopen()
         out.forget_failures()
-        log.info("resuming run %s: %d of %d fragments already done", state["run_id"],
-                 len(done), len(state.get("increment", {}).get("inputs", fragments)))
-    state["attempts"] = [*state.get("attempts", []), attempt]
+        log.info("resuming run %s: %d of %d fragments already done", state.run_id,
+                 len(done), len((state.increment or {}).get("inputs", fragments)))
+    state = replace(state, attempts=(*state.attempts, attempt))
     increment = None
-    if "increment" in state:
-        increment = incremental.Increment.from_dict(state["increment"])
-        out.layout = Layout(increment.run_date, state["run_id"])
+    if state.increment is not None:
+        increment = incremental.Increment.from_dict(state.increment)
+        out.layout = Layout(increment.run_date, state.run_id)
         reader = Reader(fs, increment.inputs, config.text_column, config.id_column,
                         config.batch_docs, known=reader.passthrough)
         if increment.run_date != (config.run_date or incremental.today()):
             log.warning("finishing the unfinished run %s of %s first (seqlab.annotate then "
-                        "starts the run of %s)", state["run_id"], increment.run_date,
+                        "starts the run of %s)", state.run_id, increment.run_date,
                         config.run_date or incremental.today())
     out.start(state)
     out.cleanup(keep=_kept(out, done.values(), increment))
-    provenance = Provenance(state["run_id"], config.model, revision,
-                            datetime.fromisoformat(state["processed_at"]))
+    provenance = Provenance(state.run_id, config.model, revision,
+                            datetime.fromisoformat(state.processed_at))
     plan = RunPlan(config, reader, out, labels, provenance, done, increment=increment,
-                   table=state.get("table", {}), models=models)
+                   table=dict(state.table or {}), models=models)
     plan.work = work_items(plan)
     return plan
 

@@ -25,11 +25,10 @@ from tokenizers import Tokenizer as Tokenizer_
 
 from seqlab import schema
 from seqlab.errors import ConfigError
+from seqlab.stages import WINDOW_CUTS
 
 if TYPE_CHECKING:  # annotations only: importing transformers takes a second
     from transformers import PreTrainedTokenizerBase
-
-WINDOW_CUTS = ("sentence", "fixed")  # where windows end (``window_cuts``)
 
 # A sentence starts after ., ! or ? (closing quotes and brackets may follow) and white space,
 # at an upper-case letter, a digit or an opening quote; a paragraph after a line break. A

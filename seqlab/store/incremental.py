@@ -40,12 +40,12 @@ from seqlab.stages import aggregate
 from seqlab.errors import OutputError
 from seqlab.run.sources import Fragment
 from seqlab.store.layout import RUNS, SUPERSEDED
+from seqlab.store.manifest import IncrementalRun, Manifest, file_name, read_manifest
 from seqlab.store.parts import FragmentRecord, PartInfo, read_table, write_table
-from seqlab.store.outdir import OutputDir
+from seqlab.store.outdir import LATEST, OutputDir
 
 log = logging.getLogger(__name__)
 
-LATEST = posixpath.join(RUNS, "latest.json")
 SUCCESS = "_SUCCESS"
 # options that say where the table is kept rather than what is annotated: not in the
 # configuration key, but a table keeps them from run to run
@@ -104,39 +104,46 @@ def config_key(fingerprint: dict) -> str:
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def run_manifests(out: OutputDir) -> list[dict]:
+def run_manifests(out: OutputDir) -> list[Manifest]:
     """The manifests of the table's ended runs, in the order they ended (runs of a table
     follow one another: a second start resumes the unfinished one)."""
     paths = out.fs.glob(out.path(RUNS, "*", "manifest.json"))
-    return sorted((json.loads(out.fs.cat_file(p)) for p in paths),
-                  key=lambda m: (m["finished_at"], m["run_id"]))
+    manifests = [read_manifest(out.fs, path) for path in paths]
+    for path, manifest in zip(paths, manifests):
+        if manifest.incremental is None:
+            raise OutputError(f"{file_name(out.fs, path)} has no field 'incremental': it is "
+                              "not the manifest of a run of an incremental table",
+                              fix="restore the file from a copy, or start the incremental "
+                              "table in a new OUTPUT")
+    return sorted(manifests, key=lambda m: (m.finished_at, m.run_id))
 
 
-def paths(tables: dict[str, list[dict]]) -> list[str]:
-    """The file paths of a manifest's ``tables`` (or an input's ``parts``): table -> parts."""
-    return [part["path"] for parts in tables.values() for part in parts]
+def _increment(manifest: Manifest) -> IncrementalRun:
+    """The ``incremental`` section that ``run_manifests`` checked every run has."""
+    assert manifest.incremental is not None
+    return manifest.incremental
 
 
-def live_inputs(manifests: list[dict]) -> dict[str, Annotated]:
+def live_inputs(manifests: list[Manifest]) -> dict[str, Annotated]:
     """Each input file's current annotation, folding the runs in order: a later run's
     annotation of a file replaces an earlier one, a prune removes it."""
     live: dict[str, Annotated] = {}
     for manifest in manifests:
-        increment = manifest["incremental"]
-        for name in increment["pruned"]:
+        increment = _increment(manifest)
+        for name in increment.pruned:
             live.pop(name, None)
-        for entry in manifest["inputs"]:
-            live[entry["fragment"]] = Annotated(entry["fragment"], tuple(entry["identity"]),
-                                                manifest["run_id"], increment["config_key"],
-                                                paths(entry["parts"]))
+        for entry in manifest.inputs:
+            live[entry.fragment] = Annotated(entry.fragment, entry.identity or (),
+                                             manifest.run_id, increment.config_key,
+                                             entry.files())
     return live
 
 
-def live_files(manifests: list[dict]) -> list[str]:
+def live_files(manifests: list[Manifest]) -> list[str]:
     """The files a reader of the table sees (relative paths): every run's files that no
     later run superseded."""
-    superseded = {p for m in manifests for p in m["incremental"]["superseded"]}
-    return sorted({p for m in manifests for p in paths(m["tables"])} - superseded)
+    superseded = {p for m in manifests for p in _increment(m).superseded}
+    return sorted({p for m in manifests for p in m.files()} - superseded)
 
 
 def plan_increment(out: OutputDir, fragments: list[Fragment], key: str, run_date: str,
@@ -158,18 +165,18 @@ def plan_increment(out: OutputDir, fragments: list[Fragment], key: str, run_date
             replaces[fragment.name] = before.files
     names = {f.name for f in fragments}
     pruned = {name: a.files for name, a in live.items() if name not in names} if prune else {}
-    earlier = sorted({p for m in manifests for p in paths(m["tables"])})
+    earlier = sorted({p for m in manifests for p in m.files()})
     return Increment(run_date, key, todo, replaces, pruned, len(fragments) - len(todo), earlier)
 
 
-def _check_same_table(last: dict, table: dict) -> None:
+def _check_same_table(last: Manifest, table: dict) -> None:
     """A table keeps its columns and its table format from run to run."""
-    differ = sorted(k for k in table if last.get("table", {}).get(k) != table[k])
+    before = last.table or {}
+    differ = sorted(k for k in table if before.get(k) != table[k])
     if differ:
-        shown = "; ".join(f"{k}: {last.get('table', {}).get(k)!r} then, {table[k]!r} now"
-                          for k in differ)
+        shown = "; ".join(f"{k}: {before.get(k)!r} then, {table[k]!r} now" for k in differ)
         raise OutputError(
-            f"this incremental table was written by run {last['run_id']} with other table "
+            f"this incremental table was written by run {last.run_id} with other table "
             f"settings ({shown})",
             fix="run with the settings the table was started with, or write to a new OUTPUT")
 
@@ -209,15 +216,15 @@ def supersede(out: OutputDir, paths: list[str]) -> None:
             out.fs.mv(source, target)
 
 
-def mark_ended(out: OutputDir, manifest: dict) -> None:
+def mark_ended(out: OutputDir, manifest: Manifest) -> None:
     """Written after the manifest: the run's ``_SUCCESS`` marker and ``_runs/latest.json``."""
-    run = posixpath.join(RUNS, manifest["run_id"])
+    run = posixpath.join(RUNS, manifest.run_id)
     with out.fs.open(out.path(run, SUCCESS), "wb"):
         pass
-    out.write_json(LATEST, {"run_id": manifest["run_id"], "run_date": manifest["run_date"],
-                            "complete": manifest["complete"],
+    out.write_json(LATEST, {"run_id": manifest.run_id, "run_date": manifest.run_date,
+                            "complete": manifest.complete,
                             "manifest": posixpath.join(run, "manifest.json"),
-                            "finished_at": manifest["finished_at"]})
+                            "finished_at": manifest.finished_at})
 
 
 def list_runs(out: OutputDir) -> list[dict]:
@@ -225,28 +232,29 @@ def list_runs(out: OutputDir) -> list[dict]:
     manifests = run_manifests(out)
     superseded_by: dict[str, str] = {}
     for manifest in manifests:
-        for path in manifest["incremental"]["superseded"]:
-            superseded_by[path] = manifest["run_id"]
+        for path in _increment(manifest).superseded:
+            superseded_by[path] = manifest.run_id
     runs = []
     for m in manifests:
-        files = paths(m["tables"])
         runs.append({
-            "run_id": m["run_id"], "run_date": m["run_date"], "status":
-            "complete" if m["complete"] else f"{len(m['failed_inputs'])} inputs failed",
-            "engine": m["engine"], "finished_at": m["finished_at"],
-            "inputs": len(m["inputs"]), "unchanged": m["incremental"]["unchanged"],
-            "rows": m["rows"]["out"], "entities": m["counts"].get("entities", 0),
-            "superseded": len(m["incremental"]["superseded"]),
-            "replaced_later": sum(path in superseded_by for path in files),
+            "run_id": m.run_id, "run_date": m.run_date, "status":
+            "complete" if m.complete else f"{len(m.failed_inputs)} inputs failed",
+            "engine": m.engine, "finished_at": m.finished_at,
+            "inputs": len(m.inputs), "unchanged": _increment(m).unchanged,
+            "rows": m.rows.written, "entities": m.counts.get("entities", 0),
+            "superseded": len(_increment(m).superseded),
+            "replaced_later": sum(path in superseded_by for path in m.files()),
         })
     state = out.state()
-    if state and not any(r["run_id"] == state["run_id"] for r in runs):
-        increment = state.get("increment") or {}
-        runs.append({"run_id": state["run_id"], "run_date": increment.get("run_date"),
-                     "status": "unfinished", "engine": state["attempts"][-1]["engine"],
-                     "finished_at": None, "inputs": len(increment.get("inputs", [])),
-                     "unchanged": increment.get("unchanged"), "rows": None, "entities": None,
-                     "superseded": None, "replaced_later": 0})
+    if state and not any(r["run_id"] == state.run_id for r in runs):
+        increment = Increment.from_dict(state.increment) if state.increment else None
+        runs.append({"run_id": state.run_id,
+                     "run_date": increment.run_date if increment else None,
+                     "status": "unfinished",
+                     "engine": state.attempts[-1].engine if state.attempts else None,
+                     "finished_at": None, "inputs": len(increment.inputs) if increment else 0,
+                     "unchanged": increment.unchanged if increment else None, "rows": None,
+                     "entities": None, "superseded": None, "replaced_later": 0})
     return runs
 
 

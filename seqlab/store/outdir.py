@@ -27,6 +27,7 @@ import logging
 import posixpath
 import uuid
 from dataclasses import asdict
+from typing import Any
 
 import fsspec
 
@@ -41,9 +42,20 @@ from seqlab.store.layout import (
     TABLES,
     Layout,
 )
+from seqlab.store.manifest import (
+    MANIFEST_FIX,
+    Manifest,
+    RunState,
+    file_name,
+    read_manifest,
+    read_object,
+    read_run_state,
+)
 from seqlab.store.parts import FailedFragment, FragmentRecord
 
 log = logging.getLogger(__name__)
+
+LATEST = posixpath.join(RUNS, "latest.json")  # an incremental table's last ended run
 
 
 class OutputDir:
@@ -74,19 +86,31 @@ class OutputDir:
 
     # ------------------------------------------------------------------ the run's state
 
-    def manifest(self) -> dict | None:
+    def manifest(self) -> Manifest | None:
         """This run's manifest; for an incremental table not given a run, its latest one."""
         if self.layout.run_id is None and self.incremental():
-            latest = self.read_json(posixpath.join(RUNS, "latest.json"))
-            return self.read_json(latest["manifest"]) if latest else None
-        return self.read_json(self.layout.manifest())
+            latest = self.read_json(LATEST)
+            if latest is None:
+                return None
+            if not isinstance(latest.get("manifest"), str):
+                raise OutputError(f"{file_name(self.fs, self.path(LATEST))} has no field "
+                                  "'manifest' naming the latest run's manifest", fix=MANIFEST_FIX)
+            return self.read_manifest(latest["manifest"])
+        return self.read_manifest(self.layout.manifest())
+
+    def read_manifest(self, relpath: str) -> Manifest | None:
+        """The manifest at ``relpath``, None where there is none."""
+        path = self.path(relpath)
+        return read_manifest(self.fs, path) if self.fs.exists(path) else None
 
     def incremental(self) -> bool:
         """Whether the location is an incremental table root (it has ``_runs/``)."""
         return self.fs.exists(self.path(RUNS))
 
-    def state(self) -> dict | None:
-        return self.read_json(posixpath.join(PROGRESS, RUN_STATE))
+    def state(self) -> RunState | None:
+        """The unfinished run's state, None where no run is under way."""
+        path = self.path(PROGRESS, RUN_STATE)
+        return read_run_state(self.fs, path) if self.fs.exists(path) else None
 
     def clear(self) -> None:
         for name in (*TABLES, PROGRESS, RUNS, SUPERSEDED):
@@ -95,8 +119,9 @@ class OutputDir:
         if self.fs.exists(self.path(MANIFEST)):
             self.fs.rm(self.path(MANIFEST))
 
-    def start(self, state: dict) -> None:
-        self.write_json(posixpath.join(PROGRESS, RUN_STATE), state)
+    def start(self, state: RunState) -> None:
+        """Write the run's state."""
+        self.write_json(posixpath.join(PROGRESS, RUN_STATE), state.to_dict())
 
     def reopen(self) -> None:
         """An ended run with failed fragments is being retried: it is unfinished again."""
@@ -152,10 +177,10 @@ class OutputDir:
             log.info("removed %d files left by an unfinished attempt", len(removed))
         return removed
 
-    def finish(self, manifest: dict, keep_progress: bool = False) -> None:
+    def finish(self, manifest: Manifest, keep_progress: bool = False) -> None:
         """Write the manifest last, then drop the progress records it replaces (kept while
         failed fragments wait to be retried)."""
-        self.write_json(self.layout.manifest(), manifest)
+        self.write_json(self.layout.manifest(), manifest.to_dict())
         if not keep_progress:
             self.drop_progress()
 
@@ -165,11 +190,10 @@ class OutputDir:
 
     # ------------------------------------------------------------------ small files
 
-    def read_json(self, relpath: str) -> dict | None:
+    def read_json(self, relpath: str) -> dict[str, Any] | None:
+        """A small JSON file holding one object, None where there is none."""
         path = self.path(relpath)
-        if not self.fs.exists(path):
-            return None
-        return json.loads(self.fs.cat_file(path))
+        return read_object(self.fs, path) if self.fs.exists(path) else None
 
     def write_json(self, relpath: str, data: dict) -> None:
         final = self.path(relpath)
@@ -193,8 +217,9 @@ def _parents(folder: str) -> list[str]:
     return parents
 
 
-def check_resumable(out: OutputDir, fingerprint: dict, overwrite: bool) -> dict | None:
-    """Check the location can take this run; return the unfinished run's state to resume.
+def check_resumable(out: OutputDir, fingerprint: dict, overwrite: bool) -> RunState | None:
+    """Check the location can take this run; return the unfinished run's state to resume
+
 
     A finished run is never replaced without ``overwrite``; an unfinished one (crashed, or
     ended with failed fragments) is resumed only with the same configuration, and the refusal
@@ -203,21 +228,22 @@ def check_resumable(out: OutputDir, fingerprint: dict, overwrite: bool) -> dict 
     if overwrite:
         out.clear()
         return None
-    manifest, state = out.read_json(MANIFEST), out.state()
-    if manifest is not None and (manifest.get("complete", True) or state is None):
+    manifest, state = out.read_manifest(MANIFEST), out.state()
+    if manifest is not None and (manifest.complete or state is None):
         raise OutputError(
-            f"{out.url} already holds a finished run (run {manifest.get('run_id')})",
+            f"{out.url} already holds a finished run (run {manifest.run_id})",
             fix="pass --overwrite to replace it, or choose another OUTPUT",
         )
     if state is None:
         return None
-    differ = sorted(k for k in set(fingerprint) | set(state.get("fingerprint", {}))
-                    if fingerprint.get(k) != state["fingerprint"].get(k))
+    then = state.fingerprint
+    differ = sorted(k for k in set(fingerprint) | set(then)
+                    if fingerprint.get(k) != then.get(k))
     if differ:
-        shown = "; ".join(f"{k}: {state['fingerprint'].get(k)!r} then, {fingerprint.get(k)!r} "
-                          "now" for k in differ)
+        shown = "; ".join(f"{k}: {then.get(k)!r} then, {fingerprint.get(k)!r} now"
+                          for k in differ)
         raise OutputError(
-            f"{out.url} holds an unfinished run (run {state.get('run_id')}) with a different "
+            f"{out.url} holds an unfinished run (run {state.run_id}) with a different "
             f"configuration ({shown})",
             fix="rerun with the options it was started with to resume it, or pass --overwrite",
         )

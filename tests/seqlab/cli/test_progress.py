@@ -12,10 +12,15 @@ from rich.console import Console
 from seqlab.cli.progress import ConsoleHandler, RunProgress, print_summary
 
 MANIFEST = {
-    "run_id": "20250101T000000Z-abc", "config": {"output": "out/"},
-    "model": {"name": "ner", "scheme": "iob2"}, "rows": {"in": 10, "out": 10},
+    "run_id": "20250101T000000Z-abc", "seqlab_version": "0.1.0", "schema_version": 2,
+    "complete": True, "engine": "local", "attempts": [],
+    "model": {"name": "ner", "revision": "r1", "scheme": "iob2", "labels": ["O"]},
+    "config": {"output": "out/"}, "resume": {"must_match": [], "may_change": []},
+    "processed_at": "2025-01-01T00:00:00+00:00", "finished_at": "2025-01-01T00:00:02+00:00",
+    "elapsed_s": 2.0, "rows": {"in": 10, "out": 10},
     "counts": {"status.ok": 6, "status.empty": 2, "status.too_long": 1, "status.bad_type": 1,
                "documents": 10, "tokens": 1234, "entities": 17},
+    "inputs": [], "failed_inputs": [], "tables": {}, "aggregates": [],
 }
 
 

@@ -106,7 +106,7 @@ def test_an_unchanged_corpus_runs_again_without_annotating_anything(tmp_path, co
     assert [(r["inputs"], r["unchanged"], r["rows"]) for r in runs] == [(3, 0, 9), (0, 3, 0)]
     latest = json.loads((out / "_runs" / "latest.json").read_text())
     assert latest["run_id"] == again["run_id"]
-    assert OutputDir(str(out)).manifest()["run_id"] == again["run_id"]
+    assert OutputDir(str(out)).manifest().run_id == again["run_id"]
 
 
 def test_another_configuration_annotates_every_file_again(tmp_path, corpus, ner_model):

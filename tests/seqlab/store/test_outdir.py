@@ -11,6 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from seqlab.errors import OutputError
+from seqlab.store.manifest import Manifest, ModelInfo, Resume, Rows, RunState
 from seqlab.store.parts import FragmentRecord, PartFile, PartInfo, read_table
 from seqlab.store.outdir import OutputDir, check_resumable
 
@@ -86,10 +87,20 @@ def test_location_is_one_string_however_the_output_is_spelled(tmp_path, monkeypa
 FINGERPRINT = {"model": "ner", "decoder": "greedy", "max_length": 64}
 
 
-def started(out: OutputDir, fingerprint=FINGERPRINT) -> dict:
-    state = {"run_id": "run-1", "fingerprint": fingerprint, "attempts": []}
+def started(out: OutputDir, fingerprint=FINGERPRINT) -> RunState:
+    state = RunState("run-1", fingerprint, "2026-01-01T00:00:00+00:00", ())
     out.start(state)
     return state
+
+
+def ended(complete: bool = True) -> Manifest:
+    """The manifest of a run with nothing in it."""
+    return Manifest(run_id="run-1", seqlab_version="0.1.0", schema_version=2,
+                    complete=complete, engine="test", attempts=(),
+                    model=ModelInfo("ner", "r1", "iob2", ("O",)), config={},
+                    resume=Resume((), ()), processed_at="2026-01-01T00:00:00+00:00",
+                    finished_at="2026-01-01T00:00:01+00:00", elapsed_s=1.0, rows=Rows(0, 0),
+                    counts={}, inputs=(), failed_inputs=(), tables={}, aggregates=())
 
 
 def test_a_fresh_location_and_an_unfinished_run_with_the_same_options(out):
@@ -100,7 +111,7 @@ def test_a_fresh_location_and_an_unfinished_run_with_the_same_options(out):
 
 def test_a_finished_run_is_never_replaced_without_overwrite(out):
     started(out)
-    out.finish({"run_id": "run-1", "complete": True})
+    out.finish(ended())
     with pytest.raises(OutputError, match="already holds a finished run.*run-1") as error:
         check_resumable(out, FINGERPRINT, overwrite=False)
     assert "--overwrite" in error.value.fix
@@ -109,7 +120,7 @@ def test_a_finished_run_is_never_replaced_without_overwrite(out):
 
 def test_a_run_that_ended_with_failed_fragments_resumes(out):
     state = started(out)
-    out.finish({"run_id": "run-1", "complete": False}, keep_progress=True)
+    out.finish(ended(complete=False), keep_progress=True)
     assert check_resumable(out, FINGERPRINT, overwrite=False) == state
     out.fs.rm(out.path("_progress"), recursive=True)  # its state lost: it is finished
     with pytest.raises(OutputError, match="finished run"):
@@ -130,7 +141,7 @@ def test_a_different_configuration_is_refused_naming_what_differs(out):
 def test_overwrite_clears_the_run_and_its_tables(out):
     started(out)
     put(out, "documents/part-00000-0000000000.parquet")
-    out.finish({"run_id": "run-1", "complete": True})
+    out.finish(ended())
     put(out, "elsewhere.txt")
     assert check_resumable(out, {"model": "upos"}, overwrite=True) is None
     assert listing(out) == {"elsewhere.txt"}

@@ -30,10 +30,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from seqlab.models.load import ModelSpec, load_model
 from seqlab.stages import tokenize
 from seqlab.training.evaluate import evaluate
 from seqlab.training.formats import Sentence, read_sentences, write_sentences
-from seqlab.models.load import ModelSpec, load_model
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEV = {  # model -> (dev file under --data, column, name of its caps copy)

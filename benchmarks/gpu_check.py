@@ -59,7 +59,7 @@ class GpuSampler:
                 return
             self._stop.wait(self.interval)
 
-    def __enter__(self) -> "GpuSampler":
+    def __enter__(self) -> GpuSampler:
         self._thread.start()
         return self
 
@@ -85,7 +85,7 @@ def base_shaped_model(out: Path) -> str:
     from seqlab.models.shipped import shipped_model_dir
 
     tokenizer = load_tokenizer("ner")
-    labels = read_metadata(str(shipped_model_dir("ner")))["labels"]
+    labels = read_metadata(str(shipped_model_dir("ner"))).labels
     torch.manual_seed(0)
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=768, num_hidden_layers=12,
                         num_attention_heads=12, intermediate_size=3072,
@@ -142,9 +142,9 @@ def forward_rate(model: str, rows: int = 64, length: int = 256, reps: int = 20) 
 
 def tokenize_rate(path: str) -> float:
     """Content tokens/s of seqlab's tokenize stage on one CPU thread."""
-    from seqlab.training.evaluate import _batch
     from seqlab.models.load import load_tokenizer
     from seqlab.stages.tokenize import Tokenizer, WindowSpec
+    from seqlab.training.evaluate import _batch
 
     texts = pq.read_table(path, columns=["text"]).column("text").to_pylist()
     stage = Tokenizer(load_tokenizer("ner"), WindowSpec(256, 64))

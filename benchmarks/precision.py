@@ -40,9 +40,9 @@ from pathlib import Path
 
 import torch
 
-from seqlab.training.evaluate import evaluate
 from seqlab.models.load import ModelSpec, load_model
 from seqlab.models.quantize import OnnxTagger, export_onnx, quantize_model, quantize_onnx
+from seqlab.training.evaluate import evaluate
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -93,8 +93,12 @@ def calibration_batches(tokenizer, n: int = 64, length: int = 128, rows: int = 8
 
 def quantize_static_graph(source: Path, target: Path, tokenizer) -> None:
     import onnx
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     from seqlab.models.quantize import matmul_modules, skipped_nodes

@@ -25,8 +25,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import seqlab  # noqa: E402
 from annotate_vs_hf import corpus_slice  # noqa: E402
+
+import seqlab  # noqa: E402
 
 
 def timed_run(corpus: str, out: Path, model: str) -> tuple[float, dict]:

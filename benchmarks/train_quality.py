@@ -29,13 +29,19 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from transformers import (DataCollatorForTokenClassification, Trainer, TrainingArguments,
-                          set_seed)
+from transformers import DataCollatorForTokenClassification, Trainer, TrainingArguments, set_seed
 
-from seqlab.training.evaluate import evaluate
 from seqlab.models.shipped import base_encoder
-from seqlab.training.train import (TrainConfig, build_model, compute_metrics_fn, argmax_logits,
-                                      history, prepare, train)
+from seqlab.training.evaluate import evaluate
+from seqlab.training.train import (
+    TrainConfig,
+    argmax_logits,
+    build_model,
+    compute_metrics_fn,
+    history,
+    prepare,
+    train,
+)
 
 
 def plain_recipe(config: TrainConfig) -> dict:

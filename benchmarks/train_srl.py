@@ -39,13 +39,13 @@ import numpy as np
 import torch
 from transformers import DataCollatorForTokenClassification, Trainer, TrainingArguments, set_seed
 
-from seqlab.training.examples import Encoded
-from seqlab.training.metrics import entity_scores
 from seqlab.models.load import load_tokenizer
 from seqlab.models.shipped import base_encoder
 from seqlab.srl.data import VERB, read_srl, role_labels
 from seqlab.srl.evaluate import evaluate_srl
 from seqlab.srl.examples import encode_frames
+from seqlab.training.examples import Encoded
+from seqlab.training.metrics import entity_scores
 from seqlab.training.train import TrainConfig, build_model, train
 
 log = logging.getLogger("train_srl")

@@ -30,15 +30,15 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.utils import shared
 
-from seqlab.run.annotator import Annotator
 from seqlab.engine import Engine, Progress
 from seqlab.errors import ConfigError, RunError
-from seqlab.run.ledger import FragmentLedger
-from seqlab.run.work import WorkItem, read_slices
-from seqlab.run.land import Landed, land
-from seqlab.store.layout import MANIFEST
-from seqlab.run.plan import RunPlan
+from seqlab.run.annotator import Annotator
 from seqlab.run.finish import finish_run
+from seqlab.run.land import Landed, land
+from seqlab.run.ledger import FragmentLedger
+from seqlab.run.plan import RunPlan
+from seqlab.run.work import WorkItem, read_slices
+from seqlab.store.layout import MANIFEST
 
 log = logging.getLogger(__name__)
 

@@ -57,8 +57,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """``python -m pipelines.beam --input ... --output ... [flags] [Beam options]``."""
     from seqlab.api import annotate
     from seqlab.cli.annotate import ENGINE_FLAGS, annotate_options
-    from seqlab.config import build_config
     from seqlab.cli.progress import print_summary
+    from seqlab.config import build_config
 
     args, beam_args = parse_args(list(sys.argv[1:] if argv is None else argv))
     args.beam_args = beam_args or None

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from seqlab.run.annotator import Annotator
 from seqlab.engine import Engine, Progress
-from seqlab.run.ledger import FragmentLedger
-from seqlab.run.work import WorkItem, read_slices
-from seqlab.run.land import FragmentSink, count
-from seqlab.run.plan import RunPlan
+from seqlab.run.annotator import Annotator
 from seqlab.run.finish import finish_run
+from seqlab.run.land import FragmentSink, count
+from seqlab.run.ledger import FragmentLedger
+from seqlab.run.plan import RunPlan
+from seqlab.run.work import WorkItem, read_slices
 
 log = logging.getLogger(__name__)
 

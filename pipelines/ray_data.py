@@ -24,15 +24,15 @@ import pyarrow as pa
 import ray
 from ray.data import ActorPoolStrategy, Dataset
 
-from seqlab.run.annotator import FAULT_ENV as STAGE_FAULT_ENV
-from seqlab.run.annotator import Annotator
 from seqlab.engine import Engine, Progress
 from seqlab.errors import ConfigError
-from seqlab.run.ledger import FragmentLedger
-from seqlab.run.work import WorkItem, read_slices
-from seqlab.run.land import Landed, land
-from seqlab.run.plan import RunPlan
+from seqlab.run.annotator import FAULT_ENV as STAGE_FAULT_ENV
+from seqlab.run.annotator import Annotator
 from seqlab.run.finish import finish_run
+from seqlab.run.land import Landed, land
+from seqlab.run.ledger import FragmentLedger
+from seqlab.run.plan import RunPlan
+from seqlab.run.work import WorkItem, read_slices
 
 log = logging.getLogger(__name__)
 

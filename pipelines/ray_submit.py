@@ -67,10 +67,11 @@ def auth_token(env: Mapping[str, str] | None = None, home: Path | None = None) -
         (home or Path.home()) / ".ray" / "auth_token"
     try:
         token = path.read_text().strip()
-    except OSError:
+    except OSError as exc:
         if env.get("RAY_AUTH_TOKEN_PATH"):
             raise ConfigError(f"cannot read the Ray token file {path} (RAY_AUTH_TOKEN_PATH)",
-                              fix="point RAY_AUTH_TOKEN_PATH at the cluster's token file")
+                              fix="point RAY_AUTH_TOKEN_PATH at the cluster's token file"
+                              ) from exc
         return None
     return token or None
 
@@ -205,8 +206,8 @@ def _stdout(text: str) -> None:
 
 def add_commands(subparsers) -> None:
     """Register ``seqlab submit`` (found by seqlab.cli.main)."""
-    from seqlab.cli.main import usage_with
     from seqlab.cli.commands import command
+    from seqlab.cli.main import usage_with
 
     p = subparsers.add_parser(
         "submit", help="run a seqlab command as a job on a Ray cluster",

@@ -2,12 +2,13 @@
 
 ``TorchTrainer`` starts ``num_workers`` workers (one GPU each with ``--use-gpu``) and sets up
 torch.distributed between them; each worker builds the data, model and ``Trainer`` with
-``seqlab.training.train`` exactly as a local run does, so the two engines differ only in where the steps
-run. Rank 0 saves the best model to ``--out`` (a path every worker can reach: local disk on a
-single machine, a shared filesystem on a cluster).
+``seqlab.training.train`` exactly as a local run does (the run's task, ``seqlab.training.tasks``,
+included), so the two engines differ only in where the steps run. Rank 0 saves the best model to
+``--out`` (a path every worker can reach: local disk on a single machine, a shared filesystem on
+a cluster).
 
-``seqlab.training.train`` finds ``run`` as the ``ray`` entry point of the ``seqlab.trainers`` group, so
-the library never imports this engine.
+``seqlab.training.train`` finds ``run`` as the ``ray`` entry point of the ``seqlab.trainers``
+group, so the library never imports this engine.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from ray.train import RunConfig, ScalingConfig
 from ray.train.huggingface.transformers import RayTrainReportCallback, prepare_trainer
 from ray.train.torch import TorchTrainer
 
-from seqlab.models.metadata import read_metadata
+from seqlab.models.metadata import ModelMetadata, read_metadata
 from seqlab.training.train import TrainConfig, build_trainer, prepare, save_trained
 
 log = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ def _absolute(path: str) -> str:
     return path if "://" in path or not os.path.exists(path) else os.path.abspath(path)
 
 
-def run(config: TrainConfig) -> dict:
+def run(config: TrainConfig) -> ModelMetadata:
     """Train on Ray Train and return the saved model's metadata."""
     config = dataclasses.replace(
         config, train=_absolute(config.train), dev=_absolute(config.dev),

@@ -9,10 +9,10 @@ from typing import Any
 from seqlab.config import AnnotateConfig, build_config
 from seqlab.engine import Engine, Progress, load_engine
 from seqlab.errors import ConfigError
-from seqlab.store.incremental import today
-from seqlab.store.manifest import Manifest
 from seqlab.run.finish import finish_run
 from seqlab.run.plan import plan_run
+from seqlab.store.incremental import today
+from seqlab.store.manifest import Manifest
 
 log = logging.getLogger(__name__)
 

@@ -10,10 +10,9 @@ from typing import Any
 
 from seqlab.engine import check_engine
 from seqlab.errors import ConfigError
-from seqlab.stages import WINDOW_CUTS
 from seqlab.labels import normalize_scheme
+from seqlab.stages import WINDOW_CUTS
 from seqlab.stages.decode import AGGREGATIONS, DECODERS, check_choice
-
 
 TABLE_FORMATS = ("parquet", "iceberg")
 
@@ -27,7 +26,8 @@ RESUMABLE = ("engine", "engine_options", "device", "storage_options", "batch_tok
              "batch_docs", "rows_per_part", "overwrite", "run_date", "prune")
 
 
-# What the forward pass runs in (seqlab.models.load.resolve_precision); --dtype's names map onto them
+# What the forward pass runs in (seqlab.models.load.resolve_precision); --dtype's names map
+# onto them
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
 
 _PRECISION_NAMES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16", "qint8": "int8"}
@@ -206,7 +206,7 @@ class AnnotateConfig:
                               fix="pass --catalog NAME, configured as pyiceberg reads it "
                               "(~/.pyiceberg.yaml or PYICEBERG_CATALOG__NAME__URI=...)")
 
-    def with_window(self, trained: int | None) -> "AnnotateConfig":
+    def with_window(self, trained: int | None) -> AnnotateConfig:
         """This config with the window settled: ``--max-length``, else the length the model
         was trained on, else 512; ``--stride``, else a quarter of the window.
 
@@ -218,10 +218,10 @@ class AnnotateConfig:
         max_length, stride = settle_window(self.max_length, self.stride, trained)
         return dataclasses.replace(self, max_length=max_length, stride=stride)
 
-    def with_decoder(self, recommended: str | None) -> "AnnotateConfig":
+    def with_decoder(self, recommended: str | None) -> AnnotateConfig:
         """This config with the decoder settled: ``--decoder``, else the one the model
-        recommends (``seqlab.json`` ``"decoder"``, see ``seqlab.models.metadata.recommended_decoder``),
-        else greedy.
+        recommends (``seqlab.json`` ``"decoder"``, see
+        ``seqlab.models.metadata.recommended_decoder``), else greedy.
 
         >>> AnnotateConfig("in", "out").with_decoder("viterbi").decoder
         'viterbi'

@@ -57,7 +57,8 @@ def engine_names() -> list[str]:
 def check_engine(name: str) -> None:
     """Refuse an engine no entry point registers, naming the installed ones."""
     if not entry_points(group=ENTRY_POINTS, name=name):
-        raise ConfigError(f"no engine {name!r} is installed (installed: {engine_names() or 'none'})",
+        raise ConfigError(f"no engine {name!r} is installed "
+                          f"(installed: {engine_names() or 'none'})",
                           fix="pass one of those to --engine, or install the package that "
                           "registers it (pip install -e . in a checkout registers seqlab's)")
 

@@ -43,7 +43,7 @@ def build_tiny_model(directory: Path, labels: list[str] = NER_LABELS, seed: int 
         vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
         num_attention_heads=2, intermediate_size=64, max_position_embeddings=max_position,
         type_vocab_size=type_vocab_size,
-        id2label=dict(enumerate(labels)), label2id={l: i for i, l in enumerate(labels)},
+        id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)},
     )
     model = BertForTokenClassification(config)
     with torch.no_grad():

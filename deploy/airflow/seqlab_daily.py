@@ -20,7 +20,8 @@ can run the same check with :func:`run_landed`.
 A retry reruns the same command, which resumes the unfinished run: no input file is annotated
 twice. (A run left unfinished by an earlier day is finished first, under that day's date, and
 the day's own run follows in the same command.) Two runs into one table must never overlap,
-so ``max_active_runs=1``; a Ray retry first stops the job of the previous try (which may still run when the worker died or the task timed out), and
+so ``max_active_runs=1``; a Ray retry first stops the job of the previous try (which may
+still run when the worker died or the task timed out), and
 a Dataflow retry reuses the day's job name, which Dataflow refuses while that job still runs.
 
 The Airflow workers need ``pip install 'seqlab[ray,cloud]'`` (Ray) or

@@ -23,9 +23,9 @@ def add_annotate_flags(p: argparse.ArgumentParser) -> None:
         TABLE_FORMATS,
         AnnotateConfig,
     )
-    from seqlab.stages.decode import AGGREGATIONS, DECODERS
     from seqlab.engine import engine_names
     from seqlab.stages import WINDOW_CUTS
+    from seqlab.stages.decode import AGGREGATIONS, DECODERS
 
     d = {f.name: f.default for f in dataclasses.fields(AnnotateConfig)}
     p.add_argument("input", help="Parquet/JSONL file, directory or glob, on any fsspec URL")

@@ -30,7 +30,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def export_cli(args: argparse.Namespace) -> int:
     from seqlab.errors import ModelError
     from seqlab.models.export import export_adapter_model, export_low_rank_model
-    from seqlab.models.shipped import ADAPTER_CONFIG
+    from seqlab.models.metadata import read_metadata
+    from seqlab.models.shipped import ADAPTER_CONFIG, BASE_HUB_ID, base_encoder
 
     trained = Path(args.trained)
     if not trained.is_dir():
@@ -38,11 +39,22 @@ def export_cli(args: argparse.Namespace) -> int:
                          fix="pass the directory `seqlab train --out` wrote")
     if args.rank < 1:
         raise ModelError(f"--rank {args.rank} is not a rank", fix="pass --rank 1 or more")
+    base = read_metadata(str(trained)).base
+    if base is None or not base.sha256:
+        raise ModelError(f"{trained}/seqlab.json records no base encoder with its sha256",
+                         fix="export a model that `seqlab train` wrote (its seqlab.json pins "
+                         "the base it was tuned from)")
+    # over the shipped models' base, the pin names its package and hub id, so the model loads
+    # wherever seqlab is installed; over another base, the name it was trained from
+    shipped = base.name in (base_encoder(), BASE_HUB_ID)
+    pins = {"hub_id": "default", "package": "default"} if shipped else \
+        {"hub_id": None, "package": None}
     if (trained / "adapter" / ADAPTER_CONFIG).is_file():
-        target = export_adapter_model(trained, args.target)
+        target = export_adapter_model(trained, args.target, **pins)
         kind = "LoRA adapter"
     else:
-        target = export_low_rank_model(trained, args.target, rank=args.rank, bits=args.bits)
+        target = export_low_rank_model(trained, args.target, rank=args.rank, bits=args.bits,
+                                       **pins)
         kind = f"rank-{args.rank} factorisation, {'int8' if args.bits == 8 else 'fp16'} factors"
     size = sum(f.stat().st_size for f in Path(target).rglob("*") if f.is_file())
     print(f"exported {trained} to {target} ({kind}, {size / 1e6:.1f} MB)")

@@ -15,8 +15,8 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from seqlab.cli.commands import COMMANDS
 from seqlab.cli.annotate import ANNOTATE, add_annotate_flags, add_engine_flags
+from seqlab.cli.commands import COMMANDS
 from seqlab.cli.tables import add_commands as add_table_commands
 from seqlab.errors import SeqlabError
 

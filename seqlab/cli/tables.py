@@ -107,7 +107,8 @@ Print the schema of a landed table for a warehouse, generated from the schema se
 BigQuery's JSON schema file (bq load --schema FILE --parquet_enable_list_inference=true),
 CREATE TABLE for Snowflake or DuckDB, the Iceberg table schema (JSON), or the Arrow schema.
 The documents table holds the input's own columns after doc_id: give them with --passthrough."""
-# the same as seqlab.store.warehouse.TABLES and FORMATS, written out so that --help imports no pyarrow
+# the same as seqlab.store.warehouse.TABLES and FORMATS, written out so that --help imports
+# no pyarrow
 SCHEMA_TABLES = ("documents", "mentions", "frames", "aggregates")
 SCHEMA_FORMATS = ("bigquery", "snowflake", "duckdb", "iceberg", "arrow")
 

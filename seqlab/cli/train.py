@@ -12,9 +12,10 @@ from seqlab.training.formats import COLUMNS, CONTEXTS, FORMATS
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    from seqlab.stages.decode import DECODERS
     from seqlab.labels import SCHEMES
-    from seqlab.training.config import FULL_LR, LORA_LR, TRAIN_ENGINES, TRAIN_TASKS, TrainConfig
+    from seqlab.stages.decode import DECODERS
+    from seqlab.training.config import FULL_LR, LORA_LR, TRAIN_ENGINES, TrainConfig
+    from seqlab.training.tasks import TRAIN_TASKS
 
     default = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
@@ -111,10 +112,10 @@ def train_cli(args: argparse.Namespace) -> int:
         train_embeddings=args.train_embeddings, case_feature=args.case_feature,
         caseless=args.caseless, task=args.task, predicate_encoding=args.predicate_encoding)
     meta = train(config)
-    best = meta["dev_metrics"]
-    key = "f1" if meta["scheme"] != "tags" else "accuracy"
+    best = meta.dev_metrics
+    key = "f1" if meta.scheme != "tags" else "accuracy"
     print(f"saved {args.out}: dev {key} {best.get(key, 0.0):.4f} (epoch {best.get('epoch')}), "
-          f"{meta['train_seconds']:.0f} s")
+          f"{meta.train_seconds or 0.0:.0f} s")
     return 0
 
 
@@ -122,13 +123,13 @@ def train_cli(args: argparse.Namespace) -> int:
 def evaluate_cli(args: argparse.Namespace) -> int:
     import sys
 
-    from seqlab.training.evaluate import evaluate, model_decoder
     from seqlab.models.load import ModelSpec, load_model
+    from seqlab.training.evaluate import evaluate, model_decoder
 
     loaded = load_model(ModelSpec(name=args.model, device=args.device,
                                   precision=args.precision))
     decoder = model_decoder(loaded, args.decoder)
-    if loaded.metadata.get("task") == "srl" or args.predicates:
+    if loaded.metadata.task == "srl" or args.predicates:
         return evaluate_srl_cli(args, loaded, decoder)
     if args.calibrate:
         from seqlab.models.calibration import calibrate
@@ -143,7 +144,7 @@ def evaluate_cli(args: argparse.Namespace) -> int:
     if args.decoder:
         how = "as asked"
     else:
-        how = "the model's recommendation" if loaded.metadata.get("decoder") else "the default"
+        how = "the model's recommendation" if loaded.metadata.decoder else "the default"
     if args.json:
         print(json.dumps(scores))
         print(f"decoder {decoder} ({how})", file=sys.stderr)
@@ -198,9 +199,9 @@ def evaluate_srl_cli(args: argparse.Namespace, loaded, decoder: str) -> int:
     from seqlab.errors import ConfigError
     from seqlab.srl.evaluate import evaluate_srl
 
-    if loaded.metadata.get("task") != "srl":
+    if loaded.metadata.task != "srl":
         raise ConfigError(f"--predicates is for SRL models; {args.model} is a "
-                          f"{loaded.metadata.get('task', 'tagging')} model",
+                          f"{loaded.metadata.task or 'tagging'} model",
                           fix="leave --predicates out, or pass a model trained with "
                           "seqlab train --task srl")
     which, verbs = predicate_choice(args.predicates)

@@ -1,1 +1,2 @@
-"""Models: loading (directory, hub id, fsspec URL), metadata, the shipped models, export, int8, calibration."""
+"""Models: loading (directory, hub id, fsspec URL), metadata (``seqlab.json``), the shipped
+models and their files, export, int8, calibration."""

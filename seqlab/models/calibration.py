@@ -10,7 +10,7 @@ their order, so greedy labels are those of ``T = 1``.
 first subword, on the logits the tag stage computes as ``seqlab annotate`` runs it (the
 tokenizer's words, the model's windows and their stitching, documents read whole). It is
 stored in the model's ``seqlab.json`` under ``calibration``, from where the tag stage of every
-engine applies it (``seqlab.models.metadata.model_temperature``). The expected calibration error (ECE:
+engine applies it (``ModelMetadata.temperature``). The expected calibration error (ECE:
 15 equal-width bins of the confidence, the share of each bin's items times the gap between
 its accuracy and its mean confidence) is reported before and after, for words (confidence:
 the top probability; correct: it is the gold label) and, for span labels, for entities
@@ -28,15 +28,15 @@ import numpy as np
 import pyarrow as pa
 
 from seqlab import schema
-from seqlab.stages.decode import viterbi, word_boundaries
 from seqlab.errors import ConfigError
-from seqlab.training.evaluate import gold_in_scheme, model_decoder, read_units
-from seqlab.training.formats import Sentence, read_sentences
 from seqlab.labels import OUTSIDE, LabelSet, chunks
-from seqlab.models.shipped import file_sha256
 from seqlab.models.load import CACHE_DIR, LoadedModel, ModelSpec, load_model, local_model_dir
 from seqlab.models.metadata import read_metadata, write_metadata
+from seqlab.models.shipped import file_sha256
+from seqlab.stages.decode import viterbi, word_boundaries
 from seqlab.stages.tag import Tagger
+from seqlab.training.evaluate import gold_in_scheme, model_decoder, read_units
+from seqlab.training.formats import Sentence, read_sentences
 
 log = logging.getLogger(__name__)
 
@@ -243,11 +243,9 @@ def calibrate(model: str, data: str, format: str | None = None, column: str | No
                           fix="pass the model's dev file, with its labels (--format, --column)")
     entry = calibration_entry(dev, loaded.labels, model_decoder(loaded, decoder), data)
     entry = {**entry, "fitted_on_sha256": file_sha256(data)}
-    loaded.metadata["calibration"] = entry
+    loaded.metadata = loaded.metadata.updated(calibration=entry)
     if directory is not None:
-        metadata = read_metadata(str(directory))
-        metadata["calibration"] = entry
-        write_metadata(directory, metadata)
+        write_metadata(directory, read_metadata(str(directory)).updated(calibration=entry))
         log.info("wrote temperature %.4f into %s", entry["temperature"],
                  directory / "seqlab.json")
     return entry

@@ -17,9 +17,15 @@ from safetensors.torch import save_file
 from transformers import AutoModelForTokenClassification
 
 from seqlab.errors import ModelError
-from seqlab.models.metadata import read_metadata, write_metadata
-from seqlab.models.shipped import (ADAPTER_CONFIG, ADAPTER_WEIGHTS, BASE_HUB_ID, BASE_PACKAGE,
-                                      base_tagger, resolve_base)
+from seqlab.models.metadata import BasePin, ModelMetadata, read_metadata, write_metadata
+from seqlab.models.shipped import (
+    ADAPTER_CONFIG,
+    ADAPTER_WEIGHTS,
+    BASE_HUB_ID,
+    BASE_PACKAGE,
+    base_tagger,
+    resolve_base,
+)
 
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                    "vocab.txt")
@@ -99,10 +105,9 @@ def _factorise(name: str, delta: torch.Tensor, rank: int) -> bool:
             and min(delta.shape) > 2 * rank)
 
 
-def _pin(metadata: dict, hub_id: str | None, package: str | None) -> dict:
-    base = metadata.get("base") or {}
-    return {"name": hub_id or base.get("name"), "hub_id": hub_id, "package": package,
-            "file": "model.safetensors", "sha256": base.get("sha256")}
+def _pin(metadata: ModelMetadata, hub_id: str | None, package: str | None) -> BasePin:
+    base = metadata.base or BasePin()
+    return BasePin(name=hub_id or base.name, sha256=base.sha256, hub_id=hub_id, package=package)
 
 
 def _finish_export(trained: Path, target: Path, hub_id: str | None, package: str | None,
@@ -114,8 +119,6 @@ def _finish_export(trained: Path, target: Path, hub_id: str | None, package: str
             shutil.copyfile(trained / name, target / name)
     metadata = read_metadata(str(trained))
     settings = json.loads((target / ADAPTER_CONFIG).read_text())
-    settings["base_model_name_or_path"] = hub_id or metadata["base"]["name"]
+    settings["base_model_name_or_path"] = hub_id or (metadata.base or BasePin()).name
     (target / ADAPTER_CONFIG).write_text(json.dumps(settings, indent=2) + "\n")
-    metadata["base"] = _pin(metadata, hub_id, package)
-    metadata["form"] = form
-    write_metadata(target, metadata)
+    write_metadata(target, metadata.updated(base=_pin(metadata, hub_id, package), form=form))

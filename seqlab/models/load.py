@@ -37,7 +37,7 @@ from transformers import (
 from seqlab.config import normalize_precision
 from seqlab.errors import ConfigError, ModelError
 from seqlab.labels import LabelSet
-from seqlab.models.metadata import read_metadata
+from seqlab.models.metadata import ModelMetadata, read_metadata
 from seqlab.models.quantize import int8_recipe, onnxruntime_available, require_backend
 from seqlab.models.shipped import (
     ADAPTER_CONFIG,
@@ -77,7 +77,7 @@ class LoadedModel:
     name: str
     revision: str
     device: torch.device
-    metadata: dict = field(default_factory=dict)
+    metadata: ModelMetadata = field(default_factory=ModelMetadata)  # its seqlab.json
     precision: str = "fp32"  # what the forward pass runs in: fp32, bf16, fp16 or int8
 
 
@@ -93,20 +93,23 @@ def resolve_device(device: str) -> torch.device:
 
 
 TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
-                "int8": torch.float32}  # int8 loads in fp32, then seqlab.models.quantize converts it
+                # int8 loads in fp32, then seqlab.models.quantize converts it
+                "int8": torch.float32}
 
 
-def resolve_precision(precision: str, device: torch.device, metadata: dict) -> str:
+def resolve_precision(precision: str, device: torch.device,
+                      metadata: ModelMetadata | dict) -> str:
     """What the forward pass runs in. ``auto``: bf16 on GPU (fp16 where bf16 is missing); on
     CPU int8 where the model's ``seqlab.json`` records (``precision.cpu``) that int8 was
     measured on its dev set to stay within 0.3 F1 or 0.1 accuracy points of fp32 and its
     backend is installed, else fp32 (CPUs without bf16 units run bf16 several times slower).
     int8 is a CPU path (``seqlab.models.quantize``)."""
     precision = normalize_precision(precision)
+    metadata = ModelMetadata.of(metadata)
     if precision == "auto":
         if device.type == "cuda":
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-        if (metadata.get("precision") or {}).get("cpu") != "int8":
+        if metadata.cpu_precision != "int8":
             return "fp32"
         if int8_recipe(metadata)["backend"] == "onnxruntime" and not onnxruntime_available():
             log.info("precision auto: fp32, since int8 runs on ONNX Runtime, which is not "
@@ -298,7 +301,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
             model = quantize_model(model, metadata, inplace=True)
         revision = model_revision(source, spec.revision, model)
     labels = LabelSet.from_id2label(
-        model.config.id2label, spec.scheme or metadata.get("scheme")
+        model.config.id2label, spec.scheme or metadata.scheme
     )
     return LoadedModel(
         model=model,
@@ -312,7 +315,7 @@ def load_model(spec: ModelSpec) -> LoadedModel:
     )
 
 
-def load_torch_model(spec: ModelSpec, source: str, metadata: dict,
+def load_torch_model(spec: ModelSpec, source: str, metadata: ModelMetadata,
                      dtype: torch.dtype) -> PreTrainedModel:
     """The torch token classifier at ``source`` (a shipped adapter merged into its base)."""
     try:
@@ -333,7 +336,7 @@ def load_torch_model(spec: ModelSpec, source: str, metadata: dict,
         ) from exc
 
 
-def load_onnx_int8(spec: ModelSpec, source: str, metadata: dict):
+def load_onnx_int8(spec: ModelSpec, source: str, metadata: ModelMetadata):
     """The model as ONNX Runtime's int8 session (``seqlab.models.quantize.OnnxTagger``) and its
     revision. The graph is built from the fp32 checkpoint on first use and cached under
     ``CACHE_DIR/onnx`` by revision and recipe; later loads read only the config and the

@@ -36,25 +36,24 @@ import re
 import shutil
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
 
 from seqlab.errors import ConfigError
+from seqlab.models.metadata import INT8_BACKENDS, ModelMetadata
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("onnxruntime", "torch")
+BACKENDS = INT8_BACKENDS  # checked when seqlab.json is read
 # Patterns (re.search in module names) of the linear layers left in fp32 unless the model's
 # recipe says otherwise. torch: the classification head and the two projections that write
 # into the residual stream (attention output, feed-forward output), whose inputs carry the
-# outliers that a 7-bit activation scale handles worst; measured on the shipped ner
-# (CoNLL-2003 dev, Viterbi, fp32 0.9376): every linear in int8 0.9311, all but the head
-# 0.9315, all but these 0.9363. ONNX Runtime (8-bit activations): the head only; fp32 0.9384,
-# every linear int8 0.9369, all but the head 0.9369, all but the head and the output
-# projections 0.9376, at a third less speed.
+# outliers that a 7-bit activation scale handles worst. ONNX Runtime (8-bit activations): the
+# head only, since keeping the output projections too costs a third of the speed for little
+# F1 (benchmarks/precision.py measures every recipe; the README has the table).
 SKIP: tuple[str, ...] = ("classifier", r"\.output\.dense$")
 DEFAULT_SKIP = {"onnxruntime": ("classifier",), "torch": SKIP}
 INSTALL_FIX = "pip install 'seqlab[onnx]' (onnxruntime and onnx), or pass --precision fp32"
@@ -64,23 +63,20 @@ OPSET = 17
 INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 
 
-def int8_recipe(metadata: dict) -> dict:
+def int8_recipe(metadata: ModelMetadata | dict) -> dict:
     """The model's int8 recipe (``seqlab.json`` ``precision.int8``), else the default:
-    ``{"backend": ..., "skip": [...]}``.
+    ``{"backend": ..., "skip": [...]}``. A plain dict is read as ``seqlab.json`` would be.
 
-    >>> int8_recipe({}) == {"backend": "onnxruntime", "skip": ["classifier"]}
+    >>> int8_recipe(ModelMetadata()) == {"backend": "onnxruntime", "skip": ["classifier"]}
     True
-    >>> int8_recipe({"precision": {"int8": {"backend": "torch"}}})["skip"] == list(SKIP)
+    >>> torch_recipe = ModelMetadata(precision={"int8": {"backend": "torch"}})
+    >>> int8_recipe(torch_recipe)["skip"] == list(SKIP)
     True
     >>> int8_recipe({"precision": {"int8": {"skip": []}}})["skip"]
     []
     """
-    recipe = dict((metadata.get("precision") or {}).get("int8") or {})
-    backend = recipe.get("backend", "onnxruntime")
-    if backend not in BACKENDS:
-        raise ConfigError(f"the model's seqlab.json asks for int8 backend {backend!r}",
-                          fix=f"set precision.int8.backend to one of {', '.join(BACKENDS)}")
-    recipe["backend"] = backend
+    recipe = dict(ModelMetadata.of(metadata).int8)
+    backend = recipe.setdefault("backend", "onnxruntime")
     recipe["skip"] = list(recipe.get("skip", DEFAULT_SKIP[backend]))
     return recipe
 
@@ -109,7 +105,7 @@ def quantizable_layers(model: nn.Module, skip: list[str] | tuple[str, ...]) -> l
             if isinstance(module, nn.Linear) and not any(p.search(name) for p in patterns)]
 
 
-def quantize_model(model: nn.Module, metadata: dict | None = None,
+def quantize_model(model: nn.Module, metadata: ModelMetadata | dict | None = None,
                    inplace: bool = False) -> nn.Module:
     """``model`` (fp32, on CPU, in eval mode) with its linear layers as torch's dynamic int8
     linear, following the model's recipe (``int8_recipe``; its ``skip``, the torch default
@@ -117,8 +113,7 @@ def quantize_model(model: nn.Module, metadata: dict | None = None,
     copy of the weights in memory while converting)."""
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
-    settings = dict((metadata or {}).get("precision", {}).get("int8") or {})
-    skip = list(settings.get("skip", SKIP))
+    skip = list(ModelMetadata.of(metadata).int8.get("skip", SKIP))
     names = quantizable_layers(model, skip)
     if torch.backends.quantized.engine not in ("x86", "fbgemm"):
         torch.backends.quantized.engine = "x86"
@@ -126,7 +121,7 @@ def quantize_model(model: nn.Module, metadata: dict | None = None,
         # torch.ao.quantization announces its move to torchao; the eager API still works
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.simplefilter("ignore", UserWarning)
-        quantized = quantize_dynamic(model, {name: per_channel_dynamic_qconfig for name in names},
+        quantized = quantize_dynamic(model, dict.fromkeys(names, per_channel_dynamic_qconfig),
                                      dtype=torch.qint8, inplace=inplace)
     log.info("int8 (torch): %d linear layers quantized, %s left in fp32", len(names),
              ", ".join(skip) or "none")
@@ -141,7 +136,8 @@ class OnnxTagger:
     ``tagger(input_ids=..., attention_mask=..., token_type_ids=...).logits``, torch tensors in
     and out. Inputs the graph has but the call leaves out (token type ids of a model without a
     case feature) run as zeros; inputs the graph lacks are ignored. Each call is one session
-    run: ``seqlab.stages.tag.Tagger`` bounds its size, which bounds what ONNX Runtime's arena keeps."""
+    run: ``seqlab.stages.tag.Tagger`` bounds its size, which bounds what ONNX Runtime's arena
+    keeps."""
 
     def __init__(self, path: str | Path, config, threads: int | None = None) -> None:
         import onnxruntime as ort

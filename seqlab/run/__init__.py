@@ -1,1 +1,2 @@
-"""A run: its plan, the models it runs, reading, the annotator, landing, the ledger and the finish."""
+"""The run contract: the plan, the models a run runs, reading, the annotator, landing, the
+ledger and the finish."""

@@ -23,9 +23,9 @@ import pyarrow as pa
 
 from seqlab import schema
 from seqlab.run.plan import RunPlan
-from seqlab.stages.tokens import Documents
 from seqlab.stages.tag import Tagger
 from seqlab.stages.tokenize import Tokenizer
+from seqlab.stages.tokens import Documents
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,6 @@ import logging
 import time
 from dataclasses import replace
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
 
 from seqlab import __version__, schema
 from seqlab.config import RESUMABLE
@@ -21,15 +20,11 @@ from seqlab.store.manifest import (
     InputEntry,
     Manifest,
     ModelInfo,
-    ModelSummary,
     Part,
     Resume,
     Rows,
 )
 from seqlab.store.parts import FragmentRecord, PartInfo, read_table, write_table
-
-if TYPE_CHECKING:
-    from seqlab.run.models import ModelPlan
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +84,7 @@ def finish_run(plan: RunPlan, engine: str, extra: dict | None = None) -> dict:
         attempts=state.attempts if state else (),
         model=ModelInfo(plan.config.model, plan.provenance.model_revision, plan.labels.scheme,
                         tuple(plan.labels.labels)),
-        models=tuple(_summary(model) for model in plan.models),
+        models=tuple(model.summary() for model in plan.models),
         config=_redacted(plan.config.to_dict()),
         resume=Resume(tuple(sorted(state.fingerprint if state else {})), tuple(RESUMABLE)),
         processed_at=plan.provenance.processed_at.isoformat(),
@@ -111,14 +106,6 @@ def finish_run(plan: RunPlan, engine: str, extra: dict | None = None) -> dict:
         log.warning("%d input files could not be read (see failed_inputs in %s); rerun the "
                     "same command to retry them", len(failed), out.url)
     return manifest.to_dict()
-
-
-def _summary(model: ModelPlan) -> ModelSummary:
-    """A model of the run as the manifest records it."""
-    return ModelSummary(model.key, model.name, model.revision, model.task, model.labels.scheme,
-                        model.decoder, tuple(model.labels.labels),
-                        tuple(f.name for f in model.fields),
-                        _summary(model.predicates) if model.predicates is not None else None)
 
 
 def _parts(parts: dict[str, list[PartInfo]]) -> dict[str, tuple[Part, ...]]:

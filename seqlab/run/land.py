@@ -7,11 +7,11 @@ row). A part holds consecutive rows of one fragment and is named after its first
                                                frames/part-FFFFF-RRRRRRRRRR.parquet (SRL)
 
 (in an incremental table, ``TABLE/run_date=YYYY-MM-DD/part-RUNID-FFFFF-RRRRRRRRRR.parquet``:
-``seqlab.store.layout.Layout``), so the same rows always land under the same name, whichever engine lands them, however they
-were batched, and a retried batch overwrites its own earlier attempt rather than adding a
-copy. Each landing returns a ``Landed`` summary (parts with rows, bytes and sha256; counts;
-whether it holds the fragment's last row) from which ``seqlab.run.ledger.FragmentLedger``
-records a fragment once all its rows have landed.
+``seqlab.store.layout.Layout``), so the same rows always land under the same name, whichever
+engine lands them, however they were batched, and a retried batch overwrites its own earlier
+attempt rather than adding a copy. Each landing returns a ``Landed`` summary (parts with rows,
+bytes and sha256; counts; whether it holds the fragment's last row) from which
+``seqlab.run.ledger.FragmentLedger`` records a fragment once all its rows have landed.
 """
 
 from __future__ import annotations
@@ -26,12 +26,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from seqlab import schema
-from seqlab.stages import aggregate
 from seqlab.errors import RunError
 from seqlab.run.plan import RunPlan
+from seqlab.stages import aggregate
+from seqlab.stages.flatten import frames, mentions
 from seqlab.store.layout import PARTIALS, ROW_TABLES, part_name
 from seqlab.store.parts import PartFile, PartInfo, write_table
-from seqlab.stages.flatten import frames, mentions
 
 LOCATION_NAMES = [f.name for f in schema.LOCATION]
 

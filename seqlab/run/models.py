@@ -31,7 +31,8 @@ from seqlab.config import AnnotateConfig, settle_decoder
 from seqlab.errors import ConfigError, ModelError
 from seqlab.labels import LabelSet
 from seqlab.models.load import ModelSpec, load_tokenizer, local_model_dir, model_revision
-from seqlab.models.metadata import read_metadata, recommended_decoder, trained_window
+from seqlab.models.metadata import ModelMetadata, read_metadata
+from seqlab.store.manifest import ModelSummary
 
 SRL_TASK = "srl"
 
@@ -70,14 +71,12 @@ class ModelPlan:
         return ModelSpec(self.name, self.asked_revision, config.device, config.precision,
                          self.labels.scheme, config.trust_remote_code)
 
-    def summary(self) -> dict:
+    def summary(self) -> ModelSummary:
         """The model as the manifest records it."""
-        found = {"key": self.key, "name": self.name, "revision": self.revision,
-                 "task": self.task, "scheme": self.labels.scheme, "decoder": self.decoder,
-                 "labels": list(self.labels.labels), "columns": [f.name for f in self.fields]}
-        if self.predicates is not None:
-            found["predicates"] = self.predicates.summary()
-        return found
+        return ModelSummary(self.key, self.name, self.revision, self.task, self.labels.scheme,
+                            self.decoder, tuple(self.labels.labels),
+                            tuple(f.name for f in self.fields),
+                            self.predicates.summary() if self.predicates is not None else None)
 
 
 def model_names(value: str) -> list[tuple[str, str]]:
@@ -146,8 +145,8 @@ def _plan_model(key: str, name: str, config: AnnotateConfig, prefix: str,
     revision = config.model_revision if name == config.model else None
     source = local_model_dir(name, revision)
     metadata = read_metadata(source)
-    if labeller and metadata.get("task") not in (None, "predicates"):
-        raise ModelError(f"{name} is a {metadata['task']} model, not a predicate labeller",
+    if labeller and metadata.task not in (None, "predicates"):
+        raise ModelError(f"{name} is a {metadata.task} model, not a predicate labeller",
                          fix="pass --predicate-model DIR of a model trained with seqlab train "
                          "--task predicates")
     try:
@@ -156,14 +155,13 @@ def _plan_model(key: str, name: str, config: AnnotateConfig, prefix: str,
     except (OSError, ValueError) as exc:
         raise ModelError(f"cannot read the model config of {name!r}: {exc}",
                          fix="pass a model directory or hub id with a config.json") from exc
-    labels = LabelSet.from_id2label(model_config.id2label, config.scheme or metadata.get("scheme"))
+    labels = LabelSet.from_id2label(model_config.id2label, config.scheme or metadata.scheme)
     plan = ModelPlan(key, name, model_revision(source, revision, _ConfigOnly(model_config)),
-                     labels, metadata.get("task"),
-                     settle_decoder(config.decoder, recommended_decoder(metadata)), prefix,
-                     trained_window(metadata), asked_revision=revision)
+                     labels, metadata.task, settle_decoder(config.decoder, metadata.decoder),
+                     prefix, metadata.window, asked_revision=revision)
     if plan.task != SRL_TASK:
         return plan
-    encoding = metadata.get("predicate_encoding")
+    encoding = metadata.predicate_encoding
     if encoding != "indicator":
         raise ModelError(f"{name} is an SRL model with the predicate encoding {encoding!r}, "
                          "which annotating does not run", fix="annotate with an SRL model "
@@ -178,12 +176,13 @@ def _alone(config: AnnotateConfig) -> AnnotateConfig:
     return dataclasses.replace(config, decoder=None, scheme=None, model_revision=None)
 
 
-def predicate_labeller(name: str, source: str, metadata: dict, given: str | None) -> str:
+def predicate_labeller(name: str, source: str, metadata: ModelMetadata,
+                       given: str | None) -> str:
     """An SRL model's predicate labeller: the one given, else the directory its
     ``seqlab.json`` ``"predicates"`` names (relative to the model's own)."""
     if given:
         return given
-    relative = metadata.get("predicates")
+    relative = metadata.predicates
     if not relative:
         raise ConfigError(f"{name} names no predicate labeller (seqlab.json \"predicates\")",
                           fix="pass --predicate-model DIR (a model trained with seqlab train "

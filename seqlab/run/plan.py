@@ -283,5 +283,5 @@ def _redacted(config: dict) -> dict:
     >>> _redacted({"storage_options": {"key": "AKIA..."}, "model": "ner"})
     {'storage_options': {'key': '<redacted>'}, 'model': 'ner'}
     """
-    return {**config, "storage_options": {k: "<redacted>"
-                                          for k in config.get("storage_options") or {}}}
+    return {**config,
+            "storage_options": dict.fromkeys(config.get("storage_options") or {}, "<redacted>")}

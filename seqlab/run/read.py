@@ -241,7 +241,7 @@ class Reader:
             statuses[i] = status
         decoded: list[str | None] = [None] * n
         if texts is None:
-            errors.update({i: f"file has no text column {self.text_column!r}" for i in range(n)})
+            errors.update(dict.fromkeys(range(n), f"file has no text column {self.text_column!r}"))
         else:
             _decode_texts(texts, decoded, statuses, errors)
         for i in errors:

@@ -1,1 +1,2 @@
-"""Semantic role labelling: SRL data, frame examples, training, evaluation, frame tagging and its stage."""
+"""Semantic role labelling. Training side: data, examples, train, evaluate; annotating side:
+tag (the frame tagger), frames, stage."""

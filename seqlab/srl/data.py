@@ -22,7 +22,6 @@ from dataclasses import dataclass
 import fsspec
 
 from seqlab.errors import ConfigError, InputError
-from seqlab.srl.frames import VERB
 from seqlab.training.formats import Sentence
 
 log = logging.getLogger(__name__)

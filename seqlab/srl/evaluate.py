@@ -17,21 +17,19 @@ from __future__ import annotations
 
 import logging
 
-
 from seqlab.config import settle_window
 from seqlab.errors import ConfigError
-from seqlab.training.evaluate import _batch, model_decoder
-from seqlab.training.formats import sentence_text
 from seqlab.labels import OUTSIDE
-from seqlab.training.metrics import _prf, entity_scores
 from seqlab.models.load import LoadedModel, ModelSpec, load_model, local_model_dir
-from seqlab.models.metadata import trained_window
-from seqlab.srl.data import (PREDICATE_CHOICES, VERB, SrlSentence, keep_frames, read_srl,
-                                unique_frames)
+from seqlab.run.models import predicate_labeller
+from seqlab.srl.data import PREDICATE_CHOICES, SrlSentence, keep_frames, read_srl, unique_frames
+from seqlab.srl.frames import VERB
 from seqlab.srl.stage import PredicateFinder
 from seqlab.srl.tag import FrameTagger, FrameWords
-from seqlab.run.models import predicate_labeller
 from seqlab.stages.tokenize import Tokenizer, WindowSpec, model_max_length
+from seqlab.training.evaluate import _batch, model_decoder
+from seqlab.training.formats import sentence_text
+from seqlab.training.metrics import _prf, entity_scores
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +57,7 @@ def evaluate_srl(model: str, data: str, predicates: str = "gold", verbs_only: bo
     loaded = loaded or load_model(ModelSpec(name=model, device=device))
     sentences = keep_frames(read_srl(data), "verbs" if verbs_only else "all")
     frames = FrameTagger(loaded, batch_tokens, model_decoder(loaded, decoder), core_once)
-    window = settle_window(None, None, trained_window(loaded.metadata),
+    window = settle_window(None, None, loaded.metadata.window,
                            model_max_length(loaded.tokenizer))
     tokenize = Tokenizer(loaded.tokenizer, WindowSpec(*window))
     finder = None

@@ -3,8 +3,8 @@ encoder in one of two ways.
 
 - ``indicator``: the sentence alone, and a learned predicate embedding added to the subwords of
   the predicate word. BERT's token type embedding carries it, widened from 2 types to 4:
-  ``type = case + 2 * is_predicate``, so the case feature (``seqlab.stages.casing.case_types``) keeps
-  its meaning beside it (``widen_token_types``).
+  ``type = case + 2 * is_predicate``, so the case feature
+  (``seqlab.stages.casing.case_types``) keeps its meaning beside it (``widen_token_types``).
 - ``segment``: Shi & Lin (2019), ``[CLS] sentence [SEP] predicate [SEP]`` with token types 0 and
   1 for the two segments; the token types are then taken and the case feature cannot be given.
 
@@ -21,11 +21,11 @@ import torch
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from seqlab.errors import ConfigError
+from seqlab.srl.data import SrlSentence, unique_frames
+from seqlab.srl.tag import PREDICATE_TYPE
+from seqlab.stages.tokenize import special_affixes
 from seqlab.training.examples import Encoded, _subwords
 from seqlab.training.formats import Sentence
-from seqlab.srl.tag import PREDICATE_TYPE
-from seqlab.srl.data import SrlSentence, unique_frames
-from seqlab.stages.tokenize import special_affixes
 
 log = logging.getLogger(__name__)
 

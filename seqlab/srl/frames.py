@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from seqlab.stages.entities import find_entities
 from seqlab.srl.tag import FrameWords
+from seqlab.stages.entities import find_entities
 
 VERB = "V"  # the predicate's own role: never scored as an argument
 

@@ -16,8 +16,8 @@ from seqlab.labels import OUTSIDE
 from seqlab.models.load import LoadedModel
 from seqlab.srl.frames import Predicate, frame_rows
 from seqlab.srl.tag import FrameTagger
-from seqlab.stages.tokens import TokenDecoder
 from seqlab.stages.tag import Tagger
+from seqlab.stages.tokens import TokenDecoder
 
 
 class PredicateFinder:

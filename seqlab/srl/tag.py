@@ -19,13 +19,12 @@ import numpy as np
 import pyarrow as pa
 
 from seqlab import schema
-from seqlab.stages.decode import WordDecoder
 from seqlab.errors import ModelError
 from seqlab.labels import OUTSIDE, chunks
 from seqlab.models.load import LoadedModel
-from seqlab.models.metadata import trained_window
-from seqlab.stages.tag import Tagger, Window
 from seqlab.stages.casing import case_types
+from seqlab.stages.decode import WordDecoder
+from seqlab.stages.tag import Tagger, Window
 from seqlab.stages.tokenize import sentence_starts
 
 Span = tuple[int, int]  # start_char, end_char
@@ -127,11 +126,11 @@ class FrameTagger:
         (default: as the model's ``seqlab.json`` ``core_once`` recommends, else off).
         ``max_length``: the most subwords a frame reads, special tokens included (default:
         the length the model was trained on, else 512)."""
-        encoding = loaded.metadata.get("predicate_encoding")
-        if loaded.metadata.get("task") != "srl" or encoding != "indicator":
+        metadata = loaded.metadata
+        if metadata.task != "srl" or metadata.predicate_encoding != "indicator":
             raise ModelError(f"{loaded.name} is not an SRL model with the predicate indicator "
-                             f"(seqlab.json task {loaded.metadata.get('task')!r}, predicate "
-                             f"encoding {encoding!r})",
+                             f"(seqlab.json task {metadata.task!r}, predicate "
+                             f"encoding {metadata.predicate_encoding!r})",
                              fix="pass a model trained with seqlab train --task srl")
         self.tagger = Tagger(loaded, batch_tokens)
         # the token types carry the predicate even where the model has no case feature
@@ -139,10 +138,9 @@ class FrameTagger:
         self.tagger.case_feature = True
         self.names = np.asarray(loaded.labels.labels, dtype=object)
         self.decode = WordDecoder(loaded.labels, decoder)
-        self.core_once = bool(loaded.metadata.get("core_once")) if core_once is None \
-            else core_once
+        self.core_once = metadata.core_once if core_once is None else core_once
         specials = len(self.tagger.prefix) + len(self.tagger.suffix)
-        self.content = (max_length or trained_window(loaded.metadata) or 512) - specials
+        self.content = (max_length or metadata.window or 512) - specials
 
     def frames(self, batch: pa.RecordBatch, predicates: list[list[Span]]
                ) -> list[list[FrameWords | None]]:

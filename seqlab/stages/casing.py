@@ -151,8 +151,8 @@ def case_types(text: str, starts: np.ndarray, ends: np.ndarray,
 
     Uncased vocabularies (all-MiniLM-L6-v2's among them) lower-case text before it reaches the
     encoder, dropping the strongest single cue for names and proper nouns. Models trained with
-    ``case_feature`` get it back as BERT's token type ids (see ``seqlab.training.train``). Text written
-    all in capitals (``shouted_spans``: headings, shouted sentences) carries no casing, and
+    ``case_feature`` get it back as BERT's token type ids (see ``seqlab.training.train``). Text
+    written all in capitals (``shouted_spans``: headings, shouted sentences) carries no casing, and
     read as capitalised every word of a heading would look like a name: its words are cased
     as the text writes them elsewhere (``usual_casing``: ``JAPAN`` as in ``Japan``), else as
     lower case (0, as in the caseless share of the training examples). Acronyms in ordinary

@@ -5,17 +5,16 @@ micro-batches that hold at most ``batch_tokens`` padded tokens, so a batch of sh
 a batch holding one 25,000-word article cost the same memory. Each window is padded to a
 multiple of ``PAD_MULTIPLE`` tokens and a micro-batch holds windows of one padded length only:
 the kernels then see the same shapes per row whatever the window's batch neighbours are, so a
-document gets bit-identical scores however an engine batches it (measured on CPU: padding a
-window to a longer neighbour's length moved the shipped ``ner`` model's probabilities by up to
-2e-6, while the number of rows in a batch moved nothing). Tensor cores prefer such shapes too.
+document gets bit-identical scores however an engine batches it: padding a window to a longer
+neighbour's length moves its probabilities, while the number of rows in a batch does not.
+Tensor cores prefer such shapes too.
 
 On CPU a micro-batch runs in slices of at most ``CPU_RUN_TOKENS`` padded tokens (whole
 windows): the number of rows in a forward pass moves no score on CPU, and a slice's
-activations are what the allocator keeps for the rest of the run. On 30 Wikipedia articles
-with the shipped ``ner``, whole 16,384-token micro-batches took the process's peak RSS to
-1.46 GB in fp32 and, through ONNX Runtime's arena (which keeps the largest run's memory), to
-1.7 GB in int8; 4,096-token passes to 0.92 and 0.94 GB (transformers' pipeline: 1.11 GB), and
-fp32 ran 16% faster. On GPU a micro-batch is one forward pass.
+activations are what the allocator (and ONNX Runtime's arena, which keeps the largest run's
+memory) holds for the rest of the run, so the slice, not the micro-batch, sets the peak
+memory (the README's Performance section has the measurements). On GPU a micro-batch is one
+forward pass.
 
 Models trained with ``case_feature`` (``seqlab.json``) also get BERT's token type ids: the
 casing of each subword of the original text (all-capital runs read as the document writes
@@ -33,10 +32,9 @@ import pyarrow as pa
 import torch
 
 from seqlab import schema
-from seqlab.stages.decode import stitch_windows
 from seqlab.models.load import LoadedModel
-from seqlab.models.metadata import model_temperature
 from seqlab.stages.casing import case_types
+from seqlab.stages.decode import stitch_windows
 from seqlab.stages.tokenize import special_affixes
 
 log = logging.getLogger(__name__)
@@ -64,7 +62,7 @@ class Tagger:
         ``_probs`` column holds the scaled logits instead of probabilities (what
         ``seqlab.models.calibration`` fits a temperature on)."""
         self.loaded = loaded
-        self.temperature = model_temperature(loaded.metadata) if temperature is None \
+        self.temperature = loaded.metadata.temperature if temperature is None \
             else float(temperature)
         self.logits = logits
         self.model = loaded.model
@@ -73,7 +71,7 @@ class Tagger:
         self.batch_tokens = batch_tokens
         self.prefix, self.suffix = special_affixes(loaded.tokenizer)
         self.pad_id = loaded.tokenizer.pad_token_id or 0
-        self.case_feature = bool(loaded.metadata.get("case_feature"))
+        self.case_feature = loaded.metadata.case_feature
         self.run_tokens = CPU_RUN_TOKENS if torch.device(self.device).type == "cpu" else None
         self.windows_run = 0
         # what the forward passes ran (special tokens and padding included), and the text

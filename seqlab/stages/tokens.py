@@ -1,7 +1,7 @@
 """The decode, mentions and aggregate stages as RecordBatch -> RecordBatch functions.
 
-Together with ``Tokenizer`` (seqlab.stages.tokenize) and ``Tagger`` (seqlab.stages.tag) these are the whole
-pipeline; engines only wire them together:
+Together with ``Tokenizer`` (seqlab.stages.tokenize) and ``Tagger`` (seqlab.stages.tag) these
+are the whole pipeline; engines only wire them together:
 
     read -> Tokenizer -> Tagger -> Decoder -> documents -> mentions -> aggregate partials
 """

@@ -1,1 +1,2 @@
-"""Where runs land: layout and part names, atomic parts, output state, incremental tables, Iceberg, warehouse DDL."""
+"""Where runs land: layout and part names, atomic parts, the manifest and run state, the
+output's state, incremental tables, Iceberg commits, warehouse DDL."""

@@ -36,13 +36,13 @@ from datetime import datetime, timezone
 
 import pyarrow as pa
 
-from seqlab.stages import aggregate
 from seqlab.errors import OutputError
 from seqlab.run.sources import Fragment
+from seqlab.stages import aggregate
 from seqlab.store.layout import RUNS, SUPERSEDED
 from seqlab.store.manifest import IncrementalRun, Manifest, file_name, read_manifest
-from seqlab.store.parts import FragmentRecord, PartInfo, read_table, write_table
 from seqlab.store.outdir import LATEST, OutputDir
+from seqlab.store.parts import FragmentRecord, PartInfo, read_table, write_table
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,14 @@ from typing import Any
 import pyarrow as pa
 
 from seqlab.errors import ConfigError
-from seqlab.schema import (AGGREGATES, FRAMES, MENTIONS, SCHEMA_VERSION, check_passthrough,
-                           documents_schema)
+from seqlab.schema import (
+    AGGREGATES,
+    FRAMES,
+    MENTIONS,
+    SCHEMA_VERSION,
+    check_passthrough,
+    documents_schema,
+)
 
 TABLES = ("documents", "mentions", "frames", "aggregates")
 FIXED = {"mentions": MENTIONS, "frames": FRAMES, "aggregates": AGGREGATES}

@@ -22,14 +22,14 @@ import pyarrow as pa
 from seqlab import schema
 from seqlab.config import settle_decoder, settle_window
 from seqlab.errors import ConfigError
-from seqlab.training.formats import CONTEXTS, Sentence, documents, read_sentences, sentence_text
 from seqlab.labels import OUTSIDE, LabelSet, convert
-from seqlab.training.metrics import confusion_matrix, label_class, score
 from seqlab.models.load import LoadedModel, ModelSpec, load_model
 from seqlab.models.metadata import recommended_decoder, trained_window
-from seqlab.stages.tokens import Decoder, Provenance
 from seqlab.stages.tag import Tagger
 from seqlab.stages.tokenize import Tokenizer, WindowSpec, model_max_length
+from seqlab.stages.tokens import Decoder, Provenance
+from seqlab.training.formats import CONTEXTS, Sentence, documents, read_sentences, sentence_text
+from seqlab.training.metrics import confusion_matrix, label_class, score
 
 log = logging.getLogger(__name__)
 

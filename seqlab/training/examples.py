@@ -17,9 +17,9 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from seqlab.errors import ConfigError
-from seqlab.training.formats import CONTEXTS, Sentence, documents, sentence_text
 from seqlab.stages.casing import case_types
 from seqlab.stages.tokenize import special_affixes
+from seqlab.training.formats import CONTEXTS, Sentence, documents, sentence_text
 
 log = logging.getLogger(__name__)
 

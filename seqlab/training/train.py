@@ -5,13 +5,17 @@ asked otherwise), the label on each word's first subword and -100 on the others 
 loss), dynamic padding over length-grouped batches, linear warmup and decay, evaluation on dev
 after every epoch, the best epoch kept by dev F1 (accuracy for plain tags), early stopping.
 Over an uncased encoder, each subword's casing goes in as its token type id (``case_feature``;
-examples are built in ``seqlab.training.examples``). ``lora_r`` trains a PEFT LoRA adapter and the head
-instead of all weights; the saved model is then the merged, normal checkpoint, with the compact
-adapter kept next to it in ``adapter/``.
+examples are built in ``seqlab.training.examples``). ``lora_r`` trains a PEFT LoRA adapter and
+the head instead of all weights; the saved model is then the merged, normal checkpoint, with the
+compact adapter kept next to it in ``adapter/``.
 
 The saved directory is a plain Hugging Face checkpoint (safetensors, ``id2label``, fast
 tokenizer) plus ``seqlab.json``: task, scheme, base encoder, data files with hashes,
 hyper-parameters, dev metrics, and whether the tag stage must pass the case feature.
+
+What differs between ``--task tagging``, ``srl`` and ``predicates`` (how the data is read and
+encoded, changes to the model, task-specific metadata) is the task object's
+(``seqlab.training.tasks``), looked up by name once per run; the recipe here is shared.
 """
 
 from __future__ import annotations
@@ -27,24 +31,27 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import (AutoConfig, AutoModelForTokenClassification,
-                          DataCollatorForTokenClassification, EarlyStoppingCallback,
-                          PreTrainedModel, Trainer, TrainingArguments,
-                          set_seed)
+from transformers import (
+    AutoConfig,
+    AutoModelForTokenClassification,
+    DataCollatorForTokenClassification,
+    EarlyStoppingCallback,
+    PreTrainedModel,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
 
-from seqlab.training.config import TRAIN_ENGINES, TrainConfig
 from seqlab.errors import ConfigError, missing_extra
-from seqlab.training.examples import encode
-from seqlab.training.formats import Sentence, format_of, read_sentences
-from seqlab.labels import OUTSIDE, convert, detect_scheme, normalize_scheme, split_label
-from seqlab.training.metrics import score
 from seqlab.models.load import load_tokenizer, local_model_dir
-from seqlab.models.metadata import write_metadata
+from seqlab.models.metadata import ModelMetadata, write_metadata
 from seqlab.models.shipped import file_sha256
-from seqlab.srl.data import VERB
-from seqlab.srl.train import prepare_srl, srl_config, srl_metadata, srl_model
 from seqlab.stages.tokenize import lower_cases
-from seqlab.training.data import Prepared, TaskData
+from seqlab.training.config import TRAIN_ENGINES, TrainConfig
+from seqlab.training.data import Prepared, TaskData, TrainTask
+from seqlab.training.formats import Sentence
+from seqlab.training.metrics import score
+from seqlab.training.tasks import label_list, target_scheme, task_of  # noqa: F401 - importable here too
 
 log = logging.getLogger(__name__)
 
@@ -52,56 +59,11 @@ ENGINES = TRAIN_ENGINES  # ``seqlab train --engine`` choices
 # Engines other than local are installed beside seqlab and found by name in this entry-point
 # group, so that seqlab never imports them: ``ray`` is the Ray Train engine (seqlab[ray]).
 TRAINERS = "seqlab.trainers"
-_PREFIXES = {"iob2": "BI", "iob1": "BI", "bioes": "BIES", "io": "I"}
-
-
-def target_scheme(sentences: list[Sentence], scheme: str | None) -> str:
-    """The scheme the model predicts: the one asked for, else IOB2 for spans, tags for tags."""
-    found = detect_scheme({label for s in sentences[:5000] for label in s.labels})
-    if scheme is None:
-        return "tags" if found == "tags" else "iob2"
-    wanted = normalize_scheme(scheme)
-    if found == "tags" and wanted != "tags":
-        raise ConfigError(f"--scheme {wanted} was asked for but the labels are plain tags",
-                          fix="pass --scheme tags (or leave --scheme out)")
-    return wanted
-
-
-def label_list(sentences: list[Sentence], scheme: str) -> list[str]:
-    """Labels in id order: ``O`` first, then each type's prefixes; plain tags sorted.
-
-    >>> label_list([Sentence(("a", "b"), ("B-PER", "O"))], "bioes")
-    ['O', 'B-PER', 'I-PER', 'E-PER', 'S-PER']
-    """
-    seen = {label for s in sentences for label in s.labels}
-    if scheme == "tags":
-        return sorted(seen)
-    types = sorted({split_label(label)[1] for label in seen} - {""})
-    return [OUTSIDE] + [f"{p}-{t}" for t in types for p in _PREFIXES[scheme]]
 
 
 def prepare_data(config: TrainConfig) -> TaskData:
-    if config.task == "predicates":
-        return predicate_data(config)
-    fmt = format_of(config.train, config.format)
-    train = read_sentences(config.train, fmt, config.column)
-    dev = read_sentences(config.dev, format_of(config.dev, config.format), config.column)
-    scheme = target_scheme(train, config.scheme)
-    if scheme != "tags":
-        train = [dataclasses.replace(s, labels=tuple(convert(s.labels, scheme))) for s in train]
-        dev = [dataclasses.replace(s, labels=tuple(convert(s.labels, scheme))) for s in dev]
-    labels = label_list(train + dev, scheme)
-    return TaskData(train, dev, labels, scheme)
-
-
-def predicate_data(config: TrainConfig) -> TaskData:
-    """The predicate labeller's sentences from SRL JSON Lines: ``B-<kind>`` on predicate words
-    (``seqlab.srl.data.predicate_sentences``)."""
-    from seqlab.srl.data import predicate_sentences, read_srl
-
-    train = predicate_sentences(read_srl(config.train))
-    dev = predicate_sentences(read_srl(config.dev))
-    return TaskData(train, dev, label_list(train + dev, "iob2"), "iob2")
+    """The sentences and labels of ``config.task`` (``TrainTask.data``)."""
+    return task_of(config.task).data(config)
 
 
 def build_model(base: str, labels: list[str], lora_r: int | None,
@@ -172,54 +134,50 @@ def training_arguments(config: TrainConfig, output_dir: str, best_metric: str,
 
 
 def prepare(config: TrainConfig) -> Prepared:
-    data = prepare_data(config)
-    tokenizer = load_tokenizer(config.base)
-    if not tokenizer.is_fast:
-        raise ConfigError(f"the tokenizer of {config.base!r} is not a fast tokenizer",
-                          fix="use a base encoder that ships tokenizer.json")
-    label2id = {label: i for i, label in enumerate(data.labels)}
-    return Prepared(
-        data, tokenizer,
-        encode(data.train, tokenizer, label2id, config.max_length, config.context,
-               config.case_feature, config.caseless, config.seed),
-        encode(data.dev, tokenizer, label2id, config.max_length, config.context,
-               config.case_feature))
+    """The run's examples, as its task prepares them (also called by each Ray Train worker)."""
+    return task_of(config.task).prepare(config)
 
 
 def build_trainer(config: TrainConfig, prepared: Prepared, output_dir: str,
                   callbacks: list | None = None) -> Trainer:
-    """Model and ``Trainer`` for a prepared run (also used by each Ray Train worker)."""
+    """Model and ``Trainer`` for a prepared run, the model adapted by its task (also used by
+    each Ray Train worker)."""
     set_seed(config.seed)
-    data = prepared.data
+    data, task = prepared.data, prepared.task
     model = build_model(config.base, data.labels, config.lora_r, config.train_embeddings)
     use_bf16 = bool(config.use_gpu and torch.cuda.is_available()
                     and torch.cuda.is_bf16_supported())
     best = "f1" if data.has_entities else "accuracy"
     collator = DataCollatorForTokenClassification(
         prepared.tokenizer, pad_to_multiple_of=8 if config.use_gpu else None)
-    return Trainer(
+    trainer = Trainer(
         model=model, args=training_arguments(config, output_dir, best, use_bf16),
         train_dataset=prepared.train_set, eval_dataset=prepared.dev_set,
         data_collator=collator, processing_class=prepared.tokenizer,
-        compute_metrics=compute_metrics_fn(data.labels, data.has_entities),
+        compute_metrics=compute_metrics_fn(data.labels, data.has_entities, task.unscored),
         preprocess_logits_for_metrics=argmax_logits,
         callbacks=[EarlyStoppingCallback(early_stopping_patience=config.patience),
                    *(callbacks or [])])
+    task.adapt(trainer, config)
+    return trainer
 
 
-def metadata(config: TrainConfig, data: TaskData, best: dict, epochs: list[dict],
+def metadata(config: TrainConfig, prepared: Prepared, best: dict, epochs: list[dict],
              seconds: float) -> dict:
-    """What ``seqlab.json`` records about a trained model."""
-    from seqlab import __version__
+    """What ``seqlab.json`` records about a trained model, the task's own entries last."""
     import transformers
 
+    from seqlab import __version__
+
+    data, task = prepared.data, prepared.task
+
     def data_file(path: str, sentences: list[Sentence]) -> dict:
-        fmt = "srl-jsonl" if config.task != "tagging" else format_of(path, config.format)
-        return {"path": path, "format": fmt, "sha256": file_sha256(path),
-                "sentences": len(sentences), "words": sum(len(s.words) for s in sentences)}
+        return {"path": path, "format": task.data_format(path, config),
+                "sha256": file_sha256(path), "sentences": len(sentences),
+                "words": sum(len(s.words) for s in sentences)}
 
     return {
-        "task": task_name(config, data),
+        "task": task.model_task(config, data),
         "scheme": data.scheme,
         "labels": data.labels,
         "base": base_record(config.base),
@@ -235,18 +193,8 @@ def metadata(config: TrainConfig, data: TaskData, best: dict, epochs: list[dict]
         "train_seconds": round(seconds, 1),
         "versions": {"seqlab": __version__, "transformers": transformers.__version__,
                      "torch": torch.__version__},
+        **task.metadata(config, prepared),
     }
-
-
-def task_name(config: TrainConfig, data: TaskData) -> str:
-    """``ner`` for spans, the CoNLL-U column for CoNLL-U tags, else ``tagging``."""
-    if config.task != "tagging":
-        return config.task
-    if config.column:
-        return config.column
-    if format_of(config.train, config.format) == "conllu":
-        return "upos"
-    return "ner" if data.has_entities else "tagging"
 
 
 def base_record(base: str) -> dict:
@@ -263,7 +211,7 @@ def history(trainer: Trainer) -> list[dict]:
 
 
 def save_trained(trainer: Trainer, prepared: Prepared, config: TrainConfig,
-                 seconds: float) -> dict:
+                 seconds: float) -> ModelMetadata:
     """Write the best model as a plain checkpoint (+ ``adapter/`` for LoRA) and its metadata."""
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -276,7 +224,8 @@ def save_trained(trainer: Trainer, prepared: Prepared, config: TrainConfig,
     epochs = history(trainer)
     best_key = "f1" if prepared.data.has_entities else "accuracy"
     best = max(epochs, key=lambda e: e[best_key]) if epochs else {}
-    meta = metadata(config, prepared.data, best, epochs, seconds)
+    meta = ModelMetadata.from_dict(metadata(config, prepared, best, epochs, seconds),
+                                   str(out / "seqlab.json"))
     write_metadata(out, meta)
     log.info("saved %s (dev %s %.4f, %.0f s)", out, best_key, best.get(best_key, 0.0), seconds)
     return meta
@@ -298,20 +247,19 @@ def settle_case_feature(config: TrainConfig) -> TrainConfig:
         config, case_feature=bool(config.case_feature or lower_cases(load_tokenizer(config.base))))
 
 
-def train(config: TrainConfig) -> dict:
+def train(config: TrainConfig) -> ModelMetadata:
     """Fine-tune, save the best model to ``config.out`` and return its metadata."""
     if config.use_gpu and config.engine == "local" and not torch.cuda.is_available():
         raise ConfigError("--use-gpu was given but torch sees no CUDA device",
                           fix="leave --use-gpu out, or install a CUDA build of torch")
-    if config.task == "srl":
-        config = srl_config(config)
-    config = settle_case_feature(config)
+    task = task_of(config.task)
+    config = settle_case_feature(task.settle(config))
     if config.engine != "local":
-        return trainer_of(config.engine)(config)
-    return train_local(config)
+        return ModelMetadata.of(trainer_of(config.engine)(config))
+    return train_local(config, task)
 
 
-def trainer_of(engine: str) -> Callable[[TrainConfig], dict]:
+def trainer_of(engine: str) -> Callable[[TrainConfig], ModelMetadata]:
     """The ``train(config) -> metadata`` function an installed engine registers in the
     ``seqlab.trainers`` entry points."""
     found = {point.name: point for point in entry_points(group=TRAINERS)}
@@ -328,19 +276,15 @@ def trainer_of(engine: str) -> Callable[[TrainConfig], dict]:
         raise
 
 
-def train_local(config: TrainConfig) -> dict:
+def train_local(config: TrainConfig, task: TrainTask | None = None) -> ModelMetadata:
+    """Train in this process (``train`` has settled ``config``); ``task``: the registered
+    task named by ``config.task``, looked up when not given."""
     started = time.time()
-    prepared = prepare_srl(config) if config.task == "srl" else prepare(config)
+    prepared = (task or task_of(config.task)).prepare(config)
     checkpoints = Path(config.out) / "checkpoints"
     trainer = build_trainer(config, prepared, str(checkpoints))
-    if config.task == "srl":
-        srl_model(trainer, config)
-        trainer.compute_metrics = compute_metrics_fn(prepared.data.labels, True, ignore=(VERB,))
     trainer.train()
     meta = save_trained(trainer, prepared, config, time.time() - started)
-    if config.task == "srl":
-        meta = srl_metadata(meta, config, prepared)
-        write_metadata(config.out, meta)
     shutil.rmtree(checkpoints, ignore_errors=True)
     return meta
 

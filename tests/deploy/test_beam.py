@@ -19,8 +19,8 @@ from packaging.requirements import Requirement  # noqa: E402
 from pipelines.beam_cli import parse_args  # noqa: E402
 from seqlab.cli.annotate import add_annotate_flags, add_engine_flags  # noqa: E402
 from seqlab.cli.main import build_parser
-from tests.deploy import (  # noqa: E402
-    DEPLOY as ALL, ROOT, check_beam_config, flex_launch, flex_template)
+from tests.deploy import DEPLOY as ALL  # noqa: E402
+from tests.deploy import ROOT, check_beam_config, flex_launch, flex_template
 
 DEPLOY = ALL / "beam"
 pytestmark = pytest.mark.timeout(60)

@@ -8,7 +8,8 @@ import pytest
 import yaml
 
 from seqlab.cli.main import build_parser
-from tests.deploy import DEPLOY as ALL, parse_seqlab
+from tests.deploy import DEPLOY as ALL
+from tests.deploy import parse_seqlab
 
 DEPLOY = ALL / "ray"
 pytestmark = pytest.mark.timeout(60)

@@ -22,12 +22,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-
-from tests import require
 import yaml
 
-from tests.deploy import (
-    DEPLOY, ROOT, annotate_config, check_beam_config, flex_launch, parse_seqlab)
+from tests import require
+from tests.deploy import DEPLOY, ROOT, annotate_config, check_beam_config, flex_launch, parse_seqlab
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -17,11 +17,13 @@ require("apache_beam", "beam")
 import seqlab  # noqa: E402
 from pipelines import beam_cli  # noqa: E402
 from seqlab import schema  # noqa: E402
-from seqlab.stages import aggregate
 from seqlab.cli.main import main as cli_main  # noqa: E402
 from seqlab.errors import ConfigError  # noqa: E402
-from seqlab.run.plan import work_items  # noqa: E402
-from seqlab.run.plan import plan_run  # noqa: E402
+from seqlab.run.plan import (
+    plan_run,  # noqa: E402
+    work_items,  # noqa: E402
+)
+from seqlab.stages import aggregate
 from tests.conftest import BAD_ROWS, make_corpus  # noqa: E402
 from tests.tiny import build_tiny_model  # noqa: E402
 
@@ -122,9 +124,9 @@ def explode(step: str, doc_id: str, cls, monkeypatch) -> None:
 
 def test_rows_that_raise_land_as_failed_documents(tmp_path, model, monkeypatch,
                                                   caplog) -> None:
-    from seqlab.stages.tokens import TokenDecoder
     from seqlab.stages.tag import Tagger
     from seqlab.stages.tokenize import Tokenizer
+    from seqlab.stages.tokens import TokenDecoder
 
     rows = make_corpus(14, seed=2, long_every=7, long_words=300)
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "in.parquet")

@@ -169,7 +169,8 @@ def test_layouts_that_would_hang_are_refused():
     with pytest.raises(ConfigError, match="need 1 GPUs"):
         ray_data.resolve_settings(ray_data.RayOptions(gpus_per_actor=1), {"CPU": 8.0}, local=True)
     # a remote (possibly autoscaling) cluster only gets a warning
-    settings = ray_data.resolve_settings(ray_data.RayOptions(tag_actors=8), {"CPU": 2.0}, local=False)
+    settings = ray_data.resolve_settings(ray_data.RayOptions(tag_actors=8), {"CPU": 2.0},
+                                         local=False)
     assert settings.tag_actors == 8
     gpu = ray_data.resolve_settings(ray_data.RayOptions(), {"CPU": 32.0, "GPU": 4.0}, local=False)
     assert (gpu.tag_actors, gpu.gpus_per_actor, gpu.tokenize_cpus) == (4, 1.0, 1.0)

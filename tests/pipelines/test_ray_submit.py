@@ -24,12 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from tests import require
-
-
+from pipelines.ray_submit import auth_token, entrypoint, job_headers, runtime_env
 from seqlab.cli.main import build_parser, main
 from seqlab.errors import ConfigError
-from pipelines.ray_submit import auth_token, entrypoint, job_headers, runtime_env
+from tests import require
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = Path(sys.executable).parent

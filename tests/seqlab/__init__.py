@@ -1,4 +1,5 @@
-"""Unit tests of seqlab's modules, one file per module (``test_io.py`` tests ``seqlab/run/read.py``).
+"""Unit tests of seqlab's modules, in folders that mirror its packages (``run/test_read.py``
+tests ``seqlab/run/read.py``).
 
 The builders the run-contract tests share live here: small input files, a real plan made by
 ``plan_run`` with a tiny model, and the contract driven piece by piece, as an engine drives it.
@@ -9,7 +10,7 @@ transformers.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -18,8 +19,8 @@ import pyarrow.parquet as pq
 
 if TYPE_CHECKING:
     from seqlab.run.annotator import Annotator
-    from seqlab.run.work import WorkItem
     from seqlab.run.plan import RunPlan
+    from seqlab.run.work import WorkItem
     from seqlab.stages.tag import Tagger
 
 SMALL = dict(max_length=64, stride=16, batch_tokens=1024, batch_docs=4, device="cpu")
@@ -59,7 +60,7 @@ def make_plan(input, output, model, **options) -> RunPlan:
                                  **{**SMALL, **options}))
 
 
-@lru_cache(maxsize=None)
+@cache
 def shared_tagger(model: str, batch_tokens: int = SMALL["batch_tokens"]) -> Tagger:
     """A tiny model loaded once per session: loading it is most of an annotator's cost."""
     from seqlab.models.load import ModelSpec, load_model
@@ -79,9 +80,9 @@ def annotator(plan: RunPlan) -> Annotator:
 def drive(plan: RunPlan, items: list[WorkItem] | None = None) -> None:
     """The run contract up to ``finish_run``: read, annotate, land, record; for ``items``
     (default: all of the plan's work), as any engine would."""
+    from seqlab.run.land import land
     from seqlab.run.ledger import FragmentLedger
     from seqlab.run.work import read_slices
-    from seqlab.run.land import land
 
     annotate, ledger = annotator(plan), FragmentLedger(plan)
     for item in plan.work if items is None else items:

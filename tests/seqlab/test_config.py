@@ -102,7 +102,7 @@ def test_the_decoder_recommended_by_a_model_is_read_from_its_seqlab_json(ner_mod
 
     assert recommended_decoder(read_metadata(str(ner_model))) is None
     model = shutil.copytree(ner_model, tmp_path / "model")
-    write_metadata(model, {**read_metadata(str(model)), "decoder": "viterbi"})
+    write_metadata(model, read_metadata(str(model)).updated(decoder="viterbi"))
     assert config().with_decoder(recommended_decoder(read_metadata(str(model)))).decoder == \
         "viterbi"
 

@@ -5,8 +5,8 @@ from dataclasses import dataclass
 import pytest
 
 from seqlab import engine as engine_module
-from seqlab.engine import ENTRY_POINTS, Engine, load_engine
 from seqlab.config import build_config
+from seqlab.engine import ENTRY_POINTS, Engine, load_engine
 from seqlab.errors import ConfigError
 
 

@@ -237,7 +237,8 @@ class EndpointConnectionError(Exception):
 
 def _fails_mid_run(exc: Exception):
     def annotate(input, output, *, config, progress):
-        progress.update({"documents": 16, "tokens": 1200})  # a batch landed, then the storage went away
+        # a batch landed, then the storage went away
+        progress.update({"documents": 16, "tokens": 1200})
         raise exc
 
     return annotate

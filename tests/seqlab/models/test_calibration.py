@@ -8,16 +8,23 @@ import json
 import numpy as np
 import pytest
 
-from seqlab.models.calibration import (DevLogits, calibrate, entity_confidence,
-                                          expected_calibration_error, fit_temperature, nll, softmax)
 from seqlab.cli.main import main
 from seqlab.errors import ConfigError, ModelError
-from seqlab.training.evaluate import evaluate, predict
-from seqlab.training.formats import read_sentences, write_sentences
 from seqlab.labels import LabelSet
+from seqlab.models.calibration import (
+    DevLogits,
+    calibrate,
+    entity_confidence,
+    expected_calibration_error,
+    fit_temperature,
+    nll,
+    softmax,
+)
 from seqlab.models.load import ModelSpec, load_model
 from seqlab.models.metadata import model_temperature, read_metadata, write_metadata
 from seqlab.stages.tag import Tagger
+from seqlab.training.evaluate import evaluate, predict
+from seqlab.training.formats import read_sentences, write_sentences
 from tests.seqlab.training.test_train import ner_sentences
 from tests.tiny import NER_LABELS, build_tiny_model
 
@@ -86,15 +93,15 @@ def test_a_temperature_in_seqlab_json_divides_the_logits_and_keeps_the_labels(de
     plain = load_model(ModelSpec(str(model), device="cpu"))
     assert Tagger(plain).temperature == 1.0
     logits, labels = tagged(plain, data, temperature=1.0, logits=True)
-    write_metadata(model, {**read_metadata(str(model)), "calibration":
-                           {"temperature": TEMPERATURE}})
+    write_metadata(model, read_metadata(str(model)).updated(
+        calibration={"temperature": TEMPERATURE}))
     try:
         scaled = load_model(ModelSpec(str(model), device="cpu"))
-        assert model_temperature(scaled.metadata) == Tagger(scaled).temperature == TEMPERATURE
+        assert scaled.metadata.temperature == Tagger(scaled).temperature == TEMPERATURE
+        assert model_temperature(scaled.metadata) == TEMPERATURE
         probs, scaled_labels = tagged(scaled, data)
     finally:
-        write_metadata(model, {k: v for k, v in read_metadata(str(model)).items()
-                               if k != "calibration"})
+        write_metadata(model, read_metadata(str(model)).updated(calibration=None))
     n = len(NER_LABELS)
     expected = softmax(logits.reshape(-1, n).astype(np.float64), TEMPERATURE)
     np.testing.assert_allclose(probs.reshape(-1, n), expected, atol=1e-6)
@@ -103,7 +110,7 @@ def test_a_temperature_in_seqlab_json_divides_the_logits_and_keeps_the_labels(de
 
 
 def test_a_bad_temperature_is_refused_with_the_fix():
-    with pytest.raises(ModelError, match="temperature -1") as error:
+    with pytest.raises(ModelError, match="calibration.temperature is -1") as error:
         model_temperature({"calibration": {"temperature": -1}})
     assert "--calibrate" in error.value.fix
 
@@ -113,7 +120,7 @@ def test_calibrate_writes_the_temperature_and_evaluate_scores_stay(dev):
     before = evaluate(str(model), data, device="cpu")
     try:
         entry = calibrate(str(model), data, device="cpu")
-        written = read_metadata(str(model))["calibration"]
+        written = read_metadata(str(model)).calibration
         assert written == entry and entry["fitted_on"] == data
         assert entry["temperature"] > 0 and entry["words"] > 100 and entry["bins"] == 15
         assert entry["nll_after"] <= entry["nll_before"]
@@ -123,8 +130,7 @@ def test_calibrate_writes_the_temperature_and_evaluate_scores_stay(dev):
         assert Tagger(loaded).temperature == entry["temperature"]
         assert evaluate(str(model), data, loaded=loaded) == before  # greedy labels unchanged
     finally:
-        write_metadata(model, {k: v for k, v in read_metadata(str(model)).items()
-                               if k != "calibration"})
+        write_metadata(model, read_metadata(str(model)).updated(calibration=None))
 
 
 def test_evaluate_calibrate_on_the_command_line(dev, capsys):
@@ -132,7 +138,7 @@ def test_evaluate_calibrate_on_the_command_line(dev, capsys):
     try:
         assert main(["evaluate", str(model), data, "--calibrate", "--device", "cpu"]) == 0
         out = capsys.readouterr().out
-        temperature = read_metadata(str(model))["calibration"]["temperature"]
+        temperature = read_metadata(str(model)).temperature
         assert f"temperature {temperature:.4f} written: word ECE" in out
         assert "decoder greedy (the default)" in out and "f1 " in out
         assert main(["evaluate", str(model), data, "--json", "--device", "cpu"]) == 0
@@ -141,8 +147,7 @@ def test_evaluate_calibrate_on_the_command_line(dev, capsys):
                                                  "per_label"}
         assert "decoder greedy" in captured.err
     finally:
-        write_metadata(model, {k: v for k, v in read_metadata(str(model)).items()
-                               if k != "calibration"})
+        write_metadata(model, read_metadata(str(model)).updated(calibration=None))
 
 
 def test_calibrate_refuses_a_model_it_cannot_write_into(tmp_path, monkeypatch):
@@ -156,4 +161,4 @@ def test_calibrate_refuses_a_model_it_cannot_write_into(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="not a local model directory") as error:
         calibrate(str(model), str(tmp_path / "dev.conll"))
     assert "directory" in error.value.fix
-    assert "calibration" not in read_metadata(str(model))
+    assert read_metadata(str(model)).calibration == {}

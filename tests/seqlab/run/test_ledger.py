@@ -6,9 +6,9 @@ import pytest
 
 from seqlab import schema
 from seqlab.errors import RunError
+from seqlab.run.land import Landed
 from seqlab.run.ledger import FragmentLedger
 from seqlab.run.work import locate, read_slices
-from seqlab.run.land import Landed
 from seqlab.store.parts import PartInfo
 from tests.seqlab import drive, make_plan, rows, truncate, write_jsonl, write_parquet
 

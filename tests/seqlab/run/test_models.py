@@ -11,10 +11,10 @@ from transformers import BertTokenizerFast
 
 import seqlab
 from seqlab import schema
-from seqlab.run.annotator import FAULT_ENV
 from seqlab.config import build_config
 from seqlab.errors import ConfigError, ModelError
 from seqlab.models.metadata import read_metadata, write_metadata
+from seqlab.run.annotator import FAULT_ENV
 from seqlab.run.models import model_names, plan_models
 from tests.seqlab import SMALL, rows, write_parquet
 from tests.tiny import build_tiny_srl
@@ -80,14 +80,14 @@ def test_mixes_that_cannot_share_a_run_are_refused(ner_model, pos_model, srl_mod
     assert "separate seqlab annotate runs" in refused.value.fix
     bare = Path(shutil.copytree(srl_model, tmp_path / "bare-srl"))
     meta = read_metadata(str(bare))
-    write_metadata(bare, {k: v for k, v in meta.items() if k != "predicates"})
+    write_metadata(bare, meta.updated(predicates=None))
     with pytest.raises(ConfigError, match="names no predicate labeller") as refused:
         plan(str(bare))
     assert "--predicate-model" in refused.value.fix
     assert plan(str(bare), predicate_model=str(srl_model / "predicates"))[0].predicates
     with pytest.raises(ModelError, match="not a predicate labeller"):
         plan(str(bare), predicate_model=str(srl_model))
-    write_metadata(bare, {**meta, "predicate_encoding": "segment"})
+    write_metadata(bare, meta.updated(predicate_encoding="segment"))
     with pytest.raises(ModelError, match="indicator encoding"):
         plan(str(bare))
 

@@ -1,4 +1,5 @@
-"""seqlab.run.read: finding input files, reading them in the reader schema, bad rows and bad files."""
+"""seqlab.run.read and seqlab.run.sources: finding input files, reading them in the reader
+schema, bad rows and bad files."""
 
 import uuid
 
@@ -9,8 +10,8 @@ import pytest
 
 from seqlab import schema
 from seqlab.errors import InputError
-from seqlab.run.sources import FragmentError, discover
 from seqlab.run.read import Reader
+from seqlab.run.sources import FragmentError, discover
 from tests.seqlab import rows, truncate, write_parquet
 
 

@@ -1,4 +1,5 @@
-"""seqlab.run.plan: one fingerprint however paths are spelled, and the invariants finish_run keeps."""
+"""seqlab.run.plan and seqlab.run.finish: one fingerprint however paths are spelled, and the
+invariants finish_run keeps."""
 
 import hashlib
 
@@ -6,11 +7,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from seqlab import schema
-from seqlab.stages import aggregate
 from seqlab.errors import ConfigError, RunError
-from seqlab.run.work import read_slices
-from seqlab.run.land import land
 from seqlab.run.finish import finish_run
+from seqlab.run.land import land
+from seqlab.run.work import read_slices
+from seqlab.stages import aggregate
 from tests.seqlab import annotator, drive, make_plan, rows, truncate, write_jsonl, write_parquet
 
 TABLES = ("documents", "mentions", "aggregates")

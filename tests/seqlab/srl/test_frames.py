@@ -3,14 +3,13 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 import numpy as np
-
 import pyarrow as pa
 
 from seqlab import schema
 from seqlab.srl.frames import frame_rows
 from seqlab.srl.tag import FrameWords
-from seqlab.stages.tokens import Provenance
 from seqlab.stages.flatten import frames
+from seqlab.stages.tokens import Provenance
 
 
 def test_frames_hold_offsets_into_the_text_and_leave_out_the_predicate_span():

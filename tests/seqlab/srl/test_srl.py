@@ -10,14 +10,21 @@ import pytest
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
 from seqlab.errors import ConfigError, InputError
-from seqlab.training.metrics import entity_scores
 from seqlab.models.load import ModelSpec, load_model
 from seqlab.models.metadata import read_metadata, write_metadata
-from seqlab.srl.data import (Frame, SrlSentence, keep_frames, predicate_sentences, read_srl,
-                                role_labels, unique_frames)
+from seqlab.srl.data import (
+    Frame,
+    SrlSentence,
+    keep_frames,
+    predicate_sentences,
+    read_srl,
+    role_labels,
+    unique_frames,
+)
 from seqlab.srl.evaluate import evaluate_srl, frame_pairs
 from seqlab.srl.examples import encode_frames, widen_token_types
 from seqlab.srl.tag import FrameTagger
+from seqlab.training.metrics import entity_scores
 from seqlab.training.train import TrainConfig, train
 from tests.seqlab.training.test_train import tiny_encoder
 
@@ -140,10 +147,12 @@ def test_role_scores_leave_out_the_predicate():
 
 def test_srl_train_learns_roles_and_evaluates_through_the_stages(srl_model, srl_files):
     meta = read_metadata(str(srl_model))
-    assert meta["task"] == "srl" and meta["predicate_encoding"] == "indicator"
-    assert meta["frames"] == {"train": 240, "dev": 40}
+    assert meta.task == "srl" and meta.predicate_encoding == "indicator"
+    assert meta.frames == {"train": 240, "dev": 40}
+    assert meta.data["train"]["format"] == "srl-jsonl" and meta.hyper_parameters["task"] == "srl"
+    assert list(meta)[-2:] == ["predicate_encoding", "frames"]  # the task's entries come last
     assert AutoModelForTokenClassification.from_pretrained(srl_model).config.type_vocab_size == 4
-    assert meta["dev_metrics"]["f1"] > 0.6
+    assert meta.dev_metrics["f1"] > 0.6
     gold = evaluate_srl(str(srl_model), srl_files["dev"])
     assert gold["frames"] == {"gold": 40, "predicted": 40}
     assert gold["f1"] > 0.6 and "V" not in gold["per_label"]
@@ -155,7 +164,8 @@ def test_srl_train_learns_roles_and_evaluates_through_the_stages(srl_model, srl_
 
 def test_predicate_labeller_and_end_to_end(srl_model, predicate_model, srl_files):
     meta = read_metadata(str(predicate_model))
-    assert meta["task"] == "predicates" and "B-VERB" in meta["labels"]
+    assert meta.task == "predicates" and "B-VERB" in meta.labels
+    assert meta.data["dev"]["format"] == "srl-jsonl" and meta.frames == {}
     with pytest.raises(ConfigError, match="predicate labeller"):
         evaluate_srl(str(srl_model), srl_files["dev"], "predicted")
     ends = evaluate_srl(str(srl_model), srl_files["dev"], "predicted",
@@ -166,7 +176,7 @@ def test_predicate_labeller_and_end_to_end(srl_model, predicate_model, srl_files
     assert ends["f1"] <= gold["f1"] + 1e-9 or ends["predicates"]["f1"] == 1.0
     # the SRL model's seqlab.json may name its labeller, relative to its own directory
     meta = read_metadata(str(srl_model))
-    write_metadata(srl_model, {**meta, "predicates": str(predicate_model)})
+    write_metadata(srl_model, meta.updated(predicates=str(predicate_model)))
     try:
         again = evaluate_srl(str(srl_model), srl_files["dev"], "predicted")
         assert again["f1"] == ends["f1"]
@@ -199,7 +209,7 @@ def test_cli_train_and_evaluate_srl(srl_model, predicate_model, srl_files, tmp_p
                  "--context", "sentence"]) == 0
     assert "dev f1" in capsys.readouterr().out
     meta = read_metadata(str(out))
-    assert meta["predicate_encoding"] == "segment" and meta["case_feature"] is False
+    assert meta.predicate_encoding == "segment" and meta.case_feature is False
     assert main(["evaluate", str(srl_model), srl_files["dev"], "--json"]) == 0
     scores = json.loads(capsys.readouterr().out)
     assert scores["frames"]["gold"] == 40 and "predicates" not in scores
@@ -216,8 +226,12 @@ def test_low_rank_export_keeps_the_predicate_indicator(srl_model, srl_files, tmp
 
     pinned = tmp_path / "pinned"
     export_low_rank_model(srl_model, pinned, rank=12, hub_id=None, package=None)
-    exported = read_metadata(str(pinned))
-    assert exported["task"] == "srl" and exported["predicate_encoding"] == "indicator"
+    exported, trained = read_metadata(str(pinned)), read_metadata(str(srl_model))
+    assert exported.task == "srl" and exported.predicate_encoding == "indicator"
+    assert exported.base.sha256 == trained.base.sha256 and exported.base.hub_id is None
+    assert exported.form.startswith("rank-12") and exported.frames == trained.frames
+    assert {k: v for k, v in exported.items() if k not in ("base", "form")} == \
+        {k: v for k, v in trained.items() if k != "base"}
     full = evaluate_srl(str(srl_model), srl_files["dev"])
     compact = evaluate_srl(str(pinned), srl_files["dev"])
     assert compact["f1"] == pytest.approx(full["f1"], abs=0.1)
@@ -235,7 +249,7 @@ def test_shipped_srl_finds_a_predicate_and_its_arguments(tmp_path):
     data = tmp_path / "one.jsonl"
     data.write_text(json.dumps(line) + "\n")
     metadata = load_model(ModelSpec("srl", device="cpu")).metadata
-    assert metadata["task"] == "srl" and metadata["predicates"] == "predicates"
+    assert metadata.task == "srl" and metadata.predicates == "predicates"
     ends = evaluate_srl("srl", str(data), "predicted", device="cpu")
     assert ends["predicates"]["recall"] == 1.0  # "gave" is found
     assert ends["frames"]["gold"] == 1 and ends["recall"] > 0
@@ -282,7 +296,7 @@ def test_core_once_scores_through_the_stages(srl_model, srl_files):
 def test_a_model_that_recommends_core_once_gets_it_unless_told_otherwise(srl_model):
     loaded = load_model(ModelSpec(str(srl_model), device="cpu"))
     assert FrameTagger(loaded).core_once is False
-    recommends = dataclasses.replace(loaded, metadata={**loaded.metadata, "core_once": True})
+    recommends = dataclasses.replace(loaded, metadata=loaded.metadata.updated(core_once=True))
     assert FrameTagger(recommends).core_once is True
     assert FrameTagger(recommends, core_once=False).core_once is False
 

@@ -31,7 +31,7 @@ def test_partials_merge_in_any_order_and_grouping():
     rows = random_mentions(rng, 40)
     whole = aggregate.finalize(aggregate.partials(mentions_table(rows)))
     docs = sorted({r[0] for r in rows})
-    for trial in range(5):
+    for _trial in range(5):
         rng.shuffle(docs)
         cut = sorted(rng.sample(range(1, len(docs)), 4))
         groups = [docs[a:b] for a, b in zip([0, *cut], [*cut, len(docs)])]

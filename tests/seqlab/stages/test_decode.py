@@ -3,8 +3,8 @@ import itertools
 import numpy as np
 import pytest
 
-from seqlab.stages.decode import stitch_windows, viterbi, word_boundaries, word_distributions
 from seqlab.labels import LabelSet
+from seqlab.stages.decode import stitch_windows, viterbi, word_boundaries, word_distributions
 
 
 def test_stitch_prefers_the_window_with_most_context():

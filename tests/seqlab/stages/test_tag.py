@@ -1,4 +1,5 @@
-"""seqlab.stages.tag: micro-batches within --batch-tokens, scores independent of batch neighbours."""
+"""seqlab.stages.tag: micro-batches within --batch-tokens, scores independent of batch
+neighbours."""
 
 import random
 
@@ -6,10 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from seqlab.errors import ConfigError
-
 from seqlab import schema
-from seqlab.config import build_config
 from seqlab.run.read import Reader
 from seqlab.run.sources import discover
 from seqlab.stages.tag import CPU_RUN_TOKENS, PAD_MULTIPLE, Tagger
@@ -104,10 +102,8 @@ def test_on_cpu_a_micro_batch_runs_in_passes_of_whole_windows_with_the_same_scor
         assert np.array_equal(probs(sliced, row), probs(whole, row))
 
 
-def test_one_full_window_fits_the_smallest_batch_tokens_config_allows(read_batch, ner_model):
-    with pytest.raises(ConfigError, match="--batch-tokens 112"):  # 100 padded to 112
-        build_config(input="in", output="out", max_length=100, batch_tokens=100)
-    build_config(input="in", output="out", max_length=100, batch_tokens=112)
+def test_one_full_window_fits_the_smallest_batch_tokens_a_plan_allows(read_batch, ner_model):
+    # plan_run refuses --batch-tokens below one padded window (tests/seqlab/run/test_run.py)
     stage = tagger(ner_model, 112)
     _, shapes = run_recording_shapes(stage, tokenize(read_batch.slice(0, 1), ner_model,
                                                      WindowSpec(100, 25, cuts="fixed")))

@@ -7,11 +7,16 @@ from transformers import AutoTokenizer
 
 from seqlab import schema
 from seqlab.errors import ConfigError
+from seqlab.stages.casing import case_types, shouted_spans
+from seqlab.stages.tokenize import (
+    Tokenizer,
+    WindowSpec,
+    sentence_starts,
+    window_cuts,
+    window_starts,
+)
 from seqlab.training.examples import encode
 from seqlab.training.formats import Sentence, sentence_text
-from seqlab.stages.tokenize import (Tokenizer, WindowSpec, sentence_starts, window_cuts,
-                                       window_starts)
-from seqlab.stages.casing import case_types, shouted_spans
 
 
 def assert_covering(starts, lens, n: int, content: int) -> None:
@@ -52,7 +57,8 @@ def test_offsets_words_and_windows(ner_model):
     assert "".join(pieces).lower() == "".join(text.split()).lower()
     # words: whitespace and punctuation split, subwords share their word's id
     first = np.flatnonzero(np.diff(words, prepend=-1))
-    word_texts = [text[starts[a]:ends[b - 1]] for a, b in zip(first, list(first[1:]) + [len(words)])]
+    word_texts = [text[starts[a]:ends[b - 1]]
+                  for a, b in zip(first, list(first[1:]) + [len(words)])]
     assert word_texts[:9] == ["John", "walking", "to", "New", "-", "York", ",", "(", "london"]
     win_starts = out.column("_win_starts")[0].values.to_numpy()
     assert len(win_starts) == len(window_starts(len(words), 14, 4)[0]) >= 3
@@ -159,13 +165,13 @@ def reference_shouted_spans(text: str, min_words: int) -> list[tuple[int, int]]:
         words = [(m.start() + line.start(), m.end() + line.start(), m.group())
                  for m in re.finditer(r"\S+", line.group())]
         clean = not any(any(c.islower() for c in w) for _, _, w in words)
-        runs, run = [], []
+        runs, current = [], []
         for word in words:
             if any(c.islower() for c in word[2]):
-                runs, run = runs + [run], []
+                runs, current = runs + [current], []
             else:
-                run.append(word)
-        for run in runs + [run]:
+                current.append(word)
+        for run in runs + [current]:
             capitals = [w for w in run if w[2].isupper()]
             best = count = 0
             for previous, word in zip([None] + run, run):

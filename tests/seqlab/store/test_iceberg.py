@@ -13,11 +13,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from seqlab.store import iceberg
 from seqlab.errors import ConfigError, RunError
+from seqlab.schema import AGGREGATES, MENTIONS, documents_schema
+from seqlab.store import iceberg
 from seqlab.store.iceberg import TableChange, commit_run
 from seqlab.store.parts import write_table
-from seqlab.schema import AGGREGATES, MENTIONS, documents_schema
 
 pytest.importorskip("sqlalchemy", reason="pyiceberg's SQL catalog: pip install "
                     "'pyiceberg[sql-sqlite]'")

@@ -1,5 +1,5 @@
-"""seqlab.store.incremental: a table root that accumulates runs over a growing corpus, driven through
-the run contract (``plan_run`` -> stages -> ``finish_run``) as every engine drives it."""
+"""seqlab.store.incremental: a table root that accumulates runs over a growing corpus, driven
+through the run contract (``plan_run`` -> stages -> ``finish_run``) as every engine drives it."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from seqlab.store import incremental
 from seqlab.errors import ConfigError, OutputError
-from seqlab.store.outdir import OutputDir
 from seqlab.run.finish import finish_run
+from seqlab.store import incremental
+from seqlab.store.outdir import OutputDir
 from tests.seqlab import drive, make_plan, rows, truncate, write_jsonl, write_parquet
 from tests.tiny import build_tiny_srl
 

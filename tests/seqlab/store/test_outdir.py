@@ -1,4 +1,5 @@
-"""seqlab.store.outdir: atomic parts, cleanup of what no record names, and who may reuse a location."""
+"""seqlab.store.outdir: atomic parts, cleanup of what no record names, and who may reuse a
+location."""
 
 import hashlib
 import json
@@ -12,8 +13,8 @@ import pytest
 
 from seqlab.errors import OutputError
 from seqlab.store.manifest import Manifest, ModelInfo, Resume, Rows, RunState
-from seqlab.store.parts import FragmentRecord, PartFile, PartInfo, read_table
 from seqlab.store.outdir import OutputDir, check_resumable
+from seqlab.store.parts import FragmentRecord, PartFile, PartInfo, read_table
 
 DECLARED = pa.schema([pa.field("doc_id", pa.string(), nullable=False),
                       pa.field("n", pa.int64())])

@@ -22,8 +22,14 @@ import seqlab
 from seqlab.cli import main as cli
 from seqlab.cli import tables as tables_cli
 from seqlab.errors import ConfigError
-from seqlab.store.warehouse import (FORMATS, TABLES, arrow_text, parse_columns, parse_type,
-                                       warehouse_schema)
+from seqlab.store.warehouse import (
+    FORMATS,
+    TABLES,
+    arrow_text,
+    parse_columns,
+    parse_type,
+    warehouse_schema,
+)
 from tests.tiny import build_tiny_srl
 
 
@@ -386,7 +392,7 @@ def test_the_readme_queries_read_each_current_row_once(table):
 
     top = query("top entities per label over all runs", table)
     per_label: dict[str, list] = {}
-    for label, text, mentions, _, mean in top:
+    for label, _text, mentions, _, mean in top:
         per_label.setdefault(label, []).append(mentions)
         assert 0 < mean <= 1
     counts = live.group_by("label").aggregate([("label", "count")]).to_pylist()

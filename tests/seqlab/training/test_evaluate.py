@@ -5,11 +5,11 @@ import json
 import pytest
 
 from seqlab.cli.main import main
+from seqlab.labels import convert
+from seqlab.models.load import ModelSpec, load_model
 from seqlab.training.evaluate import evaluate, predict, sentence_text
 from seqlab.training.formats import Sentence, read_sentences, write_sentences
-from seqlab.labels import convert
 from seqlab.training.metrics import entity_scores
-from seqlab.models.load import ModelSpec, load_model
 from tests.seqlab.training.test_train import ner_sentences, tiny_encoder
 from tests.tiny import POS_LABELS
 
@@ -45,7 +45,7 @@ def test_document_context_reads_sentences_within_their_document(ner_setup, tmp_p
     loaded = load_model(ModelSpec(str(model), device="cpu"))
     doc = [Sentence(s.words, s.labels, "d0") for s in ner_sentences(6, 5)]
     joined = [Sentence(tuple(w for s in doc for w in s.words),
-                      tuple(l for s in doc for l in s.labels))]
+                      tuple(label for s in doc for label in s.labels))]
     in_document = predict(loaded, doc)
     alone = predict(loaded, doc, context="sentence")
     # within its document a sentence is tagged as the words of one text ...
@@ -98,7 +98,7 @@ def test_the_models_recommended_decoder_is_used_unless_one_is_given(ner_setup, t
 
     model, data = ner_setup
     copy = shutil.copytree(model, tmp_path / "model")
-    write_metadata(copy, {**read_metadata(str(copy)), "decoder": "viterbi"})
+    write_metadata(copy, read_metadata(str(copy)).updated(decoder="viterbi"))
     loaded = load_model(ModelSpec(str(copy), device="cpu"))
     sentences = read_sentences(data)
     assert predict(loaded, sentences, decoder=None) == predict(loaded, sentences, "viterbi")

@@ -3,9 +3,8 @@ from __future__ import annotations
 import pytest
 
 from seqlab.errors import ConfigError, InputError
-from seqlab.training.formats import (Sentence, documents, format_of, read_sentences,
-                                        write_sentences)
 from seqlab.labels import chunks
+from seqlab.training.formats import Sentence, documents, format_of, read_sentences, write_sentences
 
 CONLL = """-DOCSTART- -X- -X- O
 

@@ -4,8 +4,13 @@ import random
 
 import numpy as np
 import pytest
-from seqeval.metrics import accuracy_score, classification_report, f1_score
-from seqeval.metrics import precision_score, recall_score
+from seqeval.metrics import (
+    accuracy_score,
+    classification_report,
+    f1_score,
+    precision_score,
+    recall_score,
+)
 
 from seqlab.errors import InputError
 from seqlab.training.metrics import confusion_matrix, entity_scores, tag_scores

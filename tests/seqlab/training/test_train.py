@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from importlib.metadata import EntryPoint, entry_points
@@ -8,18 +9,30 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import (AutoModelForTokenClassification, AutoTokenizer, BertConfig,
-                          BertForTokenClassification, BertTokenizerFast)
+from transformers import (
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertForTokenClassification,
+    BertTokenizerFast,
+)
 
 import seqlab.training.train
 from seqlab.errors import ConfigError, ModelError
-from seqlab.training.examples import encode
 from seqlab.models.export import export_adapter_model, export_low_rank_model
-from seqlab.training.formats import Sentence, write_sentences
 from seqlab.models.load import ModelSpec, load_model
 from seqlab.models.metadata import read_metadata, write_metadata
-from seqlab.training.train import (TRAINERS, TrainConfig, label_list, prepare_data,
-                                      target_scheme, train, trainer_of)
+from seqlab.training.examples import encode
+from seqlab.training.formats import Sentence, write_sentences
+from seqlab.training.train import (
+    TRAINERS,
+    TrainConfig,
+    label_list,
+    prepare_data,
+    target_scheme,
+    train,
+    trainer_of,
+)
 from tests.tiny import NER_LABELS, write_vocab
 
 ENTITIES = [(["john", "smith"], "PER"), (["mary"], "PER"), (["new", "york"], "LOC"),
@@ -141,18 +154,22 @@ def test_train_saves_a_plain_checkpoint(trained, ner_files):
     model = AutoModelForTokenClassification.from_pretrained(out)  # plain transformers loads it
     assert model.config.id2label[0] == "O"
     saved = read_metadata(str(out))
-    assert saved == meta
-    assert saved["scheme"] == "iob2" and saved["task"] == "ner"
-    assert saved["data"]["train"]["sha256"] and saved["data"]["dev"]["sentences"] == 32
-    assert saved["hyper_parameters"]["lr"] == 1e-2
-    assert len(saved["dev_history"]) == 3
-    assert saved["dev_metrics"]["f1"] == max(e["f1"] for e in saved["dev_history"])
-    assert saved["dev_metrics"]["f1"] > 0.5  # the tiny task is learnable
-    assert saved["base"]["sha256"]
+    assert saved.to_dict() == meta.to_dict() == json.loads((out / "seqlab.json").read_text())
+    assert saved.scheme == "iob2" and saved.task == "ner"
+    assert saved.labels == ("O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER")
+    assert saved.data["train"]["sha256"] and saved.data["dev"]["sentences"] == 32
+    assert saved.data["train"]["format"] == "conll"
+    assert saved.hyper_parameters["lr"] == 1e-2
+    assert len(saved.dev_history) == 3
+    assert saved.dev_metrics["f1"] == max(e["f1"] for e in saved.dev_history)
+    assert saved.dev_metrics["f1"] > 0.5  # the tiny task is learnable
+    assert saved.base.sha256 and saved.base.name == ner_files["base"]
+    assert saved.train_seconds > 0 and saved.versions["seqlab"]
+    assert "predicate_encoding" not in saved and "frames" not in saved
 
 
 def test_training_is_seeded(ner_files, tmp_path):
-    first, again = (train(config(ner_files, tmp_path / name, epochs=1))["dev_history"][0]
+    first, again = (train(config(ner_files, tmp_path / name, epochs=1)).dev_history[0]
                     for name in ("first", "again"))
     assert again["f1"] == first["f1"]
     assert again["loss"] == pytest.approx(first["loss"], rel=1e-5)
@@ -197,7 +214,7 @@ def test_low_rank_export_int8_matches_fp16(trained, tmp_path):
 def test_lora_train_and_export(ner_files, tmp_path):
     out = tmp_path / "lora"
     meta = train(config(ner_files, out, epochs=1, lora_r=4, lr=1e-2))
-    assert meta["hyper_parameters"]["lora_r"] == 4
+    assert meta.hyper_parameters["lora_r"] == 4
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
     compact = export_adapter_model(out, tmp_path / "shipped", hub_id=None, package=None)
     assert not (compact / "model.safetensors").exists()
@@ -209,8 +226,10 @@ def test_lora_train_and_export(ner_files, tmp_path):
                               shipped.model(input_ids=ids).logits, atol=1e-5)
     # a different base encoder under the adapter is refused
     metadata = read_metadata(str(compact))
-    metadata["base"]["sha256"] = "0" * 64
-    write_metadata(compact, metadata)
+    assert metadata.base.hub_id is None and len(metadata.base.sha256) == 64
+    write_metadata(compact, dataclasses.replace(
+        metadata, base=dataclasses.replace(metadata.base, sha256="0" * 64)))
+    assert read_metadata(str(compact)).base.sha256 == "0" * 64
     with pytest.raises(ModelError, match="sha256"):
         load_model(ModelSpec(str(compact), device="cpu"))
 
@@ -226,9 +245,9 @@ def test_tags_train(tmp_path):
     meta = train(TrainConfig(train=str(tmp_path / "t.conllu"), dev=str(tmp_path / "t.conllu"),
                              base=str(base), out=str(tmp_path / "pos"), epochs=2, lr=5e-3,
                              batch_size=16))
-    assert meta["scheme"] == "tags" and meta["task"] == "upos"
-    assert meta["labels"] == sorted(set(vocab.values()))
-    assert "accuracy" in meta["dev_metrics"]
+    assert meta.scheme == "tags" and meta.task == "upos"
+    assert meta.labels == tuple(sorted(set(vocab.values())))
+    assert "accuracy" in meta.dev_metrics and meta.data["train"]["format"] == "conllu"
 
 
 def test_bad_options(ner_files, tmp_path):
@@ -264,7 +283,7 @@ def test_ray_train_two_cpu_workers(ner_files, tmp_path):
                             num_workers=2))
     finally:
         ray.shutdown()
-    assert meta["hyper_parameters"]["engine"] == "ray"
+    assert meta.hyper_parameters["engine"] == "ray" and meta.task == "ner"
     assert (tmp_path / "ray" / "model.safetensors").is_file()
     assert json.loads((tmp_path / "ray" / "seqlab.json").read_text())["dev_history"]
 
@@ -278,16 +297,16 @@ def test_cli_train(ner_files, tmp_path, capsys):
                  "--batch-size", "16", "--train-embeddings", "--context", "sentence",
                  "--no-case-feature", "--caseless", "0.5"]) == 0
     assert "dev f1" in capsys.readouterr().out
-    hyper_parameters = read_metadata(str(out))["hyper_parameters"]
+    hyper_parameters = read_metadata(str(out)).hyper_parameters
     assert hyper_parameters["train_embeddings"] is True
     assert hyper_parameters["context"] == "sentence"
     assert hyper_parameters["case_feature"] is False and hyper_parameters["caseless"] == 0.5
 
 
 def test_shipped_name_resolves_to_compact_model(trained, tmp_path, monkeypatch):
-    import seqlab.models.shipped
     from transformers import AutoConfig
 
+    import seqlab.models.shipped
     from seqlab.models.load import local_model_dir
 
     out, _ = trained
@@ -304,7 +323,7 @@ def test_annotate_window_defaults_to_the_trained_length(trained, tmp_path):
     from seqlab.run.plan import plan_run
 
     out, meta = trained
-    assert meta["window"] == 48
+    assert meta.window == 48
     (tmp_path / "in.jsonl").write_text('{"text": "john smith went to paris"}\n')
 
     def window(**options) -> tuple[int, int]:
@@ -362,7 +381,7 @@ def test_case_feature_is_learned_and_used_when_annotating(ner_files, tmp_path):
     for case_feature in (True, False):
         out = tmp_path / f"case-{case_feature}"
         meta = train(config(files, out, epochs=3, lr=1e-2, case_feature=case_feature))
-        assert meta["case_feature"] is case_feature
+        assert meta.case_feature is case_feature
         scores[case_feature] = evaluate(str(out), files["dev"])["f1"]
     assert scores[True] > 0.95
     assert scores[False] < 0.8

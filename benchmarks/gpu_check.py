@@ -144,12 +144,12 @@ def tokenize_rate(path: str) -> float:
     """Content tokens/s of seqlab's tokenize stage on one CPU thread."""
     from seqlab.models.load import load_tokenizer
     from seqlab.stages.tokenize import Tokenizer, WindowSpec
-    from seqlab.training.evaluate import _batch
+    from seqlab.training.evaluate import text_batch
 
     texts = pq.read_table(path, columns=["text"]).column("text").to_pylist()
     stage = Tokenizer(load_tokenizer("ner"), WindowSpec(256, 64))
     start = time.perf_counter()
-    out = stage(_batch(0, texts))
+    out = stage(text_batch(0, texts))
     elapsed = time.perf_counter() - start
     return sum(len(ids) for ids in out.column("_ids").to_pylist()) / elapsed
 

@@ -43,11 +43,11 @@ def parse(setting: str) -> WindowSpec:
 
 def counts(spec: WindowSpec, texts: list[str]) -> dict:
     """Content subwords, windows and padded tokens of ``texts`` cut by ``spec``."""
-    from seqlab.training.evaluate import _batch
+    from seqlab.training.evaluate import text_batch
 
     tokenizer = load_tokenizer("ner")
     stage = Tokenizer(tokenizer, spec)
-    out = stage(_batch(0, texts))
+    out = stage(text_batch(0, texts))
     n_special = stage.n_special
     lens = [n for row in out.column("_win_lens").to_pylist() for n in row]
     padded = sum(-(-(n + n_special) // PAD_MULTIPLE) * PAD_MULTIPLE for n in lens)

@@ -221,9 +221,8 @@ class ModelMetadata(Mapping[str, Any]):
     Change it with ``updated`` (any entry, unknown ones included) or ``dataclasses.replace``
     (attributes): either way ``to_dict`` is the dict that was read with the changes applied.
     It is also a read-only ``Mapping`` of that dict (``meta["window"]``, ``{**meta}``), for
-    code written against the plain dict this reader used to return; seqlab's own code uses
-    the attributes. The container attributes share the dict's values: treat them as
-    read-only.
+    code that reads ``seqlab.json`` as plain JSON; seqlab's own code uses the attributes.
+    The container attributes share the dict's values: treat them as read-only.
     """
 
     task: str | None = None  # ner, upos (the CoNLL-U column), tagging, srl or predicates

@@ -11,7 +11,7 @@ from seqlab import __version__, schema
 from seqlab.config import RESUMABLE
 from seqlab.errors import RunError
 from seqlab.run.land import merge_counts
-from seqlab.run.plan import RunPlan, _kept, _redacted
+from seqlab.run.plan import RunPlan, kept_files
 from seqlab.stages import aggregate
 from seqlab.store import incremental
 from seqlab.store.manifest import (
@@ -50,7 +50,7 @@ def finish_run(plan: RunPlan, engine: str, extra: dict | None = None) -> dict:
     if unsettled:
         raise RunError(f"the {engine} engine ended without finishing {unsettled[:5]}",
                        fix="rerun the same command to resume; please report it with the logs")
-    out.cleanup(keep=_kept(out, records, plan.increment))
+    out.cleanup(keep=kept_files(out, records, plan.increment))
     rows_in = sum(r.rows_in for r in records)
     rows_out = sum(p.rows for r in records for p in r.parts.get("documents", []))
     if rows_in != rows_out:
@@ -150,3 +150,14 @@ def _finish_increment(plan: RunPlan, manifest: Manifest,
     incremental.mark_ended(out, manifest)
     out.drop_progress()
     return manifest
+
+
+def _redacted(config: dict) -> dict:
+    """The configuration as the manifest shows it: storage option names, never their values
+    (they may hold credentials).
+
+    >>> _redacted({"storage_options": {"key": "AKIA..."}, "model": "ner"})
+    {'storage_options': {'key': '<redacted>'}, 'model': 'ner'}
+    """
+    return {**config,
+            "storage_options": dict.fromkeys(config.get("storage_options") or {}, "<redacted>")}

@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 
@@ -214,7 +214,7 @@ def plan_run(config: AnnotateConfig) -> RunPlan:
                         "starts the run of %s)", state.run_id, increment.run_date,
                         config.run_date or incremental.today())
     out.start(state)
-    out.cleanup(keep=_kept(out, done.values(), increment))
+    out.cleanup(keep=kept_files(out, done.values(), increment))
     provenance = Provenance(state.run_id, config.model, revision,
                             datetime.fromisoformat(state.processed_at))
     plan = RunPlan(config, reader, out, labels, provenance, done, increment=increment,
@@ -247,7 +247,8 @@ def _check_table_kind(out: OutputDir, config: AnnotateConfig) -> None:
                           fix="start the incremental table in a new OUTPUT")
 
 
-def _kept(out: OutputDir, records, increment: incremental.Increment | None) -> set[str]:
+def kept_files(out: OutputDir, records: Iterable[FragmentRecord],
+               increment: incremental.Increment | None) -> set[str]:
     """The files cleanup keeps: those of finished fragments (and their aggregates part, which
     a retried finish rewrites in place), and every file of the table's earlier runs."""
     kept = {path for record in records for path in record.files()}
@@ -274,14 +275,3 @@ def canonical(url: str, fs: fsspec.AbstractFileSystem) -> str:
 
 def _new_run_id() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:8]
-
-
-def _redacted(config: dict) -> dict:
-    """The configuration as the manifest shows it: storage option names, never their values
-    (they may hold credentials).
-
-    >>> _redacted({"storage_options": {"key": "AKIA..."}, "model": "ner"})
-    {'storage_options': {'key': '<redacted>'}, 'model': 'ner'}
-    """
-    return {**config,
-            "storage_options": dict.fromkeys(config.get("storage_options") or {}, "<redacted>")}

@@ -27,9 +27,9 @@ from seqlab.srl.frames import VERB
 from seqlab.srl.stage import PredicateFinder
 from seqlab.srl.tag import FrameTagger, FrameWords
 from seqlab.stages.tokenize import Tokenizer, WindowSpec, model_max_length
-from seqlab.training.evaluate import _batch, model_decoder
+from seqlab.training.evaluate import model_decoder, text_batch
 from seqlab.training.formats import sentence_text
-from seqlab.training.metrics import _prf, entity_scores
+from seqlab.training.metrics import entity_scores, prf
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def evaluate_srl(model: str, data: str, predicates: str = "gold", verbs_only: bo
     for start in range(0, len(sentences), BATCH_SENTENCES):
         chunk = sentences[start : start + BATCH_SENTENCES]
         texts = [sentence_text(s.words) for s in chunk]
-        tokenized = tokenize(_batch(start, [t for t, _ in texts]))
+        tokenized = tokenize(text_batch(start, [t for t, _ in texts]))
         spans = (finder(tokenized) if finder else
                  [[(offsets[f.index], offsets[f.index] + len(s.words[f.index]), 1.0)
                    for f in unique_frames(s)] for s, (_, offsets) in zip(chunk, texts)])
@@ -88,7 +88,7 @@ def evaluate_srl(model: str, data: str, predicates: str = "gold", verbs_only: bo
     found = counts["matched"] + counts["predicted"]
     scores["frames"] = {"gold": counts["matched"] + counts["gold"], "predicted": found}
     if finder:
-        scores["predicates"] = _prf(counts["matched"], found, scores["frames"]["gold"])
+        scores["predicates"] = prf(counts["matched"], found, scores["frames"]["gold"])
     return scores
 
 

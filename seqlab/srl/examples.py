@@ -24,7 +24,7 @@ from seqlab.errors import ConfigError
 from seqlab.srl.data import SrlSentence, unique_frames
 from seqlab.srl.tag import PREDICATE_TYPE
 from seqlab.stages.tokenize import special_affixes
-from seqlab.training.examples import Encoded, _subwords
+from seqlab.training.examples import Encoded, word_subwords
 from seqlab.training.formats import Sentence
 
 log = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ def encode_frames(sentences: list[SrlSentence], tokenizer: PreTrainedTokenizerBa
     groups = [[Sentence(s.words, ("O",) * len(s.words))] for s in sentences]
     draw = random.Random(seed)
     items, cut = [], 0
-    for sentence, words in zip(sentences, _subwords(groups, tokenizer)):
+    for sentence, words in zip(sentences, word_subwords(groups, tokenizer)):
         for frame in unique_frames(sentence):
             item = _frame_example(words, frame.index, [label2id[t] for t in frame.tags],
                                   (before, after), budget, encoding)

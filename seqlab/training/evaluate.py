@@ -68,7 +68,7 @@ def read_units(loaded: LoadedModel, sentences: list[Sentence], stages: Stage,
     for batch in _batches(units, BATCH_SENTENCES):
         texts = [sentence_text([w for s in unit for w in s.words]) for unit in batch]
         yield batch, [offsets for _, offsets in texts], \
-            stages(tokenize(_batch(done, [t for t, _ in texts])))
+            stages(tokenize(text_batch(done, [t for t, _ in texts])))
         done += sum(len(unit) for unit in batch)
         log.info("tagged %d of %d sentences", done, len(sentences))
 
@@ -110,7 +110,8 @@ def _batches(units: list[list[Sentence]], size: int):
         yield batch
 
 
-def _batch(first: int, texts: list[str]) -> pa.RecordBatch:
+def text_batch(first: int, texts: list[str]) -> pa.RecordBatch:
+    """Texts as a read batch (ids from ``first`` on), as the read stage would give them."""
     fields = schema.read_schema(pa.schema([]))
     n = len(texts)
     return pa.RecordBatch.from_arrays(

@@ -86,7 +86,7 @@ def split_long(words: list[list[T]], labels: list[int], budget: int
             for chunk in pack([len(word) for word in words], budget)]
 
 
-def _subwords(groups: list[list[Sentence]],
+def word_subwords(groups: list[list[Sentence]],
               tokenizer: PreTrainedTokenizerBase) -> list[list[list[Subword]]]:
     """Each sentence's words as lists of (subword id, case type) pairs (no special tokens), in
     the order of ``groups``.
@@ -153,7 +153,7 @@ def encode(sentences: list[Sentence], tokenizer: PreTrainedTokenizerBase,
                           fix="pass a larger --max-length")
     affixes = tuple(a.tolist() for a in special_affixes(tokenizer))
     groups = documents(sentences) if context == "document" else [[s] for s in sentences]
-    subwords = iter(_subwords(groups, tokenizer))
+    subwords = iter(word_subwords(groups, tokenizer))
     items, empty = [], 0
     draw = random.Random(seed)
     for group in groups:

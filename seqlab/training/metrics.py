@@ -20,7 +20,8 @@ from seqlab.labels import OUTSIDE, chunks, split_label
 Labels = Sequence[Sequence[str]]
 
 
-def _prf(correct: int, predicted: int, gold: int) -> dict[str, float]:
+def prf(correct: int, predicted: int, gold: int) -> dict[str, float]:
+    """Precision, recall and F1 from counts (0 where a count is 0)."""
     precision = correct / predicted if predicted else 0.0
     recall = correct / gold if gold else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
@@ -69,10 +70,10 @@ def entity_scores(gold: Labels, pred: Labels, ignore: Collection[str] = ()) -> d
         n_pred.update(span[0] for span in pred_spans)
         correct.update(span[0] for span in gold_spans & pred_spans)
     per_label = {
-        type_: {**_prf(correct[type_], n_pred[type_], n_gold[type_]), "support": n_gold[type_]}
+        type_: {**prf(correct[type_], n_pred[type_], n_gold[type_]), "support": n_gold[type_]}
         for type_ in sorted(set(n_gold) | set(n_pred))
     }
-    overall = _prf(sum(correct.values()), sum(n_pred.values()), sum(n_gold.values()))
+    overall = prf(sum(correct.values()), sum(n_pred.values()), sum(n_gold.values()))
     return {**overall, "accuracy": token_accuracy(gold, pred), "per_label": per_label}
 
 
@@ -94,7 +95,7 @@ def tag_scores(gold: Labels, pred: Labels) -> dict:
             correct[a] += a == b
     per_label = {}
     for tag in sorted(n_gold):
-        scores = _prf(correct[tag], n_pred[tag], n_gold[tag])
+        scores = prf(correct[tag], n_pred[tag], n_gold[tag])
         per_label[tag] = {"accuracy": scores["recall"], **scores, "support": n_gold[tag]}
     return {"f1": accuracy, "precision": accuracy, "recall": accuracy, "accuracy": accuracy,
             "per_label": per_label}

@@ -17,15 +17,13 @@ from seqlab.stages.decode import AGGREGATIONS, DECODERS, check_choice
 TABLE_FORMATS = ("parquet", "iceberg")
 
 DEFAULT_MODEL = "ner"
-
 DEFAULT_WINDOW = 512
-
-# Options an unfinished run may be resumed with changed: where and how fast it runs, and how
-# its files are cut. Every other option changes what lands, so a resumed run must match it.
-RESUMABLE = ("engine", "engine_options", "device", "storage_options", "batch_tokens",
-             "batch_docs", "rows_per_part", "overwrite", "run_date", "prune")
-
-
+# What an option is, beside what lands (``AnnotateConfig`` marks its fields with them):
+# RESUMABLE options may change when an unfinished run is resumed (where and how fast it runs,
+# how its files are cut; every other option changes what lands, so a resumed run must match
+# it), TABLE options say where an incremental table is kept rather than what is annotated.
+RESUME = {"resumable": True}
+TABLE = {"table": True}
 # What the forward pass runs in (seqlab.models.load.resolve_precision); --dtype's names map
 # onto them
 PRECISIONS = ("auto", "fp32", "bf16", "fp16", "int8")
@@ -99,16 +97,16 @@ class AnnotateConfig:
     output: str
     model: str = DEFAULT_MODEL
     model_revision: str | None = None
-    engine: str = "local"
+    engine: str = field(default="local", metadata=RESUME)
     text_column: str = "text"
     id_column: str | None = None
     # None: the window the model was trained on (seqlab.json "window"), else 512; stride 1/4
     max_length: int | None = None
     stride: int | None = None
     max_chars: int = 1_000_000
-    batch_tokens: int = 16384
-    batch_docs: int = 256
-    rows_per_part: int = 100_000
+    batch_tokens: int = field(default=16384, metadata=RESUME)
+    batch_docs: int = field(default=256, metadata=RESUME)
+    rows_per_part: int = field(default=100_000, metadata=RESUME)
     # None: the decoder the model recommends (seqlab.json "decoder"), else greedy
     decoder: str | None = None
     aggregation: str = "first"
@@ -117,7 +115,7 @@ class AnnotateConfig:
     # each token also carries its top_k most probable labels (0: none, the column is null)
     top_k: int = 0
     scheme: str | None = None
-    device: str = "auto"
+    device: str = field(default="auto", metadata=RESUME)
     # auto: bf16 on GPU; on CPU int8 where the model records it loses nothing, else fp32
     precision: str = "auto"
     # sentence: windows end where sentences do, without overlap; fixed: every window overlaps
@@ -129,24 +127,24 @@ class AnnotateConfig:
     predicate_model: str | None = None
     limit: int | None = None
     keep_text: bool = True
-    overwrite: bool = False
+    overwrite: bool = field(default=False, metadata=RESUME)
     trust_remote_code: bool = False
     # OUTPUT as a table root that accumulates runs: only new or changed input files are
     # annotated; parts land in run_date=YYYY-MM-DD partitions (seqlab.store.incremental)
     incremental: bool = False
     # with incremental: the rows of input files that are gone leave the live table too
-    prune: bool = False
+    prune: bool = field(default=False, metadata=RESUME)
     # with incremental: the run's partition, YYYY-MM-DD (None: today, UTC). A resumed run
     # keeps the date it started with.
-    run_date: str | None = None
+    run_date: str | None = field(default=None, metadata=RESUME)
     # parquet: the partitioned folders are the table; iceberg: each run is also committed to
     # Iceberg tables through pyiceberg (catalog as configured for pyiceberg)
-    table_format: str = "parquet"
-    catalog: str | None = None
-    namespace: str = "seqlab"
-    storage_options: dict[str, Any] = field(default_factory=dict)
+    table_format: str = field(default="parquet", metadata=TABLE)
+    catalog: str | None = field(default=None, metadata=TABLE)
+    namespace: str = field(default="seqlab", metadata=TABLE)
+    storage_options: dict[str, Any] = field(default_factory=dict, metadata=RESUME)
     # engine-specific settings (e.g. Ray's address and actor counts), read by that engine
-    engine_options: dict[str, Any] = field(default_factory=dict)
+    engine_options: dict[str, Any] = field(default_factory=dict, metadata=RESUME)
 
     def __post_init__(self) -> None:
         check_engine(self.engine)  # any engine an entry point registers
@@ -239,6 +237,15 @@ class AnnotateConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def _marked(kind: dict[str, bool]) -> tuple[str, ...]:
+    key = next(iter(kind))
+    return tuple(f.name for f in dataclasses.fields(AnnotateConfig) if f.metadata.get(key))
+
+
+RESUMABLE = _marked(RESUME)  # options a resumed run may change
+TABLE_OPTIONS = _marked(TABLE)  # where an incremental table is kept
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

@@ -27,7 +27,7 @@ import fsspec
 import pyarrow as pa
 
 from seqlab import schema
-from seqlab.config import AnnotateConfig
+from seqlab.config import TABLE_OPTIONS, AnnotateConfig
 from seqlab.errors import ConfigError, OutputError
 from seqlab.labels import LabelSet
 from seqlab.models.load import load_model, load_tokenizer
@@ -191,7 +191,7 @@ def plan_run(config: AnnotateConfig) -> RunPlan:
         if config.incremental:
             table = {"documents_schema": _columns(schema.documents_schema(
                 reader.passthrough, config.keep_text, [f for m in models for f in m.fields])),
-                     **{k: getattr(config, k) for k in incremental.TABLE_OPTIONS}}
+                     **{k: getattr(config, k) for k in TABLE_OPTIONS}}
             state = replace(state, table=table, increment=incremental.plan_increment(
                 out, fragments, incremental.config_key(fingerprint),
                 config.run_date or incremental.today(), config.prune, table).to_dict())

@@ -36,6 +36,7 @@ from datetime import datetime, timezone
 
 import pyarrow as pa
 
+from seqlab.config import TABLE_OPTIONS  # not in the configuration key; a table keeps them
 from seqlab.errors import OutputError
 from seqlab.run.sources import Fragment
 from seqlab.stages import aggregate
@@ -47,9 +48,6 @@ from seqlab.store.parts import FragmentRecord, PartInfo, read_table, write_table
 log = logging.getLogger(__name__)
 
 SUCCESS = "_SUCCESS"
-# options that say where the table is kept rather than what is annotated: not in the
-# configuration key, but a table keeps them from run to run
-TABLE_OPTIONS = ("table_format", "catalog", "namespace")
 
 
 @dataclass

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from seqlab.config import RESUMABLE, AnnotateConfig, build_config, load_yaml
+from seqlab.config import RESUMABLE, TABLE_OPTIONS, AnnotateConfig, build_config, load_yaml
 from seqlab.errors import ConfigError
 
 
@@ -56,7 +56,11 @@ def test_unknown_options_are_refused_with_the_valid_names():
 
 def test_fingerprint_leaves_out_exactly_the_resumable_options():
     fields = {f.name for f in dataclasses.fields(AnnotateConfig)}
-    assert set(RESUMABLE) <= fields
+    # where and how fast it runs and how its files are cut, as the fields are marked
+    assert set(RESUMABLE) == {"engine", "engine_options", "device", "storage_options",
+                              "batch_tokens", "batch_docs", "rows_per_part", "overwrite",
+                              "run_date", "prune"}
+    assert TABLE_OPTIONS == ("table_format", "catalog", "namespace")
     assert set(config().fingerprint()) == fields - set(RESUMABLE)
     changed = config(engine="ray", device="cpu", batch_tokens=4096, batch_docs=16,
                      rows_per_part=10, overwrite=True, storage_options={"anon": True},

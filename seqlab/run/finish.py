@@ -141,9 +141,9 @@ def _finish_increment(plan: RunPlan, manifest: Manifest,
                 [out.url_of(p.path) for p in parts],
                 [out.url_of(p) for p in superseded if p.startswith(table + "/")])
              for table, parts in manifest.tables.items()},
-            {"seqlab.run_date": increment.run_date, "seqlab.models.load": plan.config.model,
+            {"seqlab.run_date": increment.run_date, "seqlab.model": plan.config.model,
              "seqlab.model_revision": plan.provenance.model_revision,
-             "seqlab.store.outdir": out.location}))
+             "seqlab.output": out.location}))
     else:
         incremental.supersede(out, superseded)
     out.finish(manifest, keep_progress=True)

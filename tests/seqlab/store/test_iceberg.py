@@ -160,7 +160,7 @@ def test_first_commit_creates_the_tables_and_reads_back_exactly_the_rows(lake, t
     out = Output(tmp_path / "out")
     files = out.land_run("run1", RUN1, "part-00000-0000000000")
 
-    result = commit_run(lake, "nlp", "run1", changes(files), {"seqlab.models.load": "ner"})
+    result = commit_run(lake, "nlp", "run1", changes(files), {"seqlab.model": "ner"})
 
     assert result["run_id"] == "run1"
     for name in ("documents", "mentions", "aggregates"):
@@ -177,7 +177,7 @@ def test_first_commit_creates_the_tables_and_reads_back_exactly_the_rows(lake, t
         (snapshot,) = table.snapshots()
         assert snapshot.snapshot_id == info["snapshot_id"]
         assert snapshot.summary[iceberg.RUN_ID] == "run1"
-        assert snapshot.summary["seqlab.models.load"] == "ner"
+        assert snapshot.summary["seqlab.model"] == "ner"
     documents = catalog().load_table("nlp.documents")
     expected = sorted(out.rows[files["documents"]], key=lambda r: r["doc_id"])
     assert file_rows(documents) == expected

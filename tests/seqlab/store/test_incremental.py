@@ -232,7 +232,7 @@ def test_each_iceberg_snapshot_holds_exactly_the_live_files(tmp_path, corpus, ne
 
     snapshot = iceberg.load(lake).load_table("seqlab.documents").current_snapshot()
     summary = snapshot.summary.additional_properties
-    assert summary["seqlab.run_id"] == second["run_id"] and summary["seqlab.models.load"] == \
+    assert summary["seqlab.run_id"] == second["run_id"] and summary["seqlab.model"] == \
         str(ner_model) and summary["seqlab.run_date"] == second["run_date"]
     scanned = iceberg.load(lake).load_table("seqlab.documents").scan(
         selected_fields=("doc_id",)).to_arrow()

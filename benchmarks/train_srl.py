@@ -41,9 +41,10 @@ from transformers import DataCollatorForTokenClassification, Trainer, TrainingAr
 
 from seqlab.models.load import load_tokenizer
 from seqlab.models.shipped import base_encoder
-from seqlab.srl.data import VERB, read_srl, role_labels
+from seqlab.srl.data import read_srl, role_labels
 from seqlab.srl.evaluate import evaluate_srl
 from seqlab.srl.examples import encode_frames
+from seqlab.srl.frames import VERB
 from seqlab.training.examples import Encoded
 from seqlab.training.metrics import entity_scores
 from seqlab.training.train import TrainConfig, build_model, train

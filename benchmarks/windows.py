@@ -23,8 +23,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 import seqlab.training.evaluate
-from seqlab.config import PAD_MULTIPLE
 from seqlab.models.load import load_tokenizer
+from seqlab.stages.tag import PAD_MULTIPLE
 from seqlab.stages.tokenize import Tokenizer, WindowSpec
 
 ROOT = Path(__file__).resolve().parents[1]

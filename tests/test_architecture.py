@@ -134,3 +134,13 @@ def test_tests_mirror_the_packages():
                  for p in (ROOT / "tests" / "seqlab").rglob("test_*.py")} - {"."}
     assert test_dirs == packages
 
+
+
+def test_every_benchmark_imports():
+    """The benchmarks are scripts run by hand: importing each (its main is not run) catches a
+    name that moved."""
+    import importlib.util
+
+    for path in sorted((ROOT / "benchmarks").glob("*.py")):
+        spec = importlib.util.spec_from_file_location(f"benchmark_{path.stem}", path)
+        spec.loader.exec_module(importlib.util.module_from_spec(spec))

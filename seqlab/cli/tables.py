@@ -1,5 +1,6 @@
-"""The commands that read or describe landed tables: ``seqlab show``, ``report``, ``runs`` and
-``schema``. Each imports its library code when it runs, so building their flags is free."""
+"""The commands that read or describe landed tables: ``seqlab show``, ``report``, ``runs``,
+``verify`` and ``schema``. Each imports its library code when it runs, so building their flags
+is free."""
 
 from __future__ import annotations
 
@@ -102,6 +103,45 @@ def add_runs_flags(p: argparse.ArgumentParser) -> None:
     add_storage_flag(p, "OUTPUT")
 
 
+
+VERIFY = """\
+Check that OUTPUT (one run, or an incremental table) holds exactly what its manifests list:
+every live file with its size and sha256, no unlisted file in the table folders, mentions and
+frames rows that name live documents rows, aggregates equal to the sums of the live mentions,
+and an Iceberg table's current snapshot equal to the live files. Exit 0 when all hold, 1 with
+one line per finding naming the file."""
+
+
+@command("verify")
+def verify_cli(args: argparse.Namespace) -> int:
+    from seqlab.store.verify import verify
+
+    result = verify(args.output, args.storage_options, quick=args.quick, repair=args.repair)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+        return 0 if result.ok else 1
+    for finding in result.findings:
+        print(finding.line())
+    for path in result.quarantined:
+        print(f"moved to {path}")
+    runs = f"{len(result.runs)} run{'s' if len(result.runs) != 1 else ''}"
+    checked = f"{result.files} live files of {runs}" + (" (sizes only)" if args.quick else "")
+    if result.unfinished:
+        checked += f"; run {result.unfinished} has not ended"
+    print(f"{'ok' if result.ok else f'{len(result.findings)} finding(s)'}: {checked}")
+    return 0 if result.ok else 1
+
+
+def add_verify_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("output", help="OUTPUT of seqlab annotate (any fsspec URL)")
+    p.add_argument("--quick", action="store_true",
+                   help="compare file sizes only, not sha256 (reads no data files' bytes)")
+    p.add_argument("--repair", action="store_true",
+                   help="move files no manifest lists to OUTPUT/_quarantine/ (nothing is "
+                   "deleted)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_storage_flag(p, "OUTPUT")
+
 SCHEMA = """\
 Print the schema of a landed table for a warehouse, generated from the schema seqlab lands:
 BigQuery's JSON schema file (bq load --schema FILE --parquet_enable_list_inference=true),
@@ -148,6 +188,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("runs", help="list the runs of an incremental table", description=RUNS)
     add_runs_flags(p)
+
+    p = sub.add_parser("verify", help="check a run's or table's files against its manifests",
+                       description=VERIFY)
+    add_verify_flags(p)
 
     p = sub.add_parser("schema", help="print a table's schema for a warehouse",
                        description=SCHEMA)

@@ -12,7 +12,9 @@ from seqlab.errors import ConfigError
 from seqlab.run.finish import finish_run
 from seqlab.run.plan import plan_run
 from seqlab.store.incremental import today
+from seqlab.store.lease import held
 from seqlab.store.manifest import Manifest
+from seqlab.store.outdir import OutputDir
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +52,17 @@ def annotate(input: str | None, output: str | None, *, config: AnnotateConfig | 
 
 def _run(config: AnnotateConfig, engine: Engine, engine_options: Any,
          progress: Progress | None) -> dict:
-    plan = plan_run(config)
-    log.info("run %s: %d input fragments (%d to do), model %s (%s), engine %s",
-             plan.provenance.run_id, len(plan.fragments), len(plan.work), config.model,
-             plan.labels.scheme, config.engine)
-    if not plan.work:  # nothing new to annotate (or a resumed run whose files all landed)
-        return finish_run(plan, engine=config.engine)
-    if progress is not None:
-        progress.start(plan.expected_characters())
-    return engine.run(plan, engine_options, progress)
+    # one writer at a time: the lease is held from before the plan touches the output until
+    # the run has ended, finished or failed
+    with held(OutputDir(config.output, config.storage_options), config.engine,
+              config.take_over) as lease:
+        plan = plan_run(config)
+        lease.renew(plan.provenance.run_id)
+        log.info("run %s: %d input fragments (%d to do), model %s (%s), engine %s",
+                 plan.provenance.run_id, len(plan.fragments), len(plan.work), config.model,
+                 plan.labels.scheme, config.engine)
+        if not plan.work:  # nothing new to annotate (or a resumed run whose files all landed)
+            return finish_run(plan, engine=config.engine)
+        if progress is not None:
+            progress.start(plan.expected_characters())
+        return engine.run(plan, engine_options, progress)

@@ -128,6 +128,8 @@ class AnnotateConfig:
     limit: int | None = None
     keep_text: bool = True
     overwrite: bool = field(default=False, metadata=RESUME)
+    # take over the output's lease from a run whose heartbeat stopped (seqlab.store.lease)
+    take_over: bool = field(default=False, metadata=RESUME)
     trust_remote_code: bool = False
     # OUTPUT as a table root that accumulates runs: only new or changed input files are
     # annotated; parts land in run_date=YYYY-MM-DD partitions (seqlab.store.incremental)

@@ -86,6 +86,9 @@ def add_annotate_flags(p: argparse.ArgumentParser) -> None:
                    help="leave the text column out of documents/")
     p.add_argument("--overwrite", action="store_true", default=None,
                    help="replace a finished run in OUTPUT")
+    p.add_argument("--take-over", action="store_true", default=None,
+                   help="take OUTPUT over from a run on another host whose heartbeat stopped "
+                   "over 5 minutes ago (a run that ended on this host is taken over anyway)")
     p.add_argument("--trust-remote-code", action="store_true", default=None,
                    help="allow model code from the model's repository to run")
     add_storage_flag(p)

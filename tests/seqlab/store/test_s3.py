@@ -73,3 +73,20 @@ def test_incremental_runs_on_s3_tell_changed_files_by_etag(s3, ner_model, corpus
     assert all(fs.exists(f"results/table/_superseded/{second['run_id']}/{p}")
                for p in second["incremental"]["superseded"])
     assert fs.exists(f"results/table/_runs/{second['run_id']}/_SUCCESS")
+
+
+
+def test_the_lease_is_created_only_if_absent_on_s3(s3):
+    from seqlab.store.lease import LEASE, acquire, read_holder
+    from seqlab.store.outdir import OutputDir
+
+    fs, options = s3
+    out = OutputDir("s3://results/leased", options)
+    lease = acquire(out, "local")
+    with pytest.raises(FileExistsError):  # S3 itself refuses a second create (If-None-Match)
+        with fs.open(f"results/leased/{LEASE}", "xb") as handle:
+            handle.write(b"{}")
+    assert read_holder(out).holder == lease.holder.holder
+    lease.release()
+    fs.invalidate_cache()
+    assert not fs.exists(f"results/leased/{LEASE}")

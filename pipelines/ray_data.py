@@ -133,7 +133,8 @@ def run(plan: RunPlan, options: RayOptions | None = None,
 
 
 def _connect(address: str | None) -> bool:
-    """Join the given cluster, the one a Ray job runs in, or start a local one; True if started.
+    """Join the given cluster (``--address``, or ``RAY_ADDRESS``, as a Ray job's driver has), or
+    start a local Ray of our own; True if started.
 
     Ray's own logging (progress tables, start-up notes, its C++ core's warnings) shows only
     with debug logging (``seqlab -v``): seqlab reports the run's progress itself."""
@@ -145,8 +146,11 @@ def _connect(address: str | None) -> bool:
     if address or os.environ.get("RAY_ADDRESS"):
         ray.init(address=address, log_to_driver=verbose, logging_level=level)
         return False
-    ray.init(num_cpus=os.cpu_count() or 1, include_dashboard=False, log_to_driver=verbose,
-             logging_level=level)
+    # "local": always a new Ray of our own. A bare ray.init() would instead join the cluster
+    # named in Ray's temp folder (ray_current_cluster, left by a running or stale `ray start`)
+    # and then refuse num_cpus.
+    ray.init(address="local", num_cpus=os.cpu_count() or 1, include_dashboard=False,
+             log_to_driver=verbose, logging_level=level)
     return True
 
 

@@ -63,7 +63,16 @@ def run(config: TrainConfig) -> ModelMetadata:
         scaling_config=ScalingConfig(num_workers=config.num_workers, use_gpu=config.use_gpu),
         run_config=RunConfig(name="seqlab-train", storage_path=str(storage)),
     )
-    result = trainer.fit()
+    # as annotate's Ray engine: without RAY_ADDRESS, a Ray of its own, whatever cluster a
+    # stale `ray start` left recorded in Ray's temp folder (Ray Train would join that one)
+    started = not ray.is_initialized() and not os.environ.get("RAY_ADDRESS")
+    if started:
+        ray.init(address="local", include_dashboard=False)
+    try:
+        result = trainer.fit()
+    finally:
+        if started:
+            ray.shutdown()
     if result.error:
         raise result.error
     shutil.rmtree(storage, ignore_errors=True)

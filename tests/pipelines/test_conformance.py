@@ -85,7 +85,8 @@ def ray_cluster():
     """One local Ray (2 CPUs, as this machine has) for the module; in-process runs join it and
     driver subprocesses connect to its address."""
     os.environ["RAY_AUTH_MODE"] = "disabled"  # a test cluster on loopback; no token file
-    context = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    context = ray.init(address="local", num_cpus=2, include_dashboard=False,
+                       log_to_driver=False)
     yield context.address_info["gcs_address"]
     ray.shutdown()
 

@@ -8,6 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -35,7 +41,7 @@ KEYS = {"documents": ["doc_id"], "mentions": ["doc_id", "start_char"],
 def ray_local():
     before = os.environ.get("RAY_AUTH_MODE")
     os.environ["RAY_AUTH_MODE"] = "disabled"  # a test cluster on loopback; no token file
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
     if before is None:
@@ -161,6 +167,59 @@ def test_limit_takes_rows_in_fragment_order(ray_local, corpus_dir, ner_model, tm
     manifest = annotate(str(corpus_dir), str(tmp_path / "ray"), engine="ray", **options)
     assert manifest["rows"] == {"in": 40, "out": 40}
     assert_same_output(tmp_path / "local", tmp_path / "ray")
+
+
+def processes_mentioning(text: str) -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:  # the process has just ended
+            continue
+        if text in args:
+            found.append(f"{cmdline.parent.name}: {args[:200]}")
+    return found
+
+
+@pytest.mark.timeout(300)
+def test_without_address_starts_its_own_ray_despite_a_stale_current_cluster(
+        corpus_parquet, ner_model, tmp_path):
+    """Ray's temp folder names a cluster where nothing listens (what a crashed `ray start`
+    leaves); a run without --address still starts and stops a local Ray of its own.
+
+    A driver process of its own: this module's Ray, running in the test process, would be
+    joined instead. RAY_TMPDIR is set for that driver only (a short folder: Ray's socket paths
+    live in it), so /tmp/ray and its current-cluster file are never touched."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        stale = f"127.0.0.1:{probe.getsockname()[1]}"
+    temp = tempfile.mkdtemp(prefix="seqlab-ray-")
+    try:
+        (Path(temp) / "ray").mkdir()
+        (Path(temp) / "ray" / "ray_current_cluster").write_text(stale)
+        env = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"}
+        env.update(RAY_TMPDIR=temp, RAY_AUTH_MODE="disabled", PYTHONPATH="")
+        out = tmp_path / "out"
+        driver = subprocess.run(
+            [sys.executable, "-m", "seqlab", "-q", "annotate", str(corpus_parquet), str(out),
+             "--engine", "ray", "--model", str(ner_model), "--batch-docs", "8",
+             "--max-length", "64", "--stride", "16"],
+            cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True,
+            timeout=240)
+        assert driver.returncode == 0, (driver.stdout + driver.stderr)[-3000:]
+        manifest = json.loads((out / "_manifest.json").read_text())
+        expected = pq.read_table(corpus_parquet).num_rows
+        assert manifest["engine"] == "ray"
+        assert manifest["rows"] == {"in": expected, "out": expected}
+        assert (Path(temp) / "ray" / "ray_current_cluster").read_text() == stale
+        sessions = list((Path(temp) / "ray").glob("session_2*"))
+        assert sessions, "the run's Ray did not start under RAY_TMPDIR"
+        deadline = time.monotonic() + 30  # the Ray the run started is gone with it
+        while processes_mentioning(temp) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not processes_mentioning(temp)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_layouts_that_would_hang_are_refused():

@@ -277,7 +277,7 @@ def test_engines_are_found_by_entry_point(monkeypatch):
 @pytest.mark.timeout(240)
 def test_ray_train_two_cpu_workers(ner_files, tmp_path):
     ray = pytest.importorskip("ray")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         meta = train(config(ner_files, tmp_path / "ray", epochs=1, engine="ray",
                             num_workers=2))

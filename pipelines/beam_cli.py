@@ -13,7 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from seqlab.errors import SeqlabError
+from seqlab.errors import SeqlabError, os_error
 
 
 def parse_args(argv: Sequence[str]) -> tuple[argparse.Namespace, list[str]]:
@@ -69,10 +69,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         options = annotate_options(args, ENGINE_FLAGS)
         config = build_config(**{**options, "engine": "beam"})
         manifest = annotate(config.input, config.output, config=config)
-    except SeqlabError as exc:
-        print(f"pipelines.beam: error: {exc.message}", file=sys.stderr)
-        if exc.fix:
-            print(f"  fix: {exc.fix}", file=sys.stderr)
-        return 2
+    except (SeqlabError, OSError) as exc:
+        # a read-only or full OUTPUT says so, as on the seqlab command line
+        known = exc if isinstance(exc, SeqlabError) else os_error(exc, args.output,
+                                                                  resumes=True)
+        if known is None:
+            raise
+        print(f"pipelines.beam: error: {known.message}", file=sys.stderr)
+        if known.fix:
+            print(f"  fix: {known.fix}", file=sys.stderr)
+        return known.exit_code
     print_summary(manifest, time.time() - started)
     return 0

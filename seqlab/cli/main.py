@@ -18,7 +18,7 @@ from typing import Any
 from seqlab.cli.annotate import ANNOTATE, add_annotate_flags, add_engine_flags
 from seqlab.cli.commands import COMMANDS
 from seqlab.cli.tables import add_commands as add_table_commands
-from seqlab.errors import SeqlabError
+from seqlab.errors import SeqlabError, os_error
 
 DESCRIPTION = """\
 Annotate large text corpora with fine-tuned BERT token classifiers (named entities,
@@ -171,10 +171,18 @@ def quiet_libraries() -> None:
         hf_logging.disable_progress_bar()
 
 
-def report_error(command: str, exc: BaseException, verbose: bool) -> int:
-    """An unexpected error in one line and a fix, not a traceback; -v adds the traceback."""
+def report_error(command: str, exc: BaseException, verbose: bool,
+                 output: str | None = None) -> int:
+    """An unexpected error in one line and a fix, not a traceback; -v adds the traceback.
+
+    An OSError the user fixes on their side (a read-only OUTPUT, a missing permission, a full
+    disk: ``seqlab.errors.os_error``) is reported as the error it means, with its exit code;
+    ``output`` is the OUTPUT the command writes, named when the OSError names no file."""
     if verbose:
         traceback.print_exception(exc, file=sys.stderr)
+    known = os_error(exc, output, resumes=command == "annotate")
+    if known is not None:
+        return report(command, known)
     print(f"seqlab {command}: error: {type(exc).__name__}: {exc}", file=sys.stderr)
     again = "rerun the same command to resume the run" if command == "annotate" else None
     if unreachable(exc):
@@ -187,9 +195,18 @@ def report_error(command: str, exc: BaseException, verbose: bool) -> int:
     return 1
 
 
+def report(command: str, exc: SeqlabError) -> int:
+    """A seqlab error's message and fix; returns its exit code."""
+    print(f"seqlab {command}: error: {exc.message}", file=sys.stderr)
+    if exc.fix:
+        print(f"  fix: {exc.fix}", file=sys.stderr)
+    return exc.exit_code
+
+
 def unreachable(exc: BaseException | None) -> bool:
     """Whether an error (or one it was raised from) is the network or storage failing: an
-    OSError, or a library's connection or timeout error (botocore's are not OSErrors).
+    OSError, or a library's connection or timeout error (botocore's are not OSErrors). The
+    OSErrors that ``os_error`` explains (read-only, permission, full disk) never get here.
 
     >>> unreachable(RuntimeError("x")), unreachable(ConnectionError())
     (False, True)
@@ -221,10 +238,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except SeqlabError as exc:
-        print(f"seqlab {args.command}: error: {exc.message}", file=sys.stderr)
-        if exc.fix:
-            print(f"  fix: {exc.fix}", file=sys.stderr)
-        return 2
+        return report(args.command, exc)
     except BrokenPipeError:  # the reader of a pipe (``| head``) stopped: not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
@@ -232,7 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("interrupted: rerun the same command to resume", file=sys.stderr)
         return 130
     except Exception as exc:  # noqa: BLE001 - the user gets a message and a fix, not a traceback
-        return report_error(args.command, exc, args.verbose)
+        return report_error(args.command, exc, args.verbose, getattr(args, "output", None))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ import json
 import logging
 import posixpath
 import uuid
+from contextlib import suppress
 from dataclasses import asdict
 from typing import Any
 
@@ -51,7 +52,7 @@ from seqlab.store.manifest import (
     read_object,
     read_run_state,
 )
-from seqlab.store.parts import FailedFragment, FragmentRecord
+from seqlab.store.parts import FailedFragment, FragmentRecord, naming
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +86,13 @@ class OutputDir:
         return self.fs.unstrip_protocol(self.path(relpath))
 
     # ------------------------------------------------------------------ the run's state
+
+    def check_folder(self) -> None:
+        """Refuse a location that is an existing file: a run's tables, state and manifest
+        are files in a directory."""
+        if self.fs.isfile(self.root):  # worded as seqlab.store.lease words the same refusal
+            raise OutputError(f"{self.url} is a file, not a directory",
+                              fix="pass a directory as OUTPUT: a new one, or an earlier run's")
 
     def manifest(self) -> Manifest | None:
         """This run's manifest; for an incremental table not given a run, its latest one."""
@@ -196,12 +204,20 @@ class OutputDir:
         return read_object(self.fs, path) if self.fs.exists(path) else None
 
     def write_json(self, relpath: str, data: dict) -> None:
+        """Write a small JSON file atomically (to a temporary name, then renamed); an OSError
+        names the file, and the temporary file does not outlive a failed write."""
         final = self.path(relpath)
-        self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
         tmp = posixpath.join(posixpath.dirname(final), f".tmp-{uuid.uuid4().hex}.json")
-        with self.fs.open(tmp, "w") as handle:
-            handle.write(json.dumps(data, indent=2, default=str) + "\n")
-        self.fs.mv(tmp, final)
+        with naming(final):
+            self.fs.makedirs(posixpath.dirname(final), exist_ok=True)
+            try:
+                with self.fs.open(tmp, "w") as handle:
+                    handle.write(json.dumps(data, indent=2, default=str) + "\n")
+                self.fs.mv(tmp, final)
+            except BaseException:
+                with suppress(Exception):
+                    self.fs.rm(tmp)
+                raise
 
 
 def _parents(folder: str) -> list[str]:
@@ -219,12 +235,14 @@ def _parents(folder: str) -> list[str]:
 
 def check_resumable(out: OutputDir, fingerprint: dict, overwrite: bool) -> RunState | None:
     """Check the location can take this run; return the unfinished run's state to resume
+    (None: a new run).
 
-
+    A location that is a file is refused, ``overwrite`` or not (it replaces runs, not files).
     A finished run is never replaced without ``overwrite``; an unfinished one (crashed, or
     ended with failed fragments) is resumed only with the same configuration, and the refusal
     names the options that differ.
     """
+    out.check_folder()
     if overwrite:
         out.clear()
         return None

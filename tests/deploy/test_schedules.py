@@ -273,7 +273,7 @@ def test_cronjob_creates_a_rayjob_like_rayjob_yaml(tmp_path):
         assert (job["apiVersion"], job["kind"]) == (reference["apiVersion"], reference["kind"])
         name = job["metadata"]["name"]
         assert name == f"seqlab-daily-{day}" and job["metadata"]["labels"][
-            "seqlab.run.read/run-date"] == day
+            "seqlab.io/run-date"] == day
         assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", name) and len(name) <= 47
         spec, ref = job["spec"], reference["spec"]
         # the same cluster, image, retries and clean-up as the one-off RayJob

@@ -1,4 +1,7 @@
+import errno
+import gc
 import json
+import os
 import subprocess
 import sys
 from argparse import SUPPRESS
@@ -106,7 +109,7 @@ def test_help_and_version(argv, capsys):
     assert "seqlab" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("module", ["seqlab", "seqlab.cli.main"])
+@pytest.mark.parametrize("module", ["seqlab", "seqlab.cli", "seqlab.cli.main"])
 def test_module_entry_points_know_every_command(module):
     result = subprocess.run([sys.executable, "-m", module, "evaluate", "--help"],
                             capture_output=True, text=True, timeout=120)
@@ -268,6 +271,29 @@ def test_other_unexpected_errors_point_at_the_traceback(monkeypatch, tmp_path, c
                    "the run"]
 
 
+@pytest.mark.parametrize("verbose", [False, True])
+def test_a_full_disk_is_one_line_and_a_fix_and_the_traceback_only_with_v(verbose, monkeypatch,
+                                                                          tmp_path, capsys):
+    part = tmp_path / "out" / "documents" / "part-00003-0000000000.parquet"
+    failure = OSError(errno.ENOSPC, "No space left on device", str(part))
+    monkeypatch.setattr("seqlab.api.annotate", _fails_mid_run(failure))
+    argv = ["annotate", "in.jsonl", str(tmp_path / "out"), *(["-v"] if verbose else [])]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert ("Traceback (most recent call last)" in err) is verbose
+    assert err.splitlines()[-2:] == [
+        f"seqlab annotate: error: no space left on the device writing {part} (the file system "
+        f"mounted at {_mount_point(tmp_path)})",
+        "  fix: free space and rerun the same command: it resumes (input files already done "
+        "are kept)"]
+
+
+def _mount_point(path):
+    while not os.path.ismount(path):
+        path = path.parent
+    return path
+
+
 def test_a_closed_pipe_is_not_an_error():
     """``seqlab show OUT | head``: the reader stops early; seqlab exits quietly, without a
     BrokenPipeError taken for a storage failure. (The output is larger than a pipe's buffer.)"""
@@ -282,3 +308,117 @@ def test_a_closed_pipe_is_not_an_error():
                           env={**__import__('os').environ, "SCRIPT": script})
     assert done.stdout == "x" * 10
     assert "error" not in done.stderr, done.stderr
+
+
+# ---------------------------------------------------------------- OUTPUT that cannot be written
+
+def _annotate(input, out, model, *extra: str) -> int:
+    return main(["annotate", str(input), str(out), "--model", str(model), "--id-column", "id",
+                 "--max-length", "64", "-q", *extra])
+
+
+def _locked(folder):
+    """``folder`` given mode 0o555; whether that stops this user writing in it (root writes
+    anyway)."""
+    folder.chmod(0o555)
+    try:
+        (folder / "probe").touch()
+    except PermissionError:
+        return True
+    (folder / "probe").unlink()
+    return False
+
+
+def test_an_output_that_is_a_file_is_refused_before_any_work(ner_model, tmp_path, capsys):
+    from tests.seqlab import rows, write_parquet
+
+    write_parquet(tmp_path / "in" / "a.parquet", rows(4))
+    taken = tmp_path / "notes.txt"
+    taken.write_text("mine\n")
+    before = sorted(tmp_path.rglob("*"))
+    for extra in ([], ["--overwrite"]):  # --overwrite replaces a run, never a file
+        assert _annotate(tmp_path / "in", taken, ner_model, *extra) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert err == [f"seqlab annotate: error: {taken} is a file, not a directory",
+                       "  fix: pass a directory as OUTPUT: a new one, or an earlier run's"]
+    assert taken.read_text() == "mine\n" and sorted(tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize("code", [errno.EACCES, errno.EROFS])
+def test_an_output_that_cannot_be_written_names_it_and_the_fix(code, ner_model, tmp_path,
+                                                               monkeypatch, capsys):
+    from seqlab.store.outdir import OutputDir
+    from tests.seqlab import rows, write_parquet
+
+    write_parquet(tmp_path / "in" / "a.parquet", rows(4))
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    out = folder / "out"
+    if not (code == errno.EACCES and _locked(folder)):
+        # root ignores the mode, and a read-only mount needs privileges: the first write of
+        # the run fails as the file system would fail it
+        def refused(self, relpath, data):
+            raise OSError(code, os.strerror(code), self.path(relpath))
+
+        monkeypatch.setattr(OutputDir, "write_json", refused)
+    try:
+        assert _annotate(tmp_path / "in", out, ner_model) == 2
+    finally:
+        folder.chmod(0o755)
+    message, fix = capsys.readouterr().err.splitlines()
+    said = "permission denied on" if code == errno.EACCES else "cannot write"
+    assert message.startswith(f"seqlab annotate: error: {said} {out}")
+    if code == errno.EACCES:  # the fix names the nearest folder there is (OUTPUT, if made)
+        named = out if out.exists() else folder
+        assert fix == (f"  fix: give this user write permission on {named} (chmod u+rwx or "
+                       "chown), or choose an OUTPUT it may write to (on object storage: "
+                       "credentials allowed to write there)")
+    else:
+        assert message.endswith("it is on a read-only file system")
+        assert fix == ("  fix: choose an OUTPUT on a writable file system (or remount this one "
+                       "read-write)")
+    assert not out.exists() or not any(out.rglob("*"))  # nothing written
+
+
+def test_a_full_disk_mid_run_exits_1_and_the_rerun_resumes(ner_model, tmp_path, monkeypatch,
+                                                           capsys):
+    from fsspec.implementations.local import LocalFileOpener
+
+    from tests.seqlab import rows, write_parquet
+
+    write_parquet(tmp_path / "in" / "a.parquet", rows(12, "a"))
+    write_parquet(tmp_path / "in" / "b.parquet", rows(12, "b"))
+    out = tmp_path / "out"
+    flags = ["--rows-per-part", "5", "--batch-docs", "4"]
+    real_write = LocalFileOpener.write
+    left = [3000]  # bytes the disk takes once the first input file is recorded
+
+    def write(self, data):
+        if (out / "_progress" / "fragment-00000.json").exists() and \
+                self.path.endswith(".parquet"):
+            left[0] -= len(memoryview(data))
+            if left[0] < 0:  # as a full disk fails a write: without naming the file
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, data)
+
+    monkeypatch.setattr(LocalFileOpener, "write", write)
+    unraisable = []  # e.g. a Parquet writer that fails to close when it is collected
+    monkeypatch.setattr(sys, "unraisablehook", unraisable.append)
+    assert _annotate(tmp_path / "in", out, ner_model, *flags) == 1
+    gc.collect()
+    assert not unraisable
+    message, fix = capsys.readouterr().err.splitlines()
+    assert message.startswith(f"seqlab annotate: error: no space left on the device writing {out}/")
+    assert "/part-00001-" in message and "(the file system mounted at /" in message
+    assert fix == ("  fix: free space and rerun the same command: it resumes (input files "
+                   "already done are kept)")
+    assert not [p for p in out.rglob("*") if p.name.startswith(".tmp-")]
+    monkeypatch.undo()
+
+    assert _annotate(tmp_path / "in", out, ner_model, *flags) == 0
+    landed = read_output(out)
+    ids = landed["documents"].column("doc_id").to_pylist()
+    assert ids == sorted(f"{p}{i}" for p in "ab" for i in range(12))
+    manifest = landed["manifest"]
+    assert manifest["rows"]["in"] == manifest["rows"]["out"] == 24
+    assert len(manifest["attempts"]) == 2

@@ -1,9 +1,12 @@
 """seqlab.store.outdir: atomic parts, cleanup of what no record names, and who may reuse a
 location."""
 
+import errno
+import gc
 import hashlib
 import json
 import os
+import sys
 import uuid
 
 import fsspec
@@ -110,6 +113,16 @@ def test_a_fresh_location_and_an_unfinished_run_with_the_same_options(out):
     assert check_resumable(out, dict(FINGERPRINT), overwrite=False) == state
 
 
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_location_that_is_a_file_is_refused_and_left_alone(overwrite, out):
+    out.fs.makedirs(os.path.dirname(out.root), exist_ok=True)
+    out.fs.pipe_file(out.root, b"mine")
+    with pytest.raises(OutputError, match="is a file, not a directory") as error:
+        check_resumable(out, FINGERPRINT, overwrite=overwrite)
+    assert out.url in error.value.message and "directory as OUTPUT" in error.value.fix
+    assert out.fs.cat_file(out.root) == b"mine"
+
+
 def test_a_finished_run_is_never_replaced_without_overwrite(out):
     started(out)
     out.finish(ended())
@@ -157,3 +170,64 @@ def test_records_round_trip_through_progress(out):
     assert record.files() == {part.path, *record.partials}
     saved = json.loads(out.fs.cat_file(out.path("_progress/fragment-00002.json")))
     assert saved["parts"]["documents"][0]["sha256"] == "ab" * 32
+
+
+class FullDisk:
+    """A file whose writes fail as a full disk fails them: without naming the file."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+
+    def write(self, data) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@pytest.fixture
+def unraisable(monkeypatch):
+    """What garbage collection could not raise (a writer that fails to close when dropped)."""
+    seen = []
+    monkeypatch.setattr(sys, "unraisablehook", seen.append)
+    return seen
+
+
+ROWS = pa.table({"doc_id": [f"d{i}" for i in range(100)], "n": list(range(100))})
+
+
+def test_a_part_whose_write_fails_names_itself_and_leaves_nothing(out, unraisable):
+    relpath = "documents/part-00000-0000000000.parquet"
+    part = PartFile(out.fs, out.root, relpath, DECLARED)
+    part.write(ROWS)
+    part.sink.inner = FullDisk(part.sink.inner)
+    with pytest.raises(OSError) as error:
+        part.write(ROWS)
+    assert (error.value.errno, error.value.filename) == (errno.ENOSPC, out.path(relpath))
+    assert listing(out) == set()  # the temporary file is gone
+    del part
+    gc.collect()
+    assert not unraisable  # the abandoned writer wrote no footer when collected
+
+
+def test_a_part_dropped_unclosed_is_abandoned_quietly(out, unraisable):
+    """A run stopped by an error elsewhere drops its open parts: they write nothing more
+    (the disk may be full) and leave no temporary file."""
+    part = PartFile(out.fs, out.root, "mentions/part-00000-0000000000.parquet", DECLARED)
+    part.write(ROWS)
+    part.sink.inner = FullDisk(part.sink.inner)
+    del part
+    gc.collect()
+    assert not unraisable
+    assert listing(out) == set()
+
+
+def test_a_small_file_whose_write_fails_names_itself_and_leaves_nothing(out, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(out.fs, "mv", full)
+    with pytest.raises(OSError) as error:
+        started(out)
+    assert error.value.filename == out.path("_progress", "_run.json")
+    assert listing(out) == set()

@@ -50,7 +50,8 @@ def finish_run(plan: RunPlan, engine: str, extra: dict | None = None) -> dict:
     if unsettled:
         raise RunError(f"the {engine} engine ended without finishing {unsettled[:5]}",
                        fix="rerun the same command to resume; please report it with the logs")
-    out.cleanup(keep=kept_files(out, records, plan.increment))
+    out.cleanup(keep=kept_files(out, records, plan.increment),
+                run_id=plan.provenance.run_id if plan.increment is not None else None)
     rows_in = sum(r.rows_in for r in records)
     rows_out = sum(p.rows for r in records for p in r.parts.get("documents", []))
     if rows_in != rows_out:

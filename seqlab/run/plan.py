@@ -214,7 +214,8 @@ def plan_run(config: AnnotateConfig) -> RunPlan:
                         "starts the run of %s)", state.run_id, increment.run_date,
                         config.run_date or incremental.today())
     out.start(state)
-    out.cleanup(keep=kept_files(out, done.values(), increment))
+    out.cleanup(keep=kept_files(out, done.values(), increment),
+                run_id=state.run_id if increment is not None else None)
     provenance = Provenance(state.run_id, config.model, revision,
                             datetime.fromisoformat(state.processed_at))
     plan = RunPlan(config, reader, out, labels, provenance, done, increment=increment,

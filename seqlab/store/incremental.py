@@ -40,7 +40,7 @@ from seqlab.config import TABLE_OPTIONS  # not in the configuration key; a table
 from seqlab.errors import OutputError
 from seqlab.run.sources import Fragment
 from seqlab.stages import aggregate
-from seqlab.store.layout import RUNS, SUPERSEDED
+from seqlab.store.layout import RUNS, SUPERSEDED, TABLES
 from seqlab.store.manifest import IncrementalRun, Manifest, file_name, read_manifest
 from seqlab.store.outdir import LATEST, OutputDir
 from seqlab.store.parts import FragmentRecord, PartInfo, read_table, write_table
@@ -152,12 +152,19 @@ def plan_increment(out: OutputDir, fragments: list[Fragment], key: str, run_date
     if manifests:
         _check_same_table(manifests[-1], table)
     live = live_inputs(manifests)
+    present = _present(out) if live else set()
     todo: list[Fragment] = []
     replaces: dict[str, list[str]] = {}
     for fragment in fragments:
         before = live.get(fragment.name)
         if before and before.identity == fragment.identity and before.config_key == key:
-            continue
+            lost = sorted(set(before.files) - present)
+            if not lost:
+                continue
+            # a live file deleted by hand: its input is annotated again, its other files
+            # superseded, so the table holds each of its rows once more
+            log.warning("%s, a live file of input %s, is missing: annotating %s again",
+                        file_name(out.fs, out.path(lost[0])), fragment.name, fragment.name)
         todo.append(replace(fragment, index=len(todo)))
         if before:
             replaces[fragment.name] = before.files
@@ -165,6 +172,12 @@ def plan_increment(out: OutputDir, fragments: list[Fragment], key: str, run_date
     pruned = {name: a.files for name, a in live.items() if name not in names} if prune else {}
     earlier = sorted({p for m in manifests for p in m.files()})
     return Increment(run_date, key, todo, replaces, pruned, len(fragments) - len(todo), earlier)
+
+
+def _present(out: OutputDir) -> set[str]:
+    """The files in the table folders (relative paths): one listing per table."""
+    return {out.relative(path) for table in TABLES if out.fs.exists(out.path(table))
+            for path in out.fs.find(out.path(table))}
 
 
 def _check_same_table(last: Manifest, table: dict) -> None:

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import posixpath
+import re
 import uuid
 from contextlib import suppress
 from dataclasses import asdict
@@ -57,6 +58,10 @@ from seqlab.store.parts import FailedFragment, FragmentRecord, naming
 log = logging.getLogger(__name__)
 
 LATEST = posixpath.join(RUNS, "latest.json")  # an incremental table's last ended run
+QUARANTINE = "_quarantine"  # files no record names, moved aside rather than deleted
+_RUN_PART = re.compile(r"^part-(\d{8}T\d{6}Z-[0-9a-f]{8})-")  # an incremental run's part
+RECORD_FIX = ("remove the file and rerun the same command: that input file is then annotated "
+              "again")
 
 
 class OutputDir:
@@ -98,13 +103,18 @@ class OutputDir:
         """This run's manifest; for an incremental table not given a run, its latest one."""
         if self.layout.run_id is None and self.incremental():
             latest = self.read_json(LATEST)
-            if latest is None:
-                return None
+            if latest is None:  # lost: the last run to end is the one whose manifest says so
+                return self._last_ended()
             if not isinstance(latest.get("manifest"), str):
                 raise OutputError(f"{file_name(self.fs, self.path(LATEST))} has no field "
                                   "'manifest' naming the latest run's manifest", fix=MANIFEST_FIX)
             return self.read_manifest(latest["manifest"])
         return self.read_manifest(self.layout.manifest())
+
+    def _last_ended(self) -> Manifest | None:
+        paths = self.fs.glob(self.path(RUNS, "*", "manifest.json"))
+        manifests = [read_manifest(self.fs, path) for path in paths]
+        return max(manifests, key=lambda m: (m.finished_at, m.run_id), default=None)
 
     def read_manifest(self, relpath: str) -> Manifest | None:
         """The manifest at ``relpath``, None where there is none."""
@@ -139,12 +149,12 @@ class OutputDir:
     def done_fragments(self) -> dict[str, FragmentRecord]:
         records = {}
         for path in self.fs.glob(self.path(PROGRESS, "fragment-*.json")):
-            record = FragmentRecord.from_dict(json.loads(self.fs.cat_file(path)))
+            record = _record(FragmentRecord, self.fs, path)
             records[record.fragment] = record
         return records
 
     def failed_fragments(self) -> list[FailedFragment]:
-        return sorted((FailedFragment(**json.loads(self.fs.cat_file(path)))
+        return sorted((_record(FailedFragment, self.fs, path)
                        for path in self.fs.glob(self.path(PROGRESS, "failed-*.json"))),
                       key=lambda f: f.index)
 
@@ -161,19 +171,35 @@ class OutputDir:
         for path in self.fs.glob(self.path(PROGRESS, "failed-*.json")):
             self.fs.rm(path)
 
-    def cleanup(self, keep: set[str]) -> list[str]:
+    def cleanup(self, keep: set[str], run_id: str | None = None) -> list[str]:
         """Remove every file of the table folders and partials that ``keep`` does not name:
         parts of unfinished fragments (any engine's names), temporary files of a crashed
-        write, staging folders. Returns what was removed (relative paths)."""
+        write, staging folders. Returns what was removed (relative paths).
+
+        In an incremental table (``run_id``: the run cleaning up), a part another run wrote
+        that ``keep`` does not name is not removed: its run's manifest is missing, so what it
+        holds is unknown. It moves to ``_quarantine/`` (its path kept below it), with a
+        warning, and the run goes on."""
         removed: list[str] = []
         folders = {posixpath.dirname(path) for path in keep}
         kept_below = {parent for folder in folders for parent in _parents(folder)}
 
+        def foreign(name: str) -> bool:
+            match = _RUN_PART.match(name)
+            return run_id is not None and match is not None and match.group(1) != run_id
+
         def sweep(folder: str) -> None:
             for entry in self.fs.ls(self.path(folder), detail=True):
                 relpath = self.relative(entry["name"])
-                if entry["type"] == "directory" and relpath in kept_below:
-                    sweep(relpath)  # a partition holding kept parts: look inside
+                if entry["type"] == "directory" and (relpath in kept_below or run_id):
+                    sweep(relpath)  # look inside: kept parts, or another run's parts
+                    if relpath not in kept_below and not self.fs.ls(entry["name"]):
+                        self.fs.rm(entry["name"], recursive=True)
+                elif entry["type"] == "file" and relpath not in keep and \
+                        foreign(posixpath.basename(relpath)):
+                    self.quarantine(relpath, "another run's part that no manifest lists (is "
+                                    "a manifest under _runs/ missing? seqlab verify checks "
+                                    "the table)")
                 elif relpath not in keep or entry["type"] != "file":
                     self.fs.rm(entry["name"], recursive=entry["type"] == "directory")
                     removed.append(relpath)
@@ -184,6 +210,15 @@ class OutputDir:
         if removed:
             log.info("removed %d files left by an unfinished attempt", len(removed))
         return removed
+
+    def quarantine(self, relpath: str, why: str = "no record names it") -> str:
+        """Move a file to ``_quarantine/``, its path kept below it, rather than delete data
+        whose state is missing; returns its new relative path."""
+        target = posixpath.join(QUARANTINE, relpath)
+        self.fs.makedirs(posixpath.dirname(self.path(target)), exist_ok=True)
+        self.fs.mv(self.path(relpath), self.path(target))
+        log.warning("moved %s to %s: %s", file_name(self.fs, self.path(relpath)), target, why)
+        return target
 
     def finish(self, manifest: Manifest, keep_progress: bool = False) -> None:
         """Write the manifest last, then drop the progress records it replaces (kept while
@@ -266,3 +301,13 @@ def check_resumable(out: OutputDir, fingerprint: dict, overwrite: bool) -> RunSt
             fix="rerun with the options it was started with to resume it, or pass --overwrite",
         )
     return state
+
+
+def _record(kind: type, fs: fsspec.AbstractFileSystem, path: str):
+    """A fragment record (finished or failed) from its file; a damaged one names the file."""
+    data = read_object(fs, path, fix=RECORD_FIX)
+    try:
+        return kind.from_dict(data) if hasattr(kind, "from_dict") else kind(**data)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise OutputError(f"{file_name(fs, path)} is not a seqlab fragment record ({exc!r})",
+                          fix=RECORD_FIX) from exc

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import posixpath
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -35,13 +34,12 @@ from seqlab.errors import OutputError
 from seqlab.stages import aggregate
 from seqlab.store import incremental
 from seqlab.store.layout import MANIFEST, ROW_TABLES, TABLES
-from seqlab.store.manifest import Manifest, Part, file_name
+from seqlab.store.manifest import Manifest, Part
 from seqlab.store.outdir import OutputDir
 from seqlab.store.parts import read_table
 
 log = logging.getLogger(__name__)
 
-QUARANTINE = "_quarantine"
 SHOWN_KEYS = 5  # differing aggregate keys reported by name; the rest are counted
 
 
@@ -108,7 +106,8 @@ def verify(url: str, storage_options: dict | None = None, quick: bool = False,
                 f"{out.url} has an unfinished run (run {state.run_id}): its files are not "
                 "listed yet, so --repair cannot tell them from stray ones",
                 fix="finish the run first (rerun its command), then run seqlab verify --repair")
-        result.quarantined = _quarantine(out, unlisted)
+        result.quarantined = [out.quarantine(path, "no manifest lists it")
+                              for path in unlisted]
     return result
 
 
@@ -263,15 +262,3 @@ def _check_iceberg(out: OutputDir, manifests: list[Manifest],
             findings.append(Finding(url, f"in the current snapshot of the Iceberg table "
                                     f"{committed['table']}, but not live"))
     return findings
-
-
-def _quarantine(out: OutputDir, paths: list[str]) -> list[str]:
-    """Move ``paths`` under ``_quarantine/``, keeping their paths below it."""
-    moved = []
-    for path in paths:
-        target = out.path(QUARANTINE, path)
-        out.fs.makedirs(posixpath.dirname(target), exist_ok=True)
-        out.fs.mv(out.path(path), target)
-        moved.append(posixpath.join(QUARANTINE, path))
-        log.warning("moved %s to %s", file_name(out.fs, out.path(path)), moved[-1])
-    return moved

@@ -335,3 +335,57 @@ def test_frames_of_an_srl_model_join_the_iceberg_commit(tmp_path, corpus, ner_mo
         selected_fields=("doc_id", "srl_frames")).to_arrow()
     assert frames.num_rows == sum(len(f or []) for f in documents.column("srl_frames").to_pylist())
     assert set(frames.column("doc_id").to_pylist()) <= set(documents.column("doc_id").to_pylist())
+
+
+def test_a_lost_run_manifest_quarantines_that_runs_parts_never_deletes_them(
+        tmp_path, corpus, ner_model, caplog):
+    out = tmp_path / "out"
+    first = run(corpus, out, ner_model, run_date="2026-12-01")
+    (out / "_runs" / first["run_id"] / "manifest.json").unlink()  # its state is lost
+    (out / "_runs" / "latest.json").unlink()
+    second = run(corpus, out, ner_model, run_date="2026-12-02")
+    moved = {p.relative_to(out / "_quarantine").as_posix()
+             for p in (out / "_quarantine").rglob("*.parquet")}
+    assert moved == {p["path"] for t in TABLES for p in first["tables"][t]}
+    assert "another run's part that no manifest lists" in caplog.text
+    # what the lost run held is annotated again: every input row once in the live table
+    ids = live(out, "documents").column("doc_id").to_pylist()
+    assert sorted(ids) == sorted(set(ids)) and len(ids) == second["rows"]["in"] == 9
+
+
+def test_a_lost_latest_pointer_is_found_again_from_the_run_manifests(tmp_path, corpus,
+                                                                       ner_model):
+    out = tmp_path / "out"
+    run(corpus, out, ner_model, run_date="2026-12-01")
+    grow(corpus)
+    second = run(corpus, out, ner_model, run_date="2026-12-02")
+    (out / "_runs" / "latest.json").unlink()
+    assert OutputDir(str(out)).manifest().run_id == second["run_id"]
+
+
+def test_a_damaged_fragment_record_stops_the_run_naming_its_file(tmp_path, corpus, ner_model):
+    out = tmp_path / "out"
+    plan = make_plan(corpus, out, ner_model, id_column="id", incremental=True,
+                     run_date="2026-12-01")
+    drive(plan)  # every fragment recorded; the run not finished (a crash before its end)
+    record = sorted((out / "_progress").glob("fragment-*.json"))[0]
+    record.write_text(record.read_text()[:20])
+    with pytest.raises(OutputError, match=rf"{record} is not readable JSON") as error:
+        run(corpus, out, ner_model, run_date="2026-12-01")
+    assert "annotated again" in error.value.fix
+
+
+def test_a_live_part_deleted_by_hand_gets_its_input_annotated_again(tmp_path, corpus,
+                                                                    ner_model, caplog):
+    out = tmp_path / "out"
+    first = run(corpus, out, ner_model, run_date="2026-12-01")
+    [lost] = [p["path"] for p in first["tables"]["documents"] if "-00001-" in p["path"]]
+    (out / lost).unlink()
+    second = run(corpus, out, ner_model, run_date="2026-12-02")
+    assert f"{out / lost}, a live file of input" in caplog.text
+    assert second["incremental"]["unchanged"] == 2  # the other two inputs stay as they were
+    ids = live(out, "documents").column("doc_id").to_pylist()
+    assert len(ids) == len(set(ids)) == 9  # every row once again
+    from seqlab.store.verify import verify
+
+    assert verify(str(out)).ok

@@ -11,7 +11,8 @@ import pytest
 from seqlab.cli.main import main
 from seqlab.errors import OutputError
 from seqlab.run.finish import finish_run
-from seqlab.store.verify import QUARANTINE, verify
+from seqlab.store.outdir import QUARANTINE
+from seqlab.store.verify import verify
 from tests import require
 from tests.seqlab import drive, make_plan, rows, write_parquet
 

@@ -211,4 +211,7 @@ def print_summary(manifest: Manifest | Mapping[str, Any], elapsed: float) -> Non
         table.add_row("frames", f"{counts['frames']:,}")
     table.add_row("time", f"{elapsed:,.1f} s")
     table.add_row("words/s", f"{words / elapsed:,.0f}" if elapsed > 0 else "-")
+    if manifest.quarantined:
+        table.add_row("WARNING", f"{len(manifest.quarantined):,} files no manifest listed "
+                      "moved to _quarantine/ (seqlab verify checks the table)")
     Console().print(table)

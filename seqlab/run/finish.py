@@ -98,6 +98,7 @@ def finish_run(plan: RunPlan, engine: str, extra: dict | None = None) -> dict:
         tables=listed,
         aggregates=listed["aggregates"],
         extra=dict(extra or {}),
+        quarantined=tuple(out.quarantined) or None,
     )
     if plan.increment is None:
         out.finish(manifest, keep_progress=bool(failed))

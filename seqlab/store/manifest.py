@@ -294,6 +294,9 @@ class Manifest(_Record):
     table: Mapping[str, Any] | None = None  # the table's settings, kept from run to run
     incremental: IncrementalRun | None = None
     iceberg: Mapping[str, Any] | None = None  # the Iceberg commit (seqlab.store.iceberg)
+    # files the run moved to _quarantine/ rather than delete: another run's parts that no
+    # manifest listed (seqlab.store.outdir.OutputDir.cleanup)
+    quarantined: tuple[str, ...] | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "the manifest") -> Manifest:

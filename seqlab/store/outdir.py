@@ -72,6 +72,7 @@ class OutputDir:
         self.fs, self.root = fsspec.core.url_to_fs(url, **(storage_options or {}))
         self.root = self.root.rstrip("/") or "/"
         self.layout = Layout()
+        self.quarantined: list[str] = []  # what this run moved to _quarantine/
 
     @property
     def location(self) -> str:
@@ -218,6 +219,7 @@ class OutputDir:
         self.fs.makedirs(posixpath.dirname(self.path(target)), exist_ok=True)
         self.fs.mv(self.path(relpath), self.path(target))
         log.warning("moved %s to %s: %s", file_name(self.fs, self.path(relpath)), target, why)
+        self.quarantined.append(target)
         return target
 
     def finish(self, manifest: Manifest, keep_progress: bool = False) -> None:

@@ -45,6 +45,13 @@ def test_summary_of_a_clean_run_has_no_failures(capsys):
     assert failed.split("│")[2].strip() == "0"
 
 
+def test_summary_warns_of_quarantined_files(capsys):
+    print_summary({**MANIFEST, "quarantined": ["_quarantine/documents/a.parquet"]}, 1.0)
+    assert "WARNING" in capsys.readouterr().out
+    print_summary(MANIFEST, 1.0)
+    assert "WARNING" not in capsys.readouterr().out
+
+
 def test_progress_off_a_terminal_is_a_log_line_every_few_seconds(caplog):
     target = Console(file=io.StringIO())  # not a terminal: a log file, a CI job
     with caplog.at_level(logging.INFO, logger="seqlab.cli.progress"):

@@ -348,6 +348,7 @@ def test_a_lost_run_manifest_quarantines_that_runs_parts_never_deletes_them(
              for p in (out / "_quarantine").rglob("*.parquet")}
     assert moved == {p["path"] for t in TABLES for p in first["tables"][t]}
     assert "another run's part that no manifest lists" in caplog.text
+    assert set(second["quarantined"]) == {f"_quarantine/{path}" for path in moved}
     # what the lost run held is annotated again: every input row once in the live table
     ids = live(out, "documents").column("doc_id").to_pylist()
     assert sorted(ids) == sorted(set(ids)) and len(ids) == second["rows"]["in"] == 9

@@ -177,17 +177,20 @@ class OutputDir:
         parts of unfinished fragments (any engine's names), temporary files of a crashed
         write, staging folders. Returns what was removed (relative paths).
 
-        In an incremental table (``run_id``: the run cleaning up), a part another run wrote
-        that ``keep`` does not name is not removed: its run's manifest is missing, so what it
-        holds is unknown. It moves to ``_quarantine/`` (its path kept below it), with a
-        warning, and the run goes on."""
+        In an incremental table (``run_id``: the run cleaning up) only this run's own parts
+        and temporary files are removed. Any other file ``keep`` does not name (another
+        run's part whose manifest is missing, a file copied in by hand) holds data of unknown
+        standing: it moves to ``_quarantine/`` (its path kept below it), with a warning, and
+        the run goes on."""
         removed: list[str] = []
         folders = {posixpath.dirname(path) for path in keep}
         kept_below = {parent for folder in folders for parent in _parents(folder)}
 
-        def foreign(name: str) -> bool:
+        def foreign(relpath: str) -> bool:
+            name = posixpath.basename(relpath)
             match = _RUN_PART.match(name)
-            return run_id is not None and match is not None and match.group(1) != run_id
+            own = (match is not None and match.group(1) == run_id) or name.startswith(".tmp-")
+            return run_id is not None and relpath.split("/")[0] in TABLES and not own
 
         def sweep(folder: str) -> None:
             for entry in self.fs.ls(self.path(folder), detail=True):
@@ -196,11 +199,10 @@ class OutputDir:
                     sweep(relpath)  # look inside: kept parts, or another run's parts
                     if relpath not in kept_below and not self.fs.ls(entry["name"]):
                         self.fs.rm(entry["name"], recursive=True)
-                elif entry["type"] == "file" and relpath not in keep and \
-                        foreign(posixpath.basename(relpath)):
-                    self.quarantine(relpath, "another run's part that no manifest lists (is "
-                                    "a manifest under _runs/ missing? seqlab verify checks "
-                                    "the table)")
+                elif entry["type"] == "file" and relpath not in keep and foreign(relpath):
+                    self.quarantine(relpath, "no manifest lists it (a run's manifest under "
+                                    "_runs/ missing, or a file copied in? seqlab verify "
+                                    "checks the table)")
                 elif relpath not in keep or entry["type"] != "file":
                     self.fs.rm(entry["name"], recursive=entry["type"] == "directory")
                     removed.append(relpath)
@@ -289,6 +291,15 @@ def check_resumable(out: OutputDir, fingerprint: dict, overwrite: bool) -> RunSt
             f"{out.url} already holds a finished run (run {manifest.run_id})",
             fix="pass --overwrite to replace it, or choose another OUTPUT",
         )
+    if state is None and manifest is None and not out.incremental():
+        held = [table for table in TABLES if out.fs.exists(out.path(table))
+                and out.fs.find(out.path(table))]
+        if held:  # a run's files with neither its manifest nor its state: never remove them
+            raise OutputError(
+                f"{out.url} holds {', '.join(held)} files but no manifest or run state: "
+                "whose files they are is unknown (was _manifest.json deleted?)",
+                fix="restore the manifest, move those folders away, or pass --overwrite to "
+                "replace them")
     if state is None:
         return None
     then = state.fingerprint

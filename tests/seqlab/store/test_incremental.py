@@ -347,7 +347,7 @@ def test_a_lost_run_manifest_quarantines_that_runs_parts_never_deletes_them(
     moved = {p.relative_to(out / "_quarantine").as_posix()
              for p in (out / "_quarantine").rglob("*.parquet")}
     assert moved == {p["path"] for t in TABLES for p in first["tables"][t]}
-    assert "another run's part that no manifest lists" in caplog.text
+    assert "no manifest lists it (a run's manifest under _runs/ missing" in caplog.text
     assert set(second["quarantined"]) == {f"_quarantine/{path}" for path in moved}
     # what the lost run held is annotated again: every input row once in the live table
     ids = live(out, "documents").column("doc_id").to_pylist()

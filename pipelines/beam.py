@@ -8,15 +8,21 @@ Every step is a ``seqlab`` piece; the graph only wires them. Each worker process
 model once (``shared.Shared``) and runs the whole row-level chain on a read batch, with the
 dead letter inside it; the land step writes Arrow batches straight to Parquet. The manifest is
 written by the pipeline's last step, so it also lands when the launcher does not wait (flex
-templates). Locally the graph runs on the in-process FnApiRunner: Beam's default runner first
-tries to download the Prism binary, which fails offline.
+templates). Locally the graph runs on the FnApiRunner (Beam's default runner first tries to
+download the Prism binary, which fails offline): in-process by default, or in N worker
+processes with ``--direct_running_mode=multi_processing --direct_num_workers=N``. Each worker
+process unpickles the DoFns (the plan travels in them) and loads its own model; the work items,
+read batches and fragment groups are spread over the workers, and the single element that
+reaches ``Finish`` runs in one of them.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import time
+import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -26,8 +32,16 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
+from apache_beam.options.pipeline_options import (
+    DirectOptions,
+    PipelineOptions,
+    StandardOptions,
+    WorkerOptions,
+)
+from apache_beam.portability.api import beam_provision_api_pb2
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from apache_beam.runners.portability.fn_api_runner.fn_runner import ExtendedProvisionInfo
+from apache_beam.runners.portability.portable_runner import JobServiceHandle
 from apache_beam.utils import shared
 
 from seqlab.engine import Engine, Progress
@@ -44,8 +58,12 @@ log = logging.getLogger(__name__)
 
 NAMESPACE = "seqlab"
 LOCAL_RUNNERS = (None, "", "FnApiRunner")
+# local worker processes log Beam's plumbing at WARNING and seqlab's own steps at INFO, unless
+# the Beam options set the harness log levels
+WORKER_LOG_LEVELS = {"seqlab": "INFO", "pipelines": "INFO"}
 
 _ANNOTATORS = shared.Shared()  # one model per worker process
+_ANNOTATING: set[str] = set()  # the pipelines this process has annotated rows of
 
 
 @dataclass(frozen=True)
@@ -68,18 +86,33 @@ class ReadFragment(beam.DoFn):
 
 
 class Annotate(beam.DoFn):
-    """A read batch -> its documents rows (tokenize, tag, decode, the dead letter inside)."""
+    """A read batch -> its documents rows (tokenize, tag, decode, the dead letter inside).
 
-    def __init__(self, plan: RunPlan) -> None:
+    ``pipeline`` names this pipeline (one attempt of the run), so that the ``worker_processes``
+    counter counts each process that annotates once; ``threads`` caps torch's threads in each
+    worker process where several share one machine's CPUs (``None``: torch's default).
+    """
+
+    def __init__(self, plan: RunPlan, pipeline: str = "", threads: int | None = None) -> None:
         self.plan = plan
+        self.pipeline = pipeline
+        self.threads = threads
         self.documents = Metrics.counter(NAMESPACE, "documents")
+        self.processes = Metrics.counter(NAMESPACE, "worker_processes")
 
     def setup(self) -> None:
+        if self.threads:
+            import torch
+
+            torch.set_num_threads(self.threads)
         self.annotate = _ANNOTATORS.acquire(lambda: Annotator(self.plan),
                                             tag=f"annotator-{self.plan.provenance.run_id}")
 
     def process(self, batch: pa.RecordBatch) -> Iterator[pa.RecordBatch]:
         self.documents.inc(batch.num_rows)
+        if self.pipeline not in _ANNOTATING:  # once per process
+            _ANNOTATING.add(self.pipeline)
+            self.processes.inc()
         yield self.annotate(batch)
 
 
@@ -109,10 +142,12 @@ class Record(beam.DoFn):
                 yield landed["fragment"]
 
 
-def finish(recorded: list[int], plan: RunPlan, runner: str) -> dict:
-    """The pipeline's last step: write the manifest (``finish_run`` checks it all first)."""
+def finish(recorded: list[int], plan: RunPlan, about: dict[str, Any]) -> dict:
+    """The pipeline's last step: write the manifest (``finish_run`` checks it all first).
+    ``about`` is the manifest's ``beam`` section (the runner)."""
     log.info("beam: %d fragments recorded in this attempt", len(recorded))
-    return finish_run(plan, engine="beam", extra={"beam": {"runner": runner}})
+    Metrics.counter(NAMESPACE, "finished").inc()  # once per run, on any number of workers
+    return finish_run(plan, engine="beam", extra={"beam": about})
 
 
 def beam_root(plan: RunPlan) -> str:
@@ -131,18 +166,19 @@ def beam_root(plan: RunPlan) -> str:
     return root
 
 
-def build(pipeline: beam.Pipeline, plan: RunPlan, runner: str) -> None:
+def build(pipeline: beam.Pipeline, plan: RunPlan, about: dict[str, Any]) -> None:
     items = [(item.fragment.index, item.limit) for item in plan.work]
+    annotate = Annotate(plan, uuid.uuid4().hex, worker_threads(about))
     _ = (pipeline
          | "WorkItems" >> beam.Create(items)
          | "Read" >> beam.ParDo(ReadFragment(plan))
          | "Spread" >> beam.Reshuffle()
-         | "Annotate" >> beam.ParDo(Annotate(plan))
+         | "Annotate" >> beam.ParDo(annotate)
          | "Land" >> beam.ParDo(Land(plan))
          | "ByFragment" >> beam.GroupByKey()
          | "Record" >> beam.ParDo(Record(plan))
          | "Recorded" >> beam.combiners.ToList()
-         | "Finish" >> beam.Map(finish, plan, runner))
+         | "Finish" >> beam.Map(finish, plan, about))
 
 
 def pipeline_options(options: BeamOptions) -> tuple[Any, PipelineOptions]:
@@ -150,8 +186,49 @@ def pipeline_options(options: BeamOptions) -> tuple[Any, PipelineOptions]:
     pipeline = PipelineOptions(list(options.beam_args or []))
     runner = options.runner or pipeline.view_as(StandardOptions).runner
     if runner in LOCAL_RUNNERS:
-        runner = FnApiRunner()  # in-process: needs no runner binary and no network
+        runner = local_runner(pipeline)  # needs no runner binary and no network
     return runner, pipeline
+
+
+def local_runner(pipeline: PipelineOptions) -> FnApiRunner:
+    """Beam's FnApiRunner, in-process, or with ``--direct_running_mode=multi_processing
+    --direct_num_workers=N`` in N worker processes (``python -m
+    apache_beam.runners.worker.sdk_worker_main``, started by the runner with this process's
+    environment and working directory).
+
+    The FnApiRunner hands its worker processes the pipeline options of its provision info,
+    which are empty unless given: they get the run's Beam options here (``--pickle_library``,
+    the harness log levels, filesystem options), and quieter harness logs by default.
+    """
+    if pipeline.view_as(DirectOptions).direct_running_mode == "multi_processing":
+        worker = pipeline.view_as(WorkerOptions)
+        if worker.default_sdk_harness_log_level is None:
+            worker.default_sdk_harness_log_level = "WARNING"
+            worker.sdk_harness_log_level_overrides = {
+                **WORKER_LOG_LEVELS, **(worker.sdk_harness_log_level_overrides or {})}
+    options = JobServiceHandle.encode_pipeline_options(pipeline.get_all_options(drop_default=True))
+    return FnApiRunner(provision_info=ExtendedProvisionInfo(
+        beam_provision_api_pb2.ProvisionInfo(retrieval_token="unused-retrieval-token",
+                                             pipeline_options=options)))
+
+
+def describe(runner: Any, pipeline: PipelineOptions) -> dict[str, Any]:
+    """The manifest's ``beam`` section: the runner, and for the local FnApiRunner its running
+    mode and number of workers (``--direct_num_workers=0``: one per CPU, as Beam does)."""
+    about: dict[str, Any] = {"runner": runner if isinstance(runner, str) else type(runner).__name__}
+    if isinstance(runner, FnApiRunner):
+        direct = pipeline.view_as(DirectOptions)
+        about["running_mode"] = direct.direct_running_mode
+        about["workers"] = direct.direct_num_workers or os.cpu_count() or 1
+    return about
+
+
+def worker_threads(about: dict[str, Any]) -> int | None:
+    """Torch threads per local worker process: this machine's CPUs shared among the workers,
+    unless ``OMP_NUM_THREADS`` says otherwise (``None``: leave torch's default)."""
+    if about.get("running_mode") != "multi_processing" or "OMP_NUM_THREADS" in os.environ:
+        return None
+    return max(1, (os.cpu_count() or 1) // about["workers"])
 
 
 def collect_metrics(result: beam.runners.runner.PipelineResult) -> dict[str, Any]:
@@ -172,9 +249,11 @@ def run(plan: RunPlan, options: BeamOptions | None = None,
         logging.WARNING)
     runner, pipeline_opts = pipeline_options(options or BeamOptions())
     beam_root(plan)
-    name = runner if isinstance(runner, str) else type(runner).__name__
+    about = describe(runner, pipeline_opts)
+    name = about["runner"] + (f" ({about['workers']} worker processes)"
+                              if about.get("running_mode") == "multi_processing" else "")
     pipeline = beam.Pipeline(runner=runner, options=pipeline_opts)
-    build(pipeline, plan, name)
+    build(pipeline, plan, about)
     started = time.time()
     result = pipeline.run()
     state = result.wait_until_finish()

@@ -171,3 +171,55 @@ def test_an_output_beam_cannot_write_is_refused_before_work(tmp_path, model) -> 
     with pytest.raises(ConfigError, match="Beam cannot write"):
         seqlab.annotate(str(tmp_path / "in.parquet"), "memory://seqlab-beam/out",
                         model=str(model), engine="beam")
+
+
+TWO_WORKERS = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+
+
+def sent_to_workers(runner) -> dict:
+    """The pipeline options a local worker process starts with, read as the worker reads them
+    (``SubprocessSdkWorker`` passes the provision info's options as JSON)."""
+    from apache_beam.runners.worker.sdk_worker_main import _load_pipeline_options
+    from google.protobuf import json_format
+
+    return _load_pipeline_options(
+        json_format.MessageToJson(runner._provision_info.provision_info.pipeline_options))
+
+
+def test_local_worker_processes_get_the_run_options() -> None:
+    from pipelines import beam
+
+    runner, _ = beam.pipeline_options(beam.BeamOptions(
+        beam_args=[*TWO_WORKERS, "--pickle_library=cloudpickle"]))
+    sent = sent_to_workers(runner)
+    assert sent["pickle_library"] == "cloudpickle" and sent["direct_num_workers"] == "2"
+    # Beam's plumbing quiet, seqlab's steps at INFO
+    assert sent["default_sdk_harness_log_level"] == "WARNING"
+    assert sent["sdk_harness_log_level_overrides"] == {"seqlab": "INFO", "pipelines": "INFO"}
+
+    runner, _ = beam.pipeline_options(beam.BeamOptions(
+        beam_args=[*TWO_WORKERS, "--default_sdk_harness_log_level=DEBUG"]))
+    sent = sent_to_workers(runner)  # a level the user gives is theirs
+    assert sent["default_sdk_harness_log_level"] == "DEBUG"
+    assert "sdk_harness_log_level_overrides" not in sent
+    runner, _ = beam.pipeline_options(beam.BeamOptions())
+    assert "default_sdk_harness_log_level" not in sent_to_workers(runner)  # in-process
+
+
+def test_local_running_mode_and_worker_threads(monkeypatch) -> None:
+    from pipelines import beam
+
+    about = beam.describe(*beam.pipeline_options(beam.BeamOptions(beam_args=TWO_WORKERS)))
+    assert about == {"runner": "FnApiRunner", "running_mode": "multi_processing", "workers": 2}
+    assert beam.describe("DataflowRunner", None) == {"runner": "DataflowRunner"}
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(beam.os, "cpu_count", lambda: 8)
+    assert beam.worker_threads(about) == 4  # the CPUs shared among the worker processes
+    assert beam.worker_threads({**about, "workers": 16}) == 1
+    everyone = beam.describe(*beam.pipeline_options(beam.BeamOptions(
+        beam_args=["--direct_running_mode=multi_processing", "--direct_num_workers=0"])))
+    assert everyone["workers"] == 8 and beam.worker_threads(everyone) == 1  # one per CPU
+    in_process = beam.describe(*beam.pipeline_options(beam.BeamOptions()))
+    assert in_process["running_mode"] == "in_memory" and beam.worker_threads(in_process) is None
+    monkeypatch.setenv("OMP_NUM_THREADS", "3")
+    assert beam.worker_threads(about) is None  # the user's setting stands

@@ -9,6 +9,7 @@ resume it on another engine.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import resource
 import signal
@@ -30,6 +31,7 @@ import seqlab  # noqa: E402
 from seqlab import schema  # noqa: E402
 from seqlab.run.annotator import FAULT_ENV  # noqa: E402
 from tests.conftest import make_corpus  # noqa: E402
+from tests.helpers import comparable, read_output  # noqa: E402
 from tests.tiny import NER_LABELS, POS_LABELS, build_tiny_model, build_tiny_srl  # noqa: E402
 
 pytestmark = pytest.mark.timeout(300)
@@ -452,3 +454,101 @@ def test_peak_memory_does_not_grow_with_file_size(model, tmp_path):
         peaks[n] = int(done.stdout.split()[-1])
     assert peaks[2000] <= 1.15 * peaks[250], peaks
     assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss > 0
+
+
+# --------------------------------------------------------------------------- Beam, worker processes
+
+# the FnApiRunner's multi-process mode: each worker process unpickles the DoFns (the plan in
+# them) and loads its own model; Finish still runs once
+TWO_WORKERS = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+
+
+def beam_workers(session: int) -> set[int]:
+    """The Beam SDK worker processes (``python -m ...sdk_worker_main``) alive in a session."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        try:
+            stat = (proc / "stat").read_text()
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError):  # not a process, or one that just ended
+            continue
+        fields = stat.rsplit(")", 1)[1].split()  # state, ppid, pgrp, session, ...
+        if int(fields[3]) == session and argv[1:3] == [
+                b"-m", b"apache_beam.runners.worker.sdk_worker_main"]:
+            found.add(int(proc.name))
+    return found
+
+
+def test_beam_in_two_worker_processes_lands_what_local_lands(runs, model, tmp_path, monkeypatch,
+                                                             caplog):
+    """The conformance corpus (bad rows, a document breaking each stage) on 2 worker
+    processes: both annotate, the run finishes once, and it lands what the local engine lands."""
+    local, expected = runs["local"]
+    monkeypatch.setenv(FAULT_ENV, ",".join(f"{step}:{doc}" for doc, step in FAULTS.items()))
+    caplog.set_level(logging.INFO, logger="pipelines.beam")
+    out = tmp_path / "out"
+    manifest = seqlab.annotate(str(local.parent / "in"), str(out), model=str(model),
+                               engine="beam", engine_options={"beam_args": TWO_WORKERS},
+                               **OPTIONS)
+    assert manifest["beam"] == {"runner": "FnApiRunner", "running_mode": "multi_processing",
+                                "workers": 2}
+    metrics = next(r.getMessage() for r in caplog.records
+                   if r.getMessage().startswith("beam metrics:"))
+    assert "worker_processes=2" in metrics and "finished=1" in metrics, metrics
+    for table in KEYS:
+        assert read(out, table).equals(read(local, table)), table
+    assert comparable(read_output(out)) == comparable(read_output(local))
+    assert manifest["rows"] == expected["rows"] and manifest["counts"] == expected["counts"]
+    assert [a["engine"] for a in manifest["attempts"]] == ["beam"]
+    assert landed_files(out) == {p["path"] for parts in manifest["tables"].values()
+                                 for p in parts}
+    assert not (out / "_progress").exists()
+
+
+def kill_watching_workers(command: list[str], out: Path, pattern: str, log: Path) -> set[int]:
+    """``kill_when_landed`` for a driver whose runner starts worker processes: returns the
+    workers seen in the driver's session before the kill, and checks none outlives it."""
+    with open(log, "wb") as sink:
+        driver = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, cwd=ROOT,
+                                  start_new_session=True, env={**os.environ, "PYTHONPATH": ""})
+        deadline, seen = time.monotonic() + 240, set()
+        try:
+            while not list(out.glob(pattern)):
+                assert driver.poll() is None, log.read_text()[-3000:]
+                assert time.monotonic() < deadline, "no part landed in time"
+                seen |= beam_workers(driver.pid)
+                time.sleep(0.02)
+            seen |= beam_workers(driver.pid)
+        finally:
+            os.killpg(driver.pid, signal.SIGKILL)
+            driver.wait(timeout=30)
+    gone = time.monotonic() + 30
+    while beam_workers(driver.pid):
+        assert time.monotonic() < gone, "a worker process outlived its killed driver"
+        time.sleep(0.1)
+    assert not (out / "_manifest.json").exists(), "the run finished before it was killed"
+    return seen
+
+
+@pytest.mark.slow
+def test_kill_9_on_two_beam_worker_processes_then_resume_on_two(many_files, model, clean_run,
+                                                                tmp_path):
+    if not Path("/proc/self/stat").exists():
+        pytest.skip("finds the worker processes in /proc")
+    out = tmp_path / "out"
+    command = annotate_command(many_files, out, model, "beam", "") + ["--", *TWO_WORKERS]
+    seen = kill_watching_workers(command, out, "documents/part-*.parquet", tmp_path / "driver.log")
+    assert len(seen) == 2, seen  # the killed run ran in 2 worker processes
+    manifest = seqlab.annotate(str(many_files), str(out), model=str(model), engine="beam",
+                               engine_options={"beam_args": TWO_WORKERS}, **CRASH_OPTIONS)
+    assert [a["engine"] for a in manifest["attempts"]] == ["beam", "beam"]
+    assert manifest["beam"]["workers"] == 2
+    assert manifest["rows"] == {"in": 240, "out": 240}
+    ids = read(out, "documents").column("doc_id").to_pylist()
+    assert len(ids) == len(set(ids)) == 240  # every doc_id exactly once in the live prefix
+    for table in KEYS:
+        assert read(out, table).equals(read(clean_run, table)), table
+    assert comparable(read_output(out)) == comparable(read_output(clean_run))
+    assert landed_files(out) == {p["path"] for parts in manifest["tables"].values()
+                                 for p in parts}
+    assert not list(out.rglob(".tmp-*"))

@@ -40,7 +40,11 @@ log = logging.getLogger(__name__)
 # this batch number, so tests can check that a restarted actor redoes the lost batch exactly once.
 FAULT_ENV = "SEQLAB_FAULT_EXIT_AFTER_BATCHES"
 MAX_RESTARTS = 3  # per tagging actor: a crash is retried, a crash loop fails the run
-MAX_TASK_RETRIES = 3
+# A batch whose actor died or cannot be reached is retried for as long as the actor can come back
+# (MAX_RESTARTS bounds that): a lost node refuses connections for seconds before Ray declares it
+# dead and restarts its actors elsewhere, and a fixed count of retries runs out in that time,
+# failing the run. Exceptions raised by seqlab's own code are never retried by Ray.
+MAX_TASK_RETRIES = -1
 LAND_CPUS = 0.25  # writing Parquet parts: light, and never starves the other stages
 LANDED = "landed"  # the one column of the land stage's output: Landed summaries as JSON
 

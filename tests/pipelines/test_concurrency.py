@@ -6,6 +6,7 @@ holds each input row once and the next run can use it."""
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -62,3 +63,26 @@ def test_two_runs_started_together_leave_each_row_once(tmp_path, corpus, ner_mod
                            capture_output=True, timeout=240)
     assert again.returncode == 0, again.stderr  # the table takes the next run
     assert pq.read_table(out / "documents").num_rows == FILES * ROWS
+
+
+def test_a_run_started_after_the_others_first_record_is_refused_or_finds_it_done(
+        tmp_path, corpus, ner_model):
+    require("apache_beam", "beam")
+    out = tmp_path / "table"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    first = subprocess.Popen(command(corpus, out, ner_model, "local"), env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while not list((out / "_progress").glob("fragment-*.json")) and first.poll() is None \
+            and time.time() < deadline:
+        time.sleep(0.05)
+    second = subprocess.run(command(corpus, out, ner_model, "beam"), env=env, text=True,
+                            capture_output=True, timeout=240)
+    assert first.wait(timeout=240) == 0, first.communicate()[1]
+    if second.returncode == 2:  # the first still wrote: refused, naming it
+        assert "is being written by" in second.stderr, second.stderr
+    else:  # the first ended before the second looked: nothing left to annotate
+        assert second.returncode == 0, second.stderr
+    ids = pq.read_table(out / "documents").column("doc_id").to_pylist()
+    assert len(ids) == len(set(ids)) == FILES * ROWS
+    assert verify(str(out)).ok

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import argparse
 import copy
+import difflib
 import importlib
 import logging
 import os
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from seqlab.cli.annotate import ANNOTATE, add_annotate_flags, add_engine_flags
 from seqlab.cli.commands import COMMANDS
@@ -70,6 +71,18 @@ class Parser(argparse.ArgumentParser):
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
         self.register("action", "parsers", Commands)
+
+    def error(self, message: str) -> NoReturn:
+        """argparse's refusal, with the flag a misspelled one was probably meant to be."""
+        if message.startswith("unrecognized arguments: "):
+            known = [s for action in self._actions for s in action.option_strings]
+            guesses = [close[0] for word in message.split(": ", 1)[1].split()
+                       if word.startswith("-") for close in
+                       [difflib.get_close_matches(word.split("=")[0], known, n=1, cutoff=0.7)]
+                       if close]
+            if guesses:
+                message += f" (did you mean {', '.join(guesses)}?)"
+        super().error(message)
 
 
 class Commands(argparse._SubParsersAction):

@@ -206,6 +206,24 @@ def test_abbreviated_or_unknown_flags_are_refused_with_the_commands_usage(argv, 
     assert f"seqlab {command}: error: unrecognized arguments: {flag}" in err
 
 
+@pytest.mark.parametrize("argv, meant", [
+    (["annotate", "in", "out", "--id-colunm", "id"], "--id-column"),
+    (["annotate", "in", "out", "--id-colum=id"], "--id-column"),
+    (["show", "out", "--lmit", "2"], "--limit"),
+    (["evaluate", "ner", "dev.conll", "--decod", "viterbi"], "--decoder"),
+])
+def test_a_misspelled_flag_gets_the_one_it_was_meant_to_be(argv, meant, capsys):
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert capsys.readouterr().err.rstrip().endswith(f"(did you mean {meant}?)")
+
+
+def test_an_unknown_flag_like_no_other_gets_no_guess(capsys):
+    with pytest.raises(SystemExit):
+        main(["annotate", "in", "out", "--bogus"])
+    assert "did you mean" not in capsys.readouterr().err
+
+
 def test_verbosity_flags_also_after_the_command():
     parser = build_parser()
     assert parser.parse_args(["annotate", "a", "b", "-v"]).verbose is True

@@ -135,11 +135,15 @@ def annotate_options(args: argparse.Namespace, engine_flags: Sequence[str] = ())
 
 @command("annotate")
 def annotate_cli(args: argparse.Namespace) -> int:
-    from seqlab.api import annotate
-    from seqlab.cli.progress import RunProgress, print_summary
     from seqlab.config import build_config
+    from seqlab.run.sources import discover
 
     config = build_config(**annotate_options(args, ENGINE_FLAGS))
+    # a missing or empty input fails in a moment, before the model stack (seconds) is imported
+    discover(config.input, config.storage_options)
+    from seqlab.api import annotate
+    from seqlab.cli.progress import RunProgress, print_summary
+
     started = time.time()
     with RunProgress(enabled=not args.quiet) as progress:
         manifest = annotate(config.input, config.output, config=config, progress=progress)

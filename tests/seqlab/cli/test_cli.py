@@ -218,6 +218,17 @@ def test_a_misspelled_flag_gets_the_one_it_was_meant_to_be(argv, meant, capsys):
     assert capsys.readouterr().err.rstrip().endswith(f"(did you mean {meant}?)")
 
 
+def test_a_missing_input_fails_before_the_model_stack_is_imported(tmp_path):
+    missing, out = str(tmp_path / "missing"), str(tmp_path / "out")
+    probe = ("import sys\nfrom seqlab.cli.main import main\n"
+             f"code = main(['annotate', {missing!r}, {out!r}])\n"
+             "print(code, [m for m in ('torch', 'transformers') if m in sys.modules])")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            timeout=120)
+    assert result.stdout.splitlines()[-1] == "2 []", result.stderr
+    assert "does not exist" in result.stderr and not (tmp_path / "out").exists()
+
+
 def test_an_unknown_flag_like_no_other_gets_no_guess(capsys):
     with pytest.raises(SystemExit):
         main(["annotate", "in", "out", "--bogus"])

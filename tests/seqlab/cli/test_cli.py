@@ -267,6 +267,12 @@ class EndpointConnectionError(Exception):
     """What botocore raises when an S3 endpoint stops answering (not an OSError)."""
 
 
+def _input(tmp_path) -> str:
+    """An input that exists (the annotate call itself is replaced)."""
+    (tmp_path / "in.jsonl").write_text('{"text": "a"}\n')
+    return str(tmp_path / "in.jsonl")
+
+
 def _fails_mid_run(exc: Exception):
     def annotate(input, output, *, config, progress):
         # a batch landed, then the storage went away
@@ -280,7 +286,7 @@ def _fails_mid_run(exc: Exception):
 def test_storage_failure_mid_run_is_one_line_and_a_fix(verbose, monkeypatch, tmp_path, capsys):
     failure = EndpointConnectionError('Could not connect to the endpoint URL: "http://s3:9000/"')
     monkeypatch.setattr("seqlab.api.annotate", _fails_mid_run(failure))
-    argv = ["annotate", "in.jsonl", str(tmp_path / "out"), *(["-v"] if verbose else [])]
+    argv = ["annotate", _input(tmp_path), str(tmp_path / "out"), *(["-v"] if verbose else [])]
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert ("seqlab annotate: error: EndpointConnectionError: Could not connect to the "
@@ -293,7 +299,7 @@ def test_storage_failure_mid_run_is_one_line_and_a_fix(verbose, monkeypatch, tmp
 
 def test_other_unexpected_errors_point_at_the_traceback(monkeypatch, tmp_path, capsys):
     monkeypatch.setattr("seqlab.api.annotate", _fails_mid_run(KeyError("n_tokens")))
-    assert main(["annotate", "in.jsonl", str(tmp_path / "out")]) == 1
+    assert main(["annotate", _input(tmp_path), str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err.splitlines()
     assert err == ["seqlab annotate: error: KeyError: 'n_tokens'",
                    "  fix: rerun with -v for the traceback; rerun the same command to resume "
@@ -306,7 +312,7 @@ def test_a_full_disk_is_one_line_and_a_fix_and_the_traceback_only_with_v(verbose
     part = tmp_path / "out" / "documents" / "part-00003-0000000000.parquet"
     failure = OSError(errno.ENOSPC, "No space left on device", str(part))
     monkeypatch.setattr("seqlab.api.annotate", _fails_mid_run(failure))
-    argv = ["annotate", "in.jsonl", str(tmp_path / "out"), *(["-v"] if verbose else [])]
+    argv = ["annotate", _input(tmp_path), str(tmp_path / "out"), *(["-v"] if verbose else [])]
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert ("Traceback (most recent call last)" in err) is verbose

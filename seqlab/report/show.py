@@ -71,18 +71,23 @@ def span_columns(declared: pa.Schema) -> tuple[list[str], list[str]]:
 
 
 def list_documents(output: str, limit: int | None = None, storage_options: dict | None = None
-                   ) -> Iterator[tuple[str, str, int, int]]:
-    """``(doc_id, status, entities, frames)`` of each document, reading only those columns."""
+                   ) -> Iterator[tuple[str, str, int, int, str]]:
+    """``(doc_id, status, entities, frames, error)`` of each document (error "" where there is
+    none), reading only those columns."""
     dataset = open_documents(output, storage_options)
     entities, frames = span_columns(dataset.schema)
+    errors = [schema.ERROR] if schema.ERROR in dataset.schema.names else []
     left = limit
-    for batch in dataset.to_batches(columns=[schema.DOC_ID, schema.STATUS, *entities, *frames]):
+    for batch in dataset.to_batches(columns=[schema.DOC_ID, schema.STATUS, *errors, *entities,
+                                             *frames]):
         if left is not None:
             batch = batch.slice(0, left)
             left -= batch.num_rows
+        error = batch.column(schema.ERROR).to_pylist() if errors else [None] * batch.num_rows
         yield from zip(batch.column(schema.DOC_ID).to_pylist(),
                        batch.column(schema.STATUS).to_pylist(),
-                       _lengths(batch, entities).tolist(), _lengths(batch, frames).tolist())
+                       _lengths(batch, entities).tolist(), _lengths(batch, frames).tolist(),
+                       [e or "" for e in error])
         if left == 0:
             return
 
@@ -94,11 +99,12 @@ def _lengths(batch: pa.RecordBatch, columns: list[str]):
     return total.to_numpy(zero_copy_only=False)
 
 
-def print_list(rows: Iterable[tuple[str, str, int, int]]) -> None:
-    """Tab-separated, with a header line: easy to read and to cut, sort or grep."""
-    print("doc_id\tstatus\tentities\tframes")
-    for doc_id, status, entities, frames in rows:
-        print(f"{doc_id}\t{status}\t{entities}\t{frames}")
+def print_list(rows: Iterable[tuple[str, str, int, int, str]]) -> None:
+    """Tab-separated, with a header line: easy to read and to cut, sort or grep; a row that
+    was skipped or failed shows why (``too_long``: its length and the limit)."""
+    print("doc_id\tstatus\tentities\tframes\terror")
+    for doc_id, status, entities, frames, error in rows:
+        print(f"{doc_id}\t{status}\t{entities}\t{frames}\t{error}".rstrip("\t"))
 
 
 def rebuild_text(tokens: list[dict]) -> str:

@@ -81,11 +81,11 @@ def test_a_document_by_id_with_its_status(out, capsys):
     assert "no document 'nope'" in err and "--list" in err
 
 
-def test_list_prints_ids_statuses_and_entity_counts(out, capsys):
+def test_list_prints_ids_statuses_entity_counts_and_errors(out, capsys):
     assert main(["show", str(out), "--list"]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        "doc_id\tstatus\tentities\tframes", "d1\tok\t3\t0", "d2\tempty\t0\t0", "d3\tok\t2\t0",
-        "d4\tok\t0\t0"]
+        "doc_id\tstatus\tentities\tframes\terror", "d1\tok\t3\t0",
+        "d2\tempty\t0\t0\ttext is empty", "d3\tok\t2\t0", "d4\tok\t0\t0"]
     assert main(["show", str(out), "--list", "--limit", "2"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 3
 

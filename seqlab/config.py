@@ -242,8 +242,8 @@ class AnnotateConfig:
 
 
 def _marked(kind: dict[str, bool]) -> tuple[str, ...]:
-    key = next(iter(kind))
-    return tuple(f.name for f in dataclasses.fields(AnnotateConfig) if f.metadata.get(key))
+    return tuple(f.name for f in dataclasses.fields(AnnotateConfig)
+                 if kind.items() <= f.metadata.items())
 
 
 RESUMABLE = _marked(RESUME)  # options a resumed run may change

@@ -40,8 +40,8 @@ from seqlab.config import TABLE_OPTIONS  # not in the configuration key; a table
 from seqlab.errors import OutputError
 from seqlab.run.sources import Fragment
 from seqlab.stages import aggregate
-from seqlab.store.layout import RUNS, SUPERSEDED, TABLES
-from seqlab.store.manifest import IncrementalRun, Manifest, file_name, read_manifest
+from seqlab.store.layout import RUNS, SUPERSEDED
+from seqlab.store.manifest import IncrementalRun, Manifest, file_name
 from seqlab.store.outdir import LATEST, OutputDir
 from seqlab.store.parts import FragmentRecord, PartInfo, read_table, write_table
 
@@ -105,15 +105,14 @@ def config_key(fingerprint: dict) -> str:
 def run_manifests(out: OutputDir) -> list[Manifest]:
     """The manifests of the table's ended runs, in the order they ended (runs of a table
     follow one another: a second start resumes the unfinished one)."""
-    paths = out.fs.glob(out.path(RUNS, "*", "manifest.json"))
-    manifests = [read_manifest(out.fs, path) for path in paths]
-    for path, manifest in zip(paths, manifests):
+    ended = out.run_manifests()
+    for path, manifest in ended:
         if manifest.incremental is None:
             raise OutputError(f"{file_name(out.fs, path)} has no field 'incremental': it is "
                               "not the manifest of a run of an incremental table",
                               fix="restore the file from a copy, or start the incremental "
                               "table in a new OUTPUT")
-    return sorted(manifests, key=lambda m: (m.finished_at, m.run_id))
+    return [manifest for _, manifest in ended]
 
 
 def _increment(manifest: Manifest) -> IncrementalRun:
@@ -152,7 +151,7 @@ def plan_increment(out: OutputDir, fragments: list[Fragment], key: str, run_date
     if manifests:
         _check_same_table(manifests[-1], table)
     live = live_inputs(manifests)
-    present = _present(out) if live else set()
+    present = out.table_files() if live else set()
     todo: list[Fragment] = []
     replaces: dict[str, list[str]] = {}
     for fragment in fragments:
@@ -172,12 +171,6 @@ def plan_increment(out: OutputDir, fragments: list[Fragment], key: str, run_date
     pruned = {name: a.files for name, a in live.items() if name not in names} if prune else {}
     earlier = sorted({p for m in manifests for p in m.files()})
     return Increment(run_date, key, todo, replaces, pruned, len(fragments) - len(todo), earlier)
-
-
-def _present(out: OutputDir) -> set[str]:
-    """The files in the table folders (relative paths): one listing per table."""
-    return {out.relative(path) for table in TABLES if out.fs.exists(out.path(table))
-            for path in out.fs.find(out.path(table))}
 
 
 def _check_same_table(last: Manifest, table: dict) -> None:

@@ -141,9 +141,7 @@ def acquire(out: OutputDir, engine: str, take_over: bool = False, tries: int = 3
             f"{out.url} is on {protocols[0]}://, which cannot create a file only if it is "
             "absent, so seqlab cannot keep a second run from writing it at the same time",
             fix="write the output to a local disk, S3 or GCS (s3://, gs://)")
-    if out.fs.exists(out.root) and not out.fs.isdir(out.root):
-        raise OutputError(f"{out.url} is a file, not a directory",
-                          fix="pass a directory as OUTPUT: a new one, or an earlier run's")
+    out.check_folder()
     created = not out.fs.exists(out.root)
     out.fs.makedirs(out.root, exist_ok=True)
     now = _now().isoformat()

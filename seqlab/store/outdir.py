@@ -96,7 +96,7 @@ class OutputDir:
     def check_folder(self) -> None:
         """Refuse a location that is an existing file: a run's tables, state and manifest
         are files in a directory."""
-        if self.fs.isfile(self.root):  # worded as seqlab.store.lease words the same refusal
+        if self.fs.isfile(self.root):
             raise OutputError(f"{self.url} is a file, not a directory",
                               fix="pass a directory as OUTPUT: a new one, or an earlier run's")
 
@@ -113,9 +113,19 @@ class OutputDir:
         return self.read_manifest(self.layout.manifest())
 
     def _last_ended(self) -> Manifest | None:
+        ended = self.run_manifests()
+        return ended[-1][1] if ended else None
+
+    def run_manifests(self) -> list[tuple[str, Manifest]]:
+        """The manifests under ``_runs/`` with their paths, in the order their runs ended."""
         paths = self.fs.glob(self.path(RUNS, "*", "manifest.json"))
-        manifests = [read_manifest(self.fs, path) for path in paths]
-        return max(manifests, key=lambda m: (m.finished_at, m.run_id), default=None)
+        found = [(path, read_manifest(self.fs, path)) for path in paths]
+        return sorted(found, key=lambda item: (item[1].finished_at, item[1].run_id))
+
+    def table_files(self) -> set[str]:
+        """The files in the table folders (relative paths): one listing per table."""
+        return {self.relative(path) for table in TABLES if self.fs.exists(self.path(table))
+                for path in self.fs.find(self.path(table))}
 
     def read_manifest(self, relpath: str) -> Manifest | None:
         """The manifest at ``relpath``, None where there is none."""
@@ -292,8 +302,8 @@ def check_resumable(out: OutputDir, fingerprint: dict, overwrite: bool) -> RunSt
             fix="pass --overwrite to replace it, or choose another OUTPUT",
         )
     if state is None and manifest is None and not out.incremental():
-        held = [table for table in TABLES if out.fs.exists(out.path(table))
-                and out.fs.find(out.path(table))]
+        files = out.table_files()
+        held = [table for table in TABLES if any(f.startswith(f"{table}/") for f in files)]
         if held:  # a run's files with neither its manifest nor its state: never remove them
             raise OutputError(
                 f"{out.url} holds {', '.join(held)} files but no manifest or run state: "

@@ -33,7 +33,7 @@ from seqlab import schema
 from seqlab.errors import OutputError
 from seqlab.stages import aggregate
 from seqlab.store import incremental
-from seqlab.store.layout import MANIFEST, ROW_TABLES, TABLES
+from seqlab.store.layout import MANIFEST, ROW_TABLES
 from seqlab.store.manifest import Manifest, Part
 from seqlab.store.outdir import OutputDir
 from seqlab.store.parts import read_table
@@ -90,12 +90,13 @@ def verify(url: str, storage_options: dict | None = None, quick: bool = False,
     while_running = f" (the unfinished run {state.run_id} may be writing it)" if state else ""
     result.findings += [Finding(path, f"no manifest lists it{while_running}")
                         for path in unlisted]
-    present = {path: part for path, part in live.items()
-               if not any(f.path == path for f in result.findings)}
-    unreadable = _unreadable(out, present)
+    flagged = {f.path for f in result.findings}
+    present = {path: part for path, part in live.items() if path not in flagged}
+    # a file whose sha256 matched is the file written; sizes alone leave its bytes unchecked
+    unreadable = _unreadable(out, present) if quick else []
     result.findings += unreadable
     present = {path: part for path, part in present.items()
-               if not any(f.path == path for f in unreadable)}
+               if path not in {f.path for f in unreadable}}
     result.findings += _check_references(out, present)
     if not unreadable:
         result.findings += _check_aggregates(out, present)
@@ -128,7 +129,7 @@ def _live_parts(out: OutputDir, manifests: list[Manifest]) -> dict[str, Part]:
     """The files a reader of the output sees, with what their manifests list for them."""
     listed = {part.path: part for manifest in manifests
               for parts in manifest.tables.values() for part in parts}
-    if out.incremental():
+    if manifests[0].incremental is not None:  # a table: what later runs left live
         return {path: listed[path] for path in incremental.live_files(manifests)}
     return listed
 
@@ -161,11 +162,7 @@ def _unlisted(out: OutputDir, listed: set[str]) -> list[str]:
     """Files in the table folders that no manifest lists. An incremental table's replaced
     files move under ``_superseded/``, outside them, or, in an Iceberg table, stay where its
     earlier snapshots read them: listed, though no longer live."""
-    found = []
-    for table in TABLES:
-        if out.fs.exists(out.path(table)):
-            found += [out.relative(p) for p in out.fs.find(out.path(table))]
-    return sorted(p for p in found if p not in listed)
+    return sorted(out.table_files() - listed)
 
 
 def _unreadable(out: OutputDir, present: dict[str, Part]) -> list[Finding]:

@@ -11,8 +11,12 @@ from seqlab.cli.commands import command
 from seqlab.cli.flags import add_storage_flag
 
 SHOW = """\
-Print documents of an annotate run with their entities: coloured on a terminal, marked as
-[text](LABEL) in a pipe or a file; or list the documents, or write an HTML page."""
+Print documents of an annotate run with their entities (coloured on a terminal, marked as
+[text](LABEL) in a pipe or a file), each tagging model's tag beside every word, and each SRL
+frame on a line; or list the documents, or write an HTML page. Without options: a short
+overview of the run (its models, the first documents listed, the first one cut short)."""
+
+
 @command("show")
 def show_cli(args: argparse.Namespace) -> int:
     from seqlab.report import show
@@ -20,14 +24,24 @@ def show_cli(args: argparse.Namespace) -> int:
     if args.list:
         show.print_list(show.list_documents(args.output, args.limit, args.storage_options))
         return 0
+    if (args.doc, args.limit, args.chars, args.html) == (None,) * 4 and not args.all_frames:
+        from seqlab.report.overview import print_overview
+
+        print_overview(args.output, args.storage_options)
+        return 0
+    models = show.run_models(args.output, args.storage_options)
     documents = show.load_documents(args.output, args.doc, args.limit or 1,
-                                    args.storage_options)
+                                    args.storage_options, models)
     documents = [show.clip(document, args.chars) for document in documents]
+    if not args.all_frames:
+        documents = [show.drop_bare_frames(document) for document in documents]
     if args.html:
-        show.write_html(documents, args.html)
+        from seqlab.report.show_html import write_html
+
+        write_html(documents, args.html, models)
         print(f"wrote {args.html}")
     else:
-        show.print_documents(documents)
+        show.print_documents(documents, models=models)
     return 0
 
 
@@ -38,7 +52,10 @@ def add_show_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, metavar="N", help="documents to show (default: 1) "
                    "or to --list (default: all)")
     p.add_argument("--chars", type=int, metavar="N", help="show only the first N characters "
-                   "of each document (default: all)")
+                   "of each document, and only the entities, tagged words and frames inside "
+                   "them (default: all)")
+    p.add_argument("--all-frames", action="store_true", help="show frames without arguments "
+                   "too (hidden by default: most are auxiliaries such as was or is)")
     p.add_argument("--list", action="store_true", help="print each document's id, status "
                    "and number of entities, one per line")
     p.add_argument("--html", metavar="FILE", help="write a self-contained HTML page instead")
@@ -46,8 +63,10 @@ def add_show_flags(p: argparse.ArgumentParser) -> None:
 
 
 REPORT = """\
-Write one self-contained HTML page that reviews a whole annotate run: the run, rows by status,
-entities per label, top entities, score histograms, the documents with the most entities and a
+Write one self-contained HTML page that reviews a whole annotate run: the run, its speed and a
+header per model, rows by status, entities per label, top entities, score histograms, the
+documents with the most entities, a section per tagging model (its tags' words and a tagged
+sentence) and per SRL model (predicates, argument roles and a document's frames), and a
 navigable sample of documents with their entities highlighted."""
 
 

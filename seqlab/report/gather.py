@@ -5,7 +5,9 @@ most entities and a sample of documents (``seqlab.report.html`` renders it as on
 Tables are read through fsspec from the files the manifest lists, column by column and batch
 by batch: documents' ``doc_id``/``status``/``entities.label``, mentions' ``label``/``score``,
 the aggregates, and texts only of the sampled documents. A plain-tags model (POS, ...) has no
-entities; its page shows the tags of a sample of documents' tokens instead.
+entities: alone in its run, its page shows the tags of a sample of documents' tokens instead;
+beside an entity model, and for role labellers, ``seqlab.report.tasks`` gathers its own
+section. The page has a header per model (``seqlab.report.run_info``).
 """
 
 from __future__ import annotations
@@ -13,19 +15,25 @@ from __future__ import annotations
 import heapq
 import logging
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from seqlab import schema
 from seqlab.errors import OutputError
 from seqlab.labels import OUTSIDE, split_label
+from seqlab.report.read import leaf, open_parquet, read_rows, value_counts
+from seqlab.report.run_info import ENTITIES, FRAMES, TAGS, ModelHeader, model_headers
 from seqlab.report.show import rebuild_text
+from seqlab.report.tasks import (
+    TAG_DOCUMENTS,
+    FramesView,
+    TagsView,
+    gather_frames,
+    gather_tags,
+)
 from seqlab.store.manifest import Manifest
 from seqlab.store.outdir import OutputDir
 
@@ -38,7 +46,6 @@ BINS = 10  # score histogram bins over [0, 1]
 TOP_ENTITIES = 15
 TOP_DOCUMENTS = 10
 MAX_CHARS = 3000  # a sampled text is cut near here, never inside an entity
-TAG_DOCUMENTS = 1000  # documents whose tokens give a tags model's distribution
 PALETTE = ["#feca74", "#f4b6c2", "#7aecec", "#aa9cfc", "#bfeeb7", "#ffeb80", "#c887fb",
            "#9cc9cc", "#ff9561", "#bfe1d9", "#e4e7d2", "#ff8197", "#a7c7e7", "#d4c4a8",
            "#f0d0ff", "#c5e384", "#ffd1a9", "#cfd8dc"]
@@ -67,10 +74,15 @@ class Report:
     url: str
     manifest: Manifest
     tags: bool  # a plain-tags model: tokens' tags instead of entities
-    # the documents columns of the model reported on: in a run of several, the first one with
-    # entities (else the first tagging model), ``KEY_entities`` and ``KEY_tokens``
+    # the documents columns of the model whose labels the entity sections show: in a run of
+    # several, the first one with entities (else the first tagging model), ``KEY_entities``
+    # and ``KEY_tokens``; None (no such section) when only role labellers ran
+    primary: ModelHeader | None = None
     entities: str = schema.ENTITIES
     tokens: str = schema.TOKENS
+    models: list[ModelHeader] = field(default_factory=list)
+    pos: list[TagsView] = field(default_factory=list)  # the other tagging models
+    srl: list[FramesView] = field(default_factory=list)
     statuses: Counter = field(default_factory=Counter)
     labels: dict[str, LabelStats] = field(default_factory=dict)
     top_entities: dict[str, list[dict]] = field(default_factory=dict)
@@ -84,8 +96,8 @@ class Report:
     def colours(self) -> dict[str, str]:
         """One colour per label: the model's own labels (entity types) first, sorted, so
         that colours are stable across runs of one model."""
-        types = [split_label(name)[1] or name
-                 for name in self.manifest.model.labels if name != OUTSIDE]
+        labels = self.primary.labels if self.primary else self.manifest.model.labels
+        types = [split_label(name)[1] or name for name in labels if name != OUTSIDE]
         names = list(dict.fromkeys(sorted(set(types)) + sorted(self.labels)))
         return {name: PALETTE[i % len(PALETTE)] for i, name in enumerate(names)}
 
@@ -110,43 +122,35 @@ def gather(output: str, sample: int = 50, storage_options: dict | None = None) -
     log.debug("reading %s: %d documents, %d mentions and %d aggregates files", output,
              *(len(files[table]) for table in ("documents", "mentions", "aggregates")))
     picked = _scan_documents(out, files["documents"], report, sample)
-    if report.tags:
+    if report.primary is None:
+        picked = {}
+    elif report.tags:
         _scan_tags(out, files["documents"], report, max(sample, TAG_DOCUMENTS))
     else:
         _scan_mentions(out, files["mentions"], report)
         _read_aggregates(out, files["aggregates"], report)
     report.sample = _load_sample(out, picked, report)
+    frames = [out.path(p.path) for p in manifest.tables.get("frames", ())]
+    for header in report.models:
+        if header.kind == TAGS and header is not report.primary:
+            report.pos.append(gather_tags(out, files["documents"], header))
+        elif header.kind == FRAMES:
+            report.srl.append(gather_frames(out, frames, files["documents"], header))
     return report
 
 
 def _report(output: str, manifest: Manifest) -> Report:
-    """The report of the run's span model (or, with none, its first tags model)."""
-    every = manifest.models or ()
-    models = [m for m in every
-              if schema.TOKENS in [c.removeprefix(m.key + "_") for c in m.columns]]
-    if not models:  # a manifest from before runs named their models, or an SRL-only run
-        return Report(output, manifest, tags=manifest.model.scheme == "tags")
-    model = next((m for m in models if m.scheme != "tags"), models[0])
-    prefix = "" if len(every) == 1 else model.key + "_"
-    return Report(output, manifest, tags=model.scheme == "tags",
-                  entities=prefix + schema.ENTITIES, tokens=prefix + schema.TOKENS)
-
-
-@contextmanager
-def _open(out: OutputDir, path: str) -> Iterator[pq.ParquetFile]:
-    with out.fs.open(path, "rb") as handle:
-        parquet = pq.ParquetFile(handle)
-        try:
-            yield parquet
-        finally:
-            parquet.close()
-
-
-def _leaf(parquet: pq.ParquetFile, column: str, name: str) -> str | None:
-    """The Parquet path of a list-of-struct column's field (``entities.list.element.label``),
-    so that only that field is read; None when the column is not there."""
-    return next((c.path for c in (parquet.schema.column(i) for i in range(len(parquet.schema)))
-                 if c.path.startswith(f"{column}.") and c.path.endswith(f".{name}")), None)
+    """The report of the run's first entity model (or, with none, its first tags model; with
+    neither, of its role labellers only)."""
+    models = model_headers(manifest)
+    labelled = [h for h in models if h.kind in (ENTITIES, TAGS) and h.column(schema.TOKENS)]
+    primary = next((h for h in labelled if h.kind == ENTITIES and h.column(schema.ENTITIES)),
+                   labelled[0] if labelled else None)
+    if primary is None:
+        return Report(output, manifest, tags=False, models=models)
+    return Report(output, manifest, tags=primary.kind == TAGS, primary=primary,
+                  entities=primary.column(schema.ENTITIES) or schema.ENTITIES,
+                  tokens=primary.column(schema.TOKENS) or schema.TOKENS, models=models)
 
 
 def _scan_documents(out: OutputDir, files: list[str], report: Report,
@@ -158,8 +162,8 @@ def _scan_documents(out: OutputDir, files: list[str], report: Report,
     top: list[tuple[int, int, str, list[str]]] = []  # (entities, -position, doc_id, labels)
     seen = 0
     for path in files:
-        with _open(out, path) as parquet:
-            labels = None if report.tags else _leaf(parquet, report.entities, "label")
+        with open_parquet(out, path) as parquet:
+            labels = None if report.tags else leaf(parquet, report.entities, "label")
             columns = [schema.DOC_ID, schema.STATUS, schema.N_TOKENS, *([labels] * bool(labels))]
             for batch in parquet.iter_batches(columns=columns, batch_size=8192):
                 counts = _scan_batch(batch, report, top, seen)
@@ -174,7 +178,7 @@ def _scan_documents(out: OutputDir, files: list[str], report: Report,
 
 def _scan_batch(batch: pa.RecordBatch, report: Report, top: list, seen: int) -> pa.Array:
     """Count one batch of documents in; returns each row's entities (words, for tags)."""
-    report.statuses.update(dict(zip(*_value_counts(batch.column(schema.STATUS)))))
+    report.statuses.update(dict(zip(*value_counts(batch.column(schema.STATUS)))))
     if report.entities not in batch.schema.names:
         return batch.column(schema.N_TOKENS)
     entities = batch.column(report.entities)
@@ -191,11 +195,6 @@ def _first_ok(batch: pa.RecordBatch, counts: pa.Array, wanted: int) -> list[str]
     return batch.column(schema.DOC_ID).take(pa.array(rows, pa.int64())).to_pylist()
 
 
-def _value_counts(column: pa.Array) -> tuple[list, list]:
-    counts = pc.value_counts(column)
-    return counts.field("values").to_pylist(), counts.field("counts").to_pylist()
-
-
 def _count_documents(entities: pa.Array, report: Report) -> None:
     """Add, per label, the documents of this batch with at least one such entity."""
     flat = pc.list_flatten(entities)
@@ -203,7 +202,7 @@ def _count_documents(entities: pa.Array, report: Report) -> None:
         return
     pairs = pa.table({"doc": pc.list_parent_indices(entities), "label": flat.field("label")})
     distinct = pairs.group_by(["doc", "label"]).aggregate([])
-    for label, n in zip(*_value_counts(distinct.column("label").combine_chunks())):
+    for label, n in zip(*value_counts(distinct.column("label").combine_chunks())):
         report.label(label).documents += n
 
 
@@ -249,7 +248,7 @@ def _add_scores(labels: pa.Array, scores: pa.Array, report: Report) -> None:
 
 def _scan_mentions(out: OutputDir, files: list[str], report: Report) -> None:
     for path in files:
-        with _open(out, path) as parquet:
+        with open_parquet(out, path) as parquet:
             for batch in parquet.iter_batches(columns=["label", "score"], batch_size=65536):
                 _add_scores(batch.column("label"), batch.column("score"), report)
 
@@ -258,8 +257,8 @@ def _scan_tags(out: OutputDir, files: list[str], report: Report, limit: int) -> 
     """A tags model: its tags' counts, documents and scores from the tokens of the first
     ``limit`` ok documents."""
     for path in files:
-        with _open(out, path) as parquet:
-            fields = [_leaf(parquet, report.tokens, name) for name in ("label", "score")]
+        with open_parquet(out, path) as parquet:
+            fields = [leaf(parquet, report.tokens, name) for name in ("label", "score")]
             columns = [schema.STATUS, *fields]
             if None in columns:
                 return
@@ -281,7 +280,7 @@ def _read_aggregates(out: OutputDir, files: list[str], report: Report) -> None:
     columns = ["label", "text", "mentions", "documents", "score_sum"]
     tables = []
     for path in files:
-        with _open(out, path) as parquet:
+        with open_parquet(out, path) as parquet:
             tables.append(parquet.read(columns=columns))
     if not tables or not sum(t.num_rows for t in tables):
         return
@@ -304,8 +303,8 @@ def _load_sample(out: OutputDir, picked: dict[str, list[str]], report: Report) -
     spans_column = report.tokens if report.tags else report.entities
     documents = []
     for path, ids in picked.items():
-        with _open(out, path) as parquet:
-            rows = _read_rows(parquet, set(ids), spans_column, report.tokens)
+        with open_parquet(out, path) as parquet:
+            rows = read_rows(parquet, set(ids), [spans_column], report.tokens)
         for doc_id in ids:
             row = rows[doc_id]
             text = row.get(schema.TEXT)
@@ -315,27 +314,6 @@ def _load_sample(out: OutputDir, picked: dict[str, list[str]], report: Report) -
             documents.append(_cut({"doc_id": doc_id, "text": text,
                                    "spans": sorted(spans, key=lambda s: s["start_char"])}))
     return documents
-
-
-def _read_rows(parquet: pq.ParquetFile, ids: set[str], spans: str, tokens: str
-               ) -> dict[str, dict]:
-    """The rows with these ids, reading texts only of the row groups that hold them."""
-    names = parquet.schema_arrow.names
-    columns = [schema.DOC_ID] + ([spans] if spans in names else [])
-    if schema.TEXT in names:
-        columns.append(schema.TEXT)
-    elif tokens != spans and tokens in names:
-        columns.append(tokens)
-    rows: dict[str, dict] = {}
-    for group in range(parquet.num_row_groups):
-        found = pc.is_in(parquet.read_row_group(group, columns=[schema.DOC_ID])
-                         .column(schema.DOC_ID), pa.array(sorted(ids), pa.string()))
-        if pc.any(found).as_py():
-            table = parquet.read_row_group(group, columns=columns)
-            rows.update((row[schema.DOC_ID], row) for row in table.filter(found).to_pylist())
-        if len(rows) == len(ids):
-            break
-    return rows
 
 
 def _cut(document: dict, limit: int = MAX_CHARS) -> dict:

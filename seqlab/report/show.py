@@ -1,12 +1,16 @@
 """Look at annotated documents: entities highlighted on a terminal, marked as
-``[text](LABEL)`` in plain text (a pipe, a log), or an HTML page; or a list of documents."""
+``[text](LABEL)`` in plain text (a pipe, a log), or an HTML page (``show_html``); each
+tagging model's tag of every word in a column beside the word; each SRL frame on a line of
+its own (those without arguments hidden unless asked); or a list of documents.
+
+``--chars N`` bounds everything shown of a document: its text, and the entities, words and
+frames that lie inside its first N characters."""
 
 from __future__ import annotations
 
-import html
+import re
 import sys
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -16,6 +20,7 @@ from rich.text import Text
 
 from seqlab import schema
 from seqlab.errors import InputError
+from seqlab.report.run_info import TAGS, ModelHeader, header_lines, model_headers
 from seqlab.store.outdir import OutputDir
 
 PALETTE = ["#ffd166", "#8ecae6", "#95d5b2", "#f4a6a6", "#cdb4db", "#ffafcc", "#a9def9",
@@ -23,6 +28,7 @@ PALETTE = ["#ffd166", "#8ecae6", "#95d5b2", "#f4a6a6", "#cdb4db", "#ffafcc", "#a
 RICH_STYLES = ["black on yellow", "black on cyan", "black on green", "black on red",
                "black on magenta", "black on bright_blue", "black on bright_green",
                "black on bright_magenta", "black on bright_yellow", "black on white"]
+SPAN_LABEL = re.compile(r"^[BIESLU]-")  # a span scheme's token label (B-PER), not a tag
 
 
 def open_documents(output: str, storage_options: dict | None = None) -> ds.Dataset:
@@ -34,10 +40,18 @@ def open_documents(output: str, storage_options: dict | None = None) -> ds.Datas
     return ds.dataset(path, filesystem=out.fs, format="parquet")
 
 
+def run_models(output: str, storage_options: dict | None = None) -> list[ModelHeader]:
+    """The run's models as its manifest names them; none while the run has not ended."""
+    manifest = OutputDir(output, storage_options).manifest()
+    return model_headers(manifest) if manifest is not None else []
+
+
 def load_documents(output: str, doc_id: str | None = None, limit: int = 1,
-                   storage_options: dict | None = None) -> list[dict]:
+                   storage_options: dict | None = None,
+                   models: list[ModelHeader] | None = None) -> list[dict]:
     """Rows of ``OUTPUT/documents`` as dicts: the one with ``doc_id``, else the first
-    ``limit`` ok ones."""
+    ``limit`` ok ones; with every model's entities and frames, and (``tags``) the words of
+    each tagging model, by column."""
     dataset = open_documents(output, storage_options)
     if doc_id is not None:
         found = dataset.head(1, filter=pc.field(schema.DOC_ID) == doc_id)
@@ -48,6 +62,7 @@ def load_documents(output: str, doc_id: str | None = None, limit: int = 1,
                          f"no ok document in {output}",
                          fix="pass an id that seqlab show --list prints")
     entities, frames = span_columns(dataset.schema)
+    tagged = tag_columns(dataset.schema, models)
     rows = found.to_pylist()
     for row in rows:
         if row.get(schema.TEXT) is None:
@@ -57,6 +72,8 @@ def load_documents(output: str, doc_id: str | None = None, limit: int = 1,
         row["entities"] = sorted((e for c in entities for e in row.get(c) or []),
                                  key=lambda e: (e["start_char"], -e["end_char"]))
         row["frames"] = [f for c in frames for f in row.get(c) or []]
+        columns = tagged if tagged is not None else _tag_like(row, dataset.schema)
+        row["tags"] = {name: row.get(column) or [] for name, column in columns}
     return rows
 
 
@@ -68,6 +85,25 @@ def span_columns(declared: pa.Schema) -> tuple[list[str], list[str]]:
                 and (f.name == name or f.name.endswith("_" + name))]
 
     return named(schema.ENTITIES), named(schema.FRAMES_COLUMN)
+
+
+def tag_columns(declared: pa.Schema, models: list[ModelHeader] | None
+                ) -> list[tuple[str, str]] | None:
+    """(name, tokens column) of each tagging model the manifest names; None without one."""
+    if not models:
+        return None
+    return [(h.key or h.task, column) for h in models if h.kind == TAGS
+            and (column := h.column(schema.TOKENS)) and column in declared.names]
+
+
+def _tag_like(row: dict, declared: pa.Schema) -> list[tuple[str, str]]:
+    """Without a manifest (a run not ended), the tokens columns whose labels are tags (not
+    O or a span scheme's B-PER)."""
+    columns = [f.name for f in declared if pa.types.is_list(f.type) and (
+        f.name == schema.TOKENS or f.name.endswith("_" + schema.TOKENS))]
+    return [(c.removesuffix(schema.TOKENS).rstrip("_") or "tag", c) for c in columns
+            if any(t["label"] != "O" and not SPAN_LABEL.match(t["label"])
+                   for t in row.get(c) or [])]
 
 
 def list_documents(output: str, limit: int | None = None, storage_options: dict | None = None
@@ -117,20 +153,50 @@ def rebuild_text(tokens: list[dict]) -> str:
 
 
 def clip(document: dict, chars: int | None) -> dict:
-    """The document cut to its first ``chars`` characters, with the entities inside them;
-    ``clipped`` says how many characters were left out.
+    """The document cut to its first ``chars`` characters, with the entities, words and
+    frames that end inside them; ``clipped`` says how many characters were left out and
+    ``frames_after`` how many frames.
 
-    >>> doc = {"text": "Ada Lovelace wrote", "entities": [{"start_char": 0, "end_char": 12}]}
+    >>> doc = {"text": "Ada Lovelace wrote", "entities": [{"start_char": 0, "end_char": 3},
+    ...        {"start_char": 4, "end_char": 12}]}
     >>> clip(doc, 5)["text"], clip(doc, 5)["entities"], clip(doc, 5)["clipped"]
-    ('Ada L', [{'start_char': 0, 'end_char': 5}], 13)
+    ('Ada L', [{'start_char': 0, 'end_char': 3}], 13)
     """
     text = document.get(schema.TEXT) or ""
     if chars is None or len(text) <= chars:
         return document
-    entities = [{**e, "end_char": min(e["end_char"], chars)}
-                for e in document.get("entities") or [] if e["start_char"] < chars]
-    return {**document, schema.TEXT: text[:chars], "entities": entities,
-            "clipped": len(text) - chars}
+    frames = document.get("frames") or []
+    inside = [f for f in frames if max(s["end_char"] for s in
+                                       [f["predicate"], *f["arguments"]]) <= chars]
+    return {**document, schema.TEXT: text[:chars],
+            "entities": [e for e in document.get("entities") or [] if e["end_char"] <= chars],
+            "tags": {name: [t for t in tokens if t["end_char"] <= chars]
+                     for name, tokens in (document.get("tags") or {}).items()},
+            "frames": inside, "clipped": len(text) - chars,
+            "frames_after": len(frames) - len(inside), "chars": chars}
+
+
+def drop_bare_frames(document: dict) -> dict:
+    """The document without its frames that have no arguments (a predicate the model found no
+    role for, most often an auxiliary); ``frames_hidden`` counts them."""
+    frames = document.get("frames") or []
+    kept = [f for f in frames if f["arguments"]]
+    return {**document, "frames": kept, "frames_hidden": len(frames) - len(kept)}
+
+
+def hidden_note(document: dict) -> str:
+    """What of the document's frames is not shown, and how to see it.
+
+    >>> hidden_note({"frames_after": 430, "chars": 1200, "frames_hidden": 2})
+    'not shown: 430 frames after character 1,200; 2 frames without arguments (--all-frames)'
+    """
+    parts = []
+    if document.get("frames_after"):
+        parts.append(f"{document['frames_after']:,} frames after character "
+                     f"{document['chars']:,}")
+    if document.get("frames_hidden"):
+        parts.append(f"{document['frames_hidden']:,} frames without arguments (--all-frames)")
+    return "not shown: " + "; ".join(parts) if parts else ""
 
 
 def colours(labels: list[str], palette: list[str]) -> dict[str, str]:
@@ -144,14 +210,73 @@ def _header(document: dict) -> str:
     return header
 
 
-def _more(document: dict) -> str:
+def more(document: dict) -> str:
     return f"… ({document['clipped']:,} more characters)" if document.get("clipped") else ""
 
 
-def print_documents(documents: list[dict], console: Console | None = None) -> None:
+def aligned_tags(document: dict) -> tuple[list[str], list[tuple[str, list[str]]]]:
+    """The tagging models' names and, word by word, the word and each model's tag ("" where
+    a model has none for it): the models share one tokenization, matched by offsets."""
+    tags = {name: tokens for name, tokens in (document.get("tags") or {}).items() if tokens}
+    if not tags:
+        return [], []
+    names = list(tags)
+    by_offsets = {name: {(t["start_char"], t["end_char"]): t["label"] for t in tokens}
+                  for name, tokens in tags.items()}
+    words = {(t["start_char"], t["end_char"]): t["text"] for ts in tags.values() for t in ts}
+    return names, [(words[span], [by_offsets[name].get(span, "") for name in names])
+                   for span in sorted(words)]
+
+
+def tag_lines(document: dict, width: int = 100) -> list[str]:
+    """The words interlinear with each tagging model's tags: a column per word, a row per
+    model, wrapped at ``width`` characters.
+
+    >>> words = [("Ada", "PROPN"), ("wrote", "VERB"), ("it", "PRON")]
+    >>> tokens = [{"text": w, "start_char": 6 * i, "end_char": 6 * i + len(w), "label": t}
+    ...           for i, (w, t) in enumerate(words)]
+    >>> print("\\n".join(tag_lines({"tags": {"upos": tokens}}, width=20)))
+    word  Ada    wrote
+    upos  PROPN  VERB
+    <BLANKLINE>
+    word  it
+    upos  PRON
+    """
+    names, rows = aligned_tags(document)
+    if not rows:
+        return []
+    heads = ["word", *names]
+    head = max(map(len, heads))
+    lines: list[str] = []
+    blocks: list[list[list[str]]] = [[]]
+    used = head
+    for word, tags in rows:
+        column = [word, *tags]
+        wide = max(map(len, column)) + 2
+        if blocks[-1] and used + wide > width:
+            blocks.append([])
+            used = head
+        blocks[-1].append(column)
+        used += wide
+    for block in blocks:
+        lines += [""] if lines else []
+        for i, name in enumerate(heads):
+            cells = [c[i].ljust(max(map(len, c))) for c in block]
+            lines.append("  ".join([name.ljust(head), *cells]).rstrip())
+    return lines
+
+
+def print_documents(documents: list[dict], console: Console | None = None,
+                    models: list[ModelHeader] | None = None) -> None:
     """Colours on a terminal; elsewhere ANSI colours would be noise or lost, so the
-    entities are marked in the text."""
+    entities are marked in the text. The run's models first, one line each."""
     console = console or Console()
+    lines = header_lines(models or [])
+    if lines and console.is_terminal:
+        for line in [*lines, ""]:
+            console.print(Text(line, style="dim"))
+    elif lines:
+        sys.stdout.write("\n".join(lines) + "\n\n")
     for i, document in enumerate(documents):
         if console.is_terminal:
             if i:
@@ -162,7 +287,8 @@ def print_documents(documents: list[dict], console: Console | None = None) -> No
 
 
 def render_plain(document: dict) -> str:
-    """The header and the text with each entity written ``[text](LABEL)``.
+    """The header and the text with each entity written ``[text](LABEL)``, then the words'
+    tags and the frames.
 
     >>> print(render_plain({"doc_id": "d1", "status": "ok", "text": "Ada Lovelace wrote.",
     ...     "entities": [{"start_char": 0, "end_char": 12, "label": "PER"}]}))
@@ -171,17 +297,20 @@ def render_plain(document: dict) -> str:
     """
     text = document[schema.TEXT] or ""
     pieces, at = [], 0
-    for e in _outermost(document.get("entities") or []):
+    for e in outermost(document.get("entities") or []):
         pieces.append(text[at:e["start_char"]])
         pieces.append(f"[{text[e['start_char']:e['end_char']]}]({e['label']})")
         at = e["end_char"]
     pieces.append(text[at:])
-    lines = [_header(document), "".join(pieces), _more(document)]
+    lines = [_header(document), "".join(pieces), more(document)]
+    tags = tag_lines(document)
+    lines = [line for line in lines if line] + tags
     lines += [frame_line(frame) for frame in document.get("frames") or []]
-    return "\n".join(line for line in lines if line)
+    lines += [hidden_note(document)] if hidden_note(document) else []
+    return "\n".join(lines)
 
 
-def _outermost(entities: list[dict]) -> list[dict]:
+def outermost(entities: list[dict]) -> list[dict]:
     """Entities in text order without overlaps (two models may mark the same words): the
     first, longest one of overlapping ones."""
     kept, end = [], 0
@@ -206,7 +335,7 @@ def frame_line(frame: dict) -> str:
 def render_terminal(document: dict, console: Console | None = None) -> None:
     console = console or Console()
     text = Text(document[schema.TEXT] or "")
-    entities = _outermost(document.get("entities") or [])
+    entities = outermost(document.get("entities") or [])
     styles = colours([e["label"] for e in entities], RICH_STYLES)
     for entity in entities:
         text.stylize(styles[entity["label"]], entity["start_char"], entity["end_char"])
@@ -216,84 +345,10 @@ def render_terminal(document: dict, console: Console | None = None) -> None:
         console.print(legend)
     console.print(text)
     if document.get("clipped"):
-        console.print(Text(_more(document), style="dim"))
+        console.print(Text(more(document), style="dim"))
+    for line in tag_lines(document, console.width):
+        console.print(Text(line), soft_wrap=True)
     for frame in document.get("frames") or []:
         console.print(Text(frame_line(frame)))
-
-
-def _html_document(document: dict) -> str:
-    """One document: its id, status, legend, and the text with entities marked."""
-    text = document[schema.TEXT] or ""
-    entities = _outermost(document.get("entities") or [])
-    palette = colours([e["label"] for e in entities], PALETTE)
-    pieces, at = [], 0
-    for e in entities:
-        pieces.append(html.escape(text[at:e["start_char"]]))
-        pieces.append(
-            f'<mark style="background:{palette[e["label"]]}" title="{html.escape(e["label"])} '
-            f'{e["score"]:.3f}">{html.escape(text[e["start_char"]:e["end_char"]])}'
-            f'<sup>{html.escape(e["label"])}</sup></mark>')
-        at = e["end_char"]
-    pieces.append(html.escape(text[at:]) + html.escape(f" {_more(document)}".rstrip()))
-    legend = " ".join(f'<mark style="background:{c}">{html.escape(label)}</mark>'
-                      for label, c in palette.items())
-    return f"""<section>
-<h1>{html.escape(str(document[schema.DOC_ID]))}</h1>
-<p>status: {html.escape(document[schema.STATUS])} &middot; {len(entities)} entities \
-&middot; {legend}</p>
-<div class="doc">{''.join(pieces)}</div>
-{_html_frames(text, document.get("frames") or [])}
-</section>"""
-
-
-def _html_frames(text: str, frames: list[dict]) -> str:
-    """Each frame as the stretch of text from its first to its last span, the predicate in
-    bold and every argument marked with its role."""
-    if not frames:
-        return ""
-    roles = colours([a["role"] for f in frames for a in f["arguments"]], PALETTE)
-    rows = []
-    for frame in frames:
-        predicate = {**frame["predicate"], "role": "V"}
-        spans = _outermost([predicate, *frame["arguments"]])
-        at = min(s["start_char"] for s in spans)
-        pieces = []
-        for span in spans:
-            pieces.append(html.escape(text[at:span["start_char"]]))
-            words = html.escape(text[span["start_char"]:span["end_char"]])
-            if span is predicate:
-                pieces.append(f'<b class="v" title="predicate {span["score"]:.3f}">{words}</b>')
-            else:
-                pieces.append(f'<mark style="background:{roles[span["role"]]}" title="'
-                              f'{html.escape(span["role"])} {span["score"]:.3f}">{words}'
-                              f'<sup>{html.escape(span["role"])}</sup></mark>')
-            at = span["end_char"]
-        rows.append(f'<li><span class="p">{html.escape(frame["predicate"]["text"])}</span> '
-                    f'{"".join(pieces)}</li>')
-    return f'<h2>{len(frames)} frames</h2>\n<ol class="frames" start="0">{"".join(rows)}</ol>'
-
-
-def to_html(documents: list[dict]) -> str:
-    """A self-contained page: each document's text with entities marked, one colour per
-    label."""
-    title = html.escape(", ".join(str(d[schema.DOC_ID]) for d in documents[:3])
-                        + (", …" if len(documents) > 3 else ""))
-    body = "\n".join(_html_document(d) for d in documents)
-    return f"""<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
-<style>
-body {{ font-family: system-ui, sans-serif; max-width: 60rem; margin: 2rem auto; }}
-.doc {{ white-space: pre-wrap; line-height: 1.9; }}
-mark {{ padding: 0.1em 0.25em; border-radius: 0.3em; }}
-sup {{ font-size: 0.6em; font-weight: bold; margin-left: 0.2em; }}
-.frames li {{ line-height: 1.9; margin-bottom: 0.4em; }}
-.frames .p {{ display: inline-block; min-width: 7rem; color: #555; }}
-.v {{ border-bottom: 2px solid #333; }}
-</style></head><body>
-{body}
-</body></html>
-"""
-
-
-def write_html(documents: list[dict], path: str | Path) -> None:
-    Path(path).write_text(to_html(documents), encoding="utf-8")
+    if hidden_note(document):
+        console.print(Text(hidden_note(document), style="dim"))

@@ -280,3 +280,187 @@ def test_a_run_without_text_shows_texts_rebuilt_from_tokens(tmp_path, ner_model)
         assert document["text"] == source  # single spaces: the rebuilt text is the text
         assert [s["text"] for s in document["spans"]] == [e["text"] for e in
                                                         entities[document["doc_id"]]]
+
+
+# ------------------------------------------------------------ a run of several models
+
+
+@pytest.fixture(scope="module")
+def several_page(several_out, tmp_path_factory) -> Node:
+    from seqlab.report.html import write_report
+
+    path = tmp_path_factory.mktemp("several-page") / "report.html"
+    write_report(str(several_out), path, sample=4)
+    return Tree(path.read_text(encoding="utf-8")).root
+
+
+def _cells(row: Node) -> list[str]:
+    return [td.text().strip() for td in row.find("td")]
+
+
+def test_a_header_per_model(several_out, several_page):
+    manifest = json.loads((several_out / "_manifest.json").read_text())
+    cards = several_page.find("div", cls="model")
+    assert [c.attrs["data-model"] for c in cards] == ["ner", "upos", "srl"]
+    for card, model in zip(cards, manifest["models"]):
+        fields = dict(zip((dt.text() for dt in card.find("dt")),
+                          (dd.text() for dd in card.find("dd"))))
+        assert fields["scheme"] == model["scheme"] and fields["decoder"] == model["decoder"]
+        assert fields["labels"] == str(len(model["labels"]))
+        assert fields["precision"] == manifest["tagging"]["precision"]
+        assert fields["columns"] == ", ".join(model["columns"])
+        assert fields.get("predicates") == (model.get("predicates") or {}).get("name")
+    assert [c.find("span", cls="note")[0].text() for c in cards] == ["entities", "tags",
+                                                                    "frames"]
+    assert several_page.find("h1")[0].text() == "seqlab report · ner · upos · srl"
+
+
+def test_the_tags_section_counts_every_word_of_the_tagging_model(several_out, several_page):
+    documents = pq.read_table(several_out / "documents").to_pylist()
+    ok = [d for d in documents if d["status"] == "ok"]
+    tags = Counter(t["label"] for d in ok for t in d["upos_tokens"])
+    section = several_page.find("section", id="pos-upos")[0]
+    shown = {tr.attrs["data-tag"]: int(tr.find("td", cls="n")[0].attrs["data-count"])
+             for tr in section.find("tr") if "data-tag" in tr.attrs}
+    assert shown == dict(tags) and len(shown) >= 3
+    # the sentence: the first ok document's words, up to its first sentence end
+    manifest = json.loads((several_out / "_manifest.json").read_text())
+    first = next(row for part in manifest["tables"]["documents"]
+                 for row in pq.read_table(several_out / part["path"]).to_pylist()
+                 if row["status"] == "ok")
+    words = section.find("div", cls="words")[0]
+    assert words.attrs["data-doc-id"] == first["doc_id"]
+    pairs = [(w.find("b")[0].text(), w.find("span", cls="chip")[0].text())
+             for w in words.find("span", cls="word")]
+    assert pairs == [(t["text"], t["label"]) for t in first["upos_tokens"][:len(pairs)]]
+    assert pairs[-1][0] in ".!?" or len(pairs) == 40
+    # the entity model keeps its own sections beside it
+    assert several_page.find("section", id="top-entities")
+
+
+def _frames_figures(section: Node) -> dict[str, str]:
+    return {tile.attrs["data-figure"]: tile.find("b")[0].text()
+            for tile in section.find("div", cls="tile")}
+
+
+def test_the_frames_section_counts_every_frame(several_out, several_page):
+    frames = pq.read_table(several_out / "frames").to_pylist()
+    section = several_page.find("section", id="srl-srl")[0]
+    figures = _frames_figures(section)
+    assert figures["frames"] == f"{len(frames):,}"
+    assert figures["documents with frames"] == str(len({f["doc_id"] for f in frames}))
+    predicates = Counter(f["predicate"]["text"].lower() for f in frames)
+    assert figures["distinct predicates"] == str(len(predicates))
+    rows = [tr for tr in section.find("tr") if "data-predicate" in tr.attrs]
+    shown = {tr.attrs["data-predicate"]: int(tr.find("td", cls="n")[0].attrs["data-count"])
+             for tr in rows}
+    assert len(shown) == min(20, len(predicates))
+    assert all(predicates[p] == n for p, n in shown.items())
+    assert min(shown.values()) >= max(n for p, n in predicates.items() if p not in shown)
+    roles = Counter(a["role"] for f in frames for a in f["arguments"])
+    assert {tr.attrs["data-role"]: int(tr.find("td", cls="n")[0].attrs["data-count"])
+            for tr in section.find("tr") if "data-role" in tr.attrs} == dict(roles)
+    # the sample: the first document with a frame that has arguments, its frames in order
+    first = next(f["doc_id"] for f in frames if f["arguments"])
+    listed = section.find("ol", cls="frames")[0]
+    assert listed.attrs["data-doc-id"] == first
+    expected = [f for f in frames if f["doc_id"] == first and f["arguments"]][:12]
+    items = listed.find("li")
+    assert [li.attrs["data-predicate"] for li in items] == [
+        f["predicate"]["text"] for f in expected]
+    for li, frame in zip(items, expected):
+        assert li.find("b", cls="v")[0].text() == frame["predicate"]["text"]
+        marks = li.find("mark", cls="ent")
+        assert {m.find("span", cls="tag")[0].text() for m in marks} <= {
+            a["role"] for a in frame["arguments"]}
+
+
+def test_frames_without_arguments_are_counted_apart(bare_out, tmp_path):
+    from seqlab.report.html import write_report
+
+    write_report(str(bare_out), tmp_path / "r.html", sample=2)
+    section = Tree((tmp_path / "r.html").read_text()).root.find("section", id="srl-srl")[0]
+    frames = pq.read_table(bare_out / "frames").to_pylist()
+    bare = Counter(f["predicate"]["text"].lower() for f in frames if not f["arguments"])
+    assert _frames_figures(section)["without arguments"] == (
+        f"{sum(bare.values()):,} ({100 * sum(bare.values()) / len(frames):.1f}%)")
+    for tr in section.find("tr"):
+        if "data-predicate" in tr.attrs:
+            assert int(_cells(tr)[2].replace(",", "")) == bare[tr.attrs["data-predicate"]]
+    first = next(f["doc_id"] for f in frames if f["arguments"])
+    shown = section.find("ol", cls="frames")[0].find("li")
+    assert len(shown) == min(12, sum(1 for f in frames if f["doc_id"] == first
+                                     and f["arguments"]))
+    assert "frames without arguments" in section.find("ol", cls="frames")[0].parent.text()
+
+
+def test_a_role_labeller_alone_has_no_entity_sections(srl_model, tmp_path):
+    from seqlab import annotate
+    from seqlab.report.html import write_report
+    from tests.seqlab import SMALL, rows, write_parquet
+
+    write_parquet(tmp_path / "in.parquet", rows(6))
+    annotate(str(tmp_path / "in.parquet"), str(tmp_path / "out"), model=str(srl_model),
+             id_column="id", **SMALL)
+    write_report(str(tmp_path / "out"), tmp_path / "r.html")
+    root = Tree((tmp_path / "r.html").read_text()).root
+    ids = [s.attrs["id"] for s in root.find("section")]
+    assert ids == ["run", "statuses", f"srl-{srl_model.name}"]
+    frames = pq.read_table(tmp_path / "out" / "frames").num_rows
+    assert _frames_figures(root.find("section", id=ids[-1])[0])["frames"] == str(frames)
+
+
+# ------------------------------------------------------------------------- speed
+
+
+def test_rates_are_precise_however_slow(ner_out, ner_page):
+    from seqlab.report.run_info import per_second
+
+    assert per_second(20, 488, "document") == ("24.4 s", "per document")
+    assert per_second(41, 1000, "document") == ("24.4 s", "per document")
+    assert per_second(3, 2, "word") == ("1.50", "words/s")
+    manifest = json.loads((ner_out / "_manifest.json").read_text())
+    root, _ = ner_page
+    tiles = {t.attrs["data-figure"]: t.find("b")[0].text() for t in root.find("div", cls="tile")}
+    shown = {k: v for k, v in tiles.items() if k.endswith("/s") or k.startswith("per ")}
+    assert len(shown) == 2
+    expected = [per_second(manifest["counts"][key], manifest["elapsed_s"], what)
+                for key, what in (("documents", "document"), ("tokens", "word"))]
+    assert shown == {unit: value for value, unit in expected}
+    assert "0.0" not in shown.values()
+
+
+def test_a_resumed_runs_speed_is_each_attempts_own(ner_out):
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from seqlab.report.run_html import run_section
+    from seqlab.report.run_info import model_headers, rates
+    from seqlab.store.manifest import Attempt, Manifest
+
+    manifest = Manifest.from_dict(json.loads((ner_out / "_manifest.json").read_text()))
+    docs, words = manifest.counts["documents"], manifest.counts["tokens"]
+    # a second attempt that records nothing of its own: the whole run over the wall clock
+    resumed = replace(manifest, attempts=(Attempt("local", "2026-01-01T10:00:00+00:00"),
+                                          Attempt("local", "2026-01-01T11:00:00+00:00")),
+                      finished_at="2026-01-01T11:00:30+00:00", elapsed_s=30.0)
+    last, whole = rates(resumed)
+    assert (last.documents, last.seconds) == (None, 30.0) and last.note
+    assert (whole.documents, whole.words, whole.seconds) == (docs, words, 3630.0)
+    # the manifest's attempt section: the last attempt's own rows over its own time
+    counted = replace(resumed, extra={**resumed.extra, "attempt": {
+        "number": 2, "seconds": 30.0, "documents": 3, "words": 100, "characters": 500}})
+    last, whole = rates(counted)
+    assert (last.scope, last.documents, last.words, last.seconds) == (
+        "last attempt (2 of 2)", 3, 100, 30.0)
+    assert (whole.documents, whole.seconds) == (docs, 3630.0)
+    # attempts that each record their seconds: all rows over the summed times
+    timed = replace(counted, attempts=tuple(
+        SimpleNamespace(engine=a.engine, started_at=a.started_at, seconds=s)
+        for a, s in zip(counted.attempts, (400.0, 30.0))))
+    assert rates(timed)[1].seconds == 430.0
+    body = Tree(run_section(timed, model_headers(timed))[2]).root
+    rows = [tr for tr in body.find("tr") if "data-scope" in tr.attrs]
+    assert docs == 33  # 3 documents in 30 s, 33 in 430 s: both under one a second
+    assert [_cells(tr)[3] for tr in rows] == ["10 s per document", "13 s per document"]
+    assert [_cells(tr)[4] for tr in rows] == ["3.33 words/s", f"{words / 430:.1f} words/s"]

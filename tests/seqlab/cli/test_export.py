@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 import torch
 
@@ -54,3 +56,40 @@ def test_export_refuses_what_is_not_a_trained_model(tmp_path, capsys):
     (tmp_path / "plain").mkdir()
     assert main(["export", str(tmp_path / "plain"), str(tmp_path / "out")]) != 0
     assert "records no base encoder" in capsys.readouterr().err
+
+
+def test_export_records_the_recipe_annotate_follows(trained, tmp_path, capsys):
+    full, _ = trained
+    target = tmp_path / "recipe"
+    assert main(["export", str(full), str(target), "--rank", "8", "--decoder", "viterbi",
+                 "--cpu-precision", "int8"]) == 0
+    assert "recipe: decoder=viterbi, precision=int8" in capsys.readouterr().out
+    metadata = read_metadata(str(target))
+    assert metadata.decoder == "viterbi"
+    assert metadata.cpu_precision == "int8" and metadata.int8["backend"] == "onnxruntime"
+    assert metadata.data == read_metadata(str(full)).data  # the rest of the recipe is kept
+
+
+def test_export_refuses_srl_entries_on_another_task(trained, tmp_path, capsys):
+    full, _ = trained
+    assert main(["export", str(full), str(tmp_path / "ner"), "--core-once"]) != 0
+    assert "--core-once applies to SRL models" in capsys.readouterr().err
+    assert main(["export", str(full), str(tmp_path / "ner2"), "--predicates",
+                 str(full)]) != 0
+    assert "is not a predicate labeller" in capsys.readouterr().err
+
+
+def test_an_srl_recipe_gets_its_predicate_labeller_and_core_once(tmp_path):
+    from seqlab.cli.export import record_recipe
+    from seqlab.models.metadata import write_metadata
+    from tests.tiny import build_tiny_srl
+
+    labeller = build_tiny_srl(tmp_path / "source") / "predicates"
+    target = build_tiny_srl(tmp_path / "srl")
+    shutil.rmtree(target / "predicates")
+    write_metadata(target, read_metadata(str(target)).updated(predicates=None))
+    assert record_recipe(target, predicates=str(labeller), core_once=True) == [
+        "predicates=predicates", "core_once=True"]
+    metadata = read_metadata(str(target))
+    assert metadata.predicates == "predicates" and metadata.core_once
+    assert read_metadata(str(target / "predicates")).task == "predicates"

@@ -33,10 +33,8 @@ import threading
 import time
 from pathlib import Path
 
+import inputs
 import pyarrow.parquet as pq
-
-ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "corpora" / "wikipedia-en.parquet"
 
 
 class GpuSampler:
@@ -159,7 +157,9 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=300)
     parser.add_argument("--batch-tokens", type=int, nargs="+", default=[16384, 65536])
     parser.add_argument("--out", default=os.environ.get("OUT", "."))
+    inputs.add_options(parser)
     args = parser.parse_args()
+    inputs.use(args)
     # the tokenize rate is per CPU thread: the Rust tokenizer's pool reads this when it starts
     os.environ["RAYON_NUM_THREADS"] = "1"
     import torch
@@ -171,7 +171,7 @@ def main() -> None:
     results: dict = {"device": torch.cuda.get_device_name(0), "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         path = str(Path(tmp) / "slice.parquet")
-        pq.write_table(pq.read_table(CORPUS, columns=["id", "title", "text"])
+        pq.write_table(pq.read_table(inputs.corpus(), columns=["id", "title", "text"])
                        .slice(0, args.docs), path)
         models = {"ner": "ner", "bert-base-shaped": base_shaped_model(Path(tmp) / "base")}
         results["tokenize_tokens_s_one_cpu"] = tokenize_rate(path)

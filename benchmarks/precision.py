@@ -38,16 +38,13 @@ import time
 import warnings
 from pathlib import Path
 
+import inputs
 import torch
 
 from seqlab.models.load import ModelSpec, load_model
 from seqlab.models.quantize import OnnxTagger, export_onnx, quantize_model, quantize_onnx
 from seqlab.training.evaluate import evaluate
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-DEV = {"ner": DATA / "conll2003" / "eng.testa",
-       "upos": DATA / "ud_english_ewt" / "en_ewt-ud-dev.conllu"}
 RECIPES = {
     "all": [],
     "head": ["classifier"],
@@ -58,7 +55,6 @@ ONNX = {"onnx-all": [], "onnx-head": ["classifier"],
         "onnx-head+outputs": ["classifier", r"\.output\.dense$"]}
 EXTRA = ("onnx-fused", "onnx-static")
 CHOICES = ["fp32", "onnx-fp32", *ONNX, *EXTRA, "per-tensor", *RECIPES]
-CORPUS = ROOT.parent / "shared" / "corpora" / "wikipedia-en.parquet"
 
 
 def calibration_batches(tokenizer, n: int = 64, length: int = 128, rows: int = 8) -> list[dict]:
@@ -69,7 +65,7 @@ def calibration_batches(tokenizer, n: int = 64, length: int = 128, rows: int = 8
 
     from seqlab.stages.casing import case_types
 
-    texts = pq.read_table(CORPUS, columns=["text"]).column("text").to_pylist()[1000:1100]
+    texts = pq.read_table(inputs.corpus(), columns=["text"]).column("text").to_pylist()[1000:1100]
     windows = []
     for text in texts:
         enc = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
@@ -187,11 +183,13 @@ def forward_rates(models: dict, reps: int) -> tuple[dict[str, float], dict[str, 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="ner", choices=list(DEV))
+    parser.add_argument("--model", default="ner", choices=list(inputs.DEV))
     parser.add_argument("--recipes", nargs="+", default=CHOICES, choices=CHOICES)
     parser.add_argument("--forward-reps", type=int, default=9)
     parser.add_argument("--no-dev", action="store_true", help="forward rates only")
+    inputs.add_options(parser, data=True)
     args = parser.parse_args()
+    inputs.use(args)
     loaded = load_model(ModelSpec(args.model, device="cpu", precision="fp32"))
     recipes = ["fp32", *(r for r in args.recipes if r != "fp32")]
     with tempfile.TemporaryDirectory() as tmp:
@@ -204,7 +202,7 @@ def main() -> None:
     for name, model in models.items():
         score = "–"
         if not args.no_dev:
-            scores = evaluate(args.model, str(DEV[args.model]),
+            scores = evaluate(args.model, str(inputs.dev(args.model)),
                               loaded=dataclasses.replace(loaded, model=model))
             score = f"{scores[key]:.4f}"
         kept = "all" if name.endswith("fp32") else "classifier" if name in EXTRA else \

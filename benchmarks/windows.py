@@ -20,6 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import inputs
 import pyarrow.parquet as pq
 
 import seqlab.training.evaluate
@@ -27,11 +28,6 @@ from seqlab.models.load import load_tokenizer
 from seqlab.stages.tag import PAD_MULTIPLE
 from seqlab.stages.tokenize import Tokenizer, WindowSpec
 
-ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "corpora" / "wikipedia-en.parquet"
-DATA = ROOT.parent / "shared" / "data"
-DEV = {"ner": DATA / "conll2003" / "eng.testa",
-       "upos": DATA / "ud_english_ewt" / "en_ewt-ud-dev.conllu"}
 DEFAULT_SETTINGS = ("256:64:fixed", "512:128:fixed", "128:32:fixed", "256:32:fixed",
                     "256:16:fixed", "256:64:sentence", "256:32:sentence", "512:64:sentence")
 
@@ -72,7 +68,7 @@ def dev_score(model: str, spec: WindowSpec) -> float:
     original = seqlab.training.evaluate.WindowSpec
     seqlab.training.evaluate.WindowSpec = lambda *args, **kwargs: spec
     try:
-        scores = seqlab.training.evaluate.evaluate(model, str(DEV[model]), device="cpu")
+        scores = seqlab.training.evaluate.evaluate(model, str(inputs.dev(model)), device="cpu")
     finally:
         seqlab.training.evaluate.WindowSpec = original
     return scores["f1"] if model == "ner" else scores["accuracy"]
@@ -85,8 +81,12 @@ def main() -> None:
     parser.add_argument("--dev", action="store_true", help="add dev scores of ner and upos")
     parser.add_argument("--speed", action="store_true", help="add annotate documents/s")
     parser.add_argument("--reps", type=int, default=2)
+    inputs.add_options(parser, data=True)
     args = parser.parse_args()
-    table = pq.read_table(CORPUS, columns=["id", "title", "text"]).slice(0, args.docs)
+    inputs.use(args)
+    if args.dev:
+        inputs.dev("ner"), inputs.dev("upos")  # noqa: B018 - stop now if either is missing
+    table = pq.read_table(inputs.corpus(), columns=["id", "title", "text"]).slice(0, args.docs)
     texts = table.column("text").to_pylist()
     specs = {s: parse(s) for s in args.settings}
     rows = {s: counts(spec, texts) for s, spec in specs.items()}

@@ -140,7 +140,10 @@ def test_every_benchmark_imports():
     """The benchmarks are scripts run by hand: importing each (its main is not run) catches a
     name that moved."""
     import importlib.util
+    import sys
 
+    # run as scripts, they find their sibling modules (benchmarks/inputs.py) on sys.path[0]
+    sys.path.insert(0, str(ROOT / "benchmarks"))
     for path in sorted((ROOT / "benchmarks").glob("*.py")):
         spec = importlib.util.spec_from_file_location(f"benchmark_{path.stem}", path)
         spec.loader.exec_module(importlib.util.module_from_spec(spec))

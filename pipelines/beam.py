@@ -23,26 +23,13 @@ import os
 import sys
 import time
 import uuid
+import weakref
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import apache_beam as beam
 import pyarrow as pa
-from apache_beam.io.filesystems import FileSystems
-from apache_beam.metrics import Metrics
-from apache_beam.metrics.metric import MetricsFilter
-from apache_beam.options.pipeline_options import (
-    DirectOptions,
-    PipelineOptions,
-    StandardOptions,
-    WorkerOptions,
-)
-from apache_beam.portability.api import beam_provision_api_pb2
-from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-from apache_beam.runners.portability.fn_api_runner.fn_runner import ExtendedProvisionInfo
-from apache_beam.runners.portability.portable_runner import JobServiceHandle
-from apache_beam.utils import shared
 
 from seqlab.engine import Engine, Progress
 from seqlab.errors import ConfigError, RunError
@@ -50,9 +37,49 @@ from seqlab.run.annotator import Annotator
 from seqlab.run.finish import finish_run
 from seqlab.run.land import Landed, land
 from seqlab.run.ledger import FragmentLedger
+from seqlab.run.models import merge_tagging, tagging_record
 from seqlab.run.plan import RunPlan
 from seqlab.run.work import WorkItem, read_slices
 from seqlab.store.layout import MANIFEST
+
+
+@contextmanager
+def quiet_root_warnings() -> Iterator[None]:
+    """The root logger kept to errors while Beam is imported, unless debug logging is on
+    (``seqlab -v``). Beam's BigQuery client warns on the root logger at import that apitools
+    is not installed (``WARNING:root:apitools not found...``), which concerns only BigQuery
+    IO, which seqlab does not use; with no handler on the root logger, that warning would also
+    install Python's default one (``logging.warning`` calls ``basicConfig``)."""
+    root = logging.getLogger()
+    level = root.level
+    guard = logging.NullHandler()
+    if not root.handlers:
+        root.addHandler(guard)
+    if not root.isEnabledFor(logging.DEBUG):
+        root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+        root.removeHandler(guard)
+
+
+with quiet_root_warnings():
+    import apache_beam as beam
+    from apache_beam.io.filesystems import FileSystems
+    from apache_beam.metrics import Metrics
+    from apache_beam.metrics.metric import MetricsFilter
+    from apache_beam.options.pipeline_options import (
+        DirectOptions,
+        PipelineOptions,
+        StandardOptions,
+        WorkerOptions,
+    )
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+    from apache_beam.runners.portability.fn_api_runner.fn_runner import ExtendedProvisionInfo
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+    from apache_beam.utils import shared
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +91,9 @@ WORKER_LOG_LEVELS = {"seqlab": "INFO", "pipelines": "INFO"}
 
 _ANNOTATORS = shared.Shared()  # one model per worker process
 _ANNOTATING: set[str] = set()  # the pipelines this process has annotated rows of
+# each annotator's name in the tagging records (its counters add up over its life)
+_NAMES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+TAGGING = "tagging"  # the Annotate step's second output: (annotator, tagging_record) pairs
 
 
 @dataclass(frozen=True)
@@ -86,11 +116,14 @@ class ReadFragment(beam.DoFn):
 
 
 class Annotate(beam.DoFn):
-    """A read batch -> its documents rows (tokenize, tag, decode, the dead letter inside).
+    """A read batch -> its documents rows (tokenize, tag, decode, the dead letter inside),
+    and on the ``TAGGING`` output what the worker's annotator has run so far
+    (``seqlab.run.models.tagging_record``, keyed by annotator: the latest of each counts).
 
     ``pipeline`` names this pipeline (one attempt of the run), so that the ``worker_processes``
     counter counts each process that annotates once; ``threads`` caps torch's threads in each
-    worker process where several share one machine's CPUs (``None``: torch's default).
+    worker process where several share one machine's CPUs (``None``: torch's default), and
+    ONNX Runtime's likewise.
     """
 
     def __init__(self, plan: RunPlan, pipeline: str = "", threads: int | None = None) -> None:
@@ -102,9 +135,11 @@ class Annotate(beam.DoFn):
 
     def setup(self) -> None:
         if self.threads:
-            import torch
-
-            torch.set_num_threads(self.threads)
+            # read by torch when it starts and by ONNX Runtime's sessions
+            # (seqlab.models.quantize.session_threads), so the int8 path need not import torch
+            os.environ["OMP_NUM_THREADS"] = str(self.threads)
+            if "torch" in sys.modules:
+                sys.modules["torch"].set_num_threads(self.threads)
         self.annotate = _ANNOTATORS.acquire(lambda: Annotator(self.plan),
                                             tag=f"annotator-{self.plan.provenance.run_id}")
 
@@ -114,6 +149,8 @@ class Annotate(beam.DoFn):
             _ANNOTATING.add(self.pipeline)
             self.processes.inc()
         yield self.annotate(batch)
+        name = _NAMES.setdefault(self.annotate, uuid.uuid4().hex)
+        yield beam.pvalue.TaggedOutput(TAGGING, (name, tagging_record(self.annotate)))
 
 
 class Land(beam.DoFn):
@@ -142,12 +179,20 @@ class Record(beam.DoFn):
                 yield landed["fragment"]
 
 
-def finish(recorded: list[int], plan: RunPlan, about: dict[str, Any]) -> dict:
+def finish(recorded: list[int], plan: RunPlan, about: dict[str, Any],
+           tagging: Iterable[dict] = ()) -> dict:
     """The pipeline's last step: write the manifest (``finish_run`` checks it all first).
-    ``about`` is the manifest's ``beam`` section (the runner)."""
+    ``about`` is the manifest's ``beam`` section (the runner); ``tagging`` the latest
+    tagging record of each annotator, summed into its ``tagging`` section."""
     log.info("beam: %d fragments recorded in this attempt", len(recorded))
     Metrics.counter(NAMESPACE, "finished").inc()  # once per run, on any number of workers
-    return finish_run(plan, engine="beam", extra={"beam": about})
+    return finish_run(plan, engine="beam",
+                      extra={"beam": about, "tagging": merge_tagging(list(tagging))})
+
+
+def latest(records: Iterable[dict]) -> dict:
+    """The latest of one annotator's tagging records: the one that counts the most."""
+    return max(records, key=lambda r: (r["windows"], r["padded_tokens"], r["content_tokens"]))
 
 
 def beam_root(plan: RunPlan) -> str:
@@ -169,16 +214,20 @@ def beam_root(plan: RunPlan) -> str:
 def build(pipeline: beam.Pipeline, plan: RunPlan, about: dict[str, Any]) -> None:
     items = [(item.fragment.index, item.limit) for item in plan.work]
     annotate = Annotate(plan, uuid.uuid4().hex, worker_threads(about))
-    _ = (pipeline
-         | "WorkItems" >> beam.Create(items)
-         | "Read" >> beam.ParDo(ReadFragment(plan))
-         | "Spread" >> beam.Reshuffle()
-         | "Annotate" >> beam.ParDo(annotate)
+    annotated = (pipeline
+                 | "WorkItems" >> beam.Create(items)
+                 | "Read" >> beam.ParDo(ReadFragment(plan))
+                 | "Spread" >> beam.Reshuffle()
+                 | "Annotate" >> beam.ParDo(annotate).with_outputs(TAGGING, main="documents"))
+    tagging = (annotated[TAGGING]
+               | "LatestTagging" >> beam.CombinePerKey(latest)
+               | "Tagging" >> beam.Values())
+    _ = (annotated.documents
          | "Land" >> beam.ParDo(Land(plan))
          | "ByFragment" >> beam.GroupByKey()
          | "Record" >> beam.ParDo(Record(plan))
          | "Recorded" >> beam.combiners.ToList()
-         | "Finish" >> beam.Map(finish, plan, about))
+         | "Finish" >> beam.Map(finish, plan, about, beam.pvalue.AsList(tagging)))
 
 
 def pipeline_options(options: BeamOptions) -> tuple[Any, PipelineOptions]:
@@ -247,6 +296,10 @@ def run(plan: RunPlan, options: BeamOptions | None = None,
     # Beam logs every postponed annotation of this module at INFO; they tell a user nothing
     logging.getLogger("apache_beam.typehints.native_type_compatibility").setLevel(
         logging.WARNING)
+    if not logging.getLogger().isEnabledFor(logging.DEBUG):
+        # nor do its other INFO lines (state cache sizes, worker start-up): `seqlab -v` shows
+        # them; seqlab reports the run itself
+        logging.getLogger("apache_beam").setLevel(logging.WARNING)
     runner, pipeline_opts = pipeline_options(options or BeamOptions())
     beam_root(plan)
     about = describe(runner, pipeline_opts)
@@ -265,7 +318,10 @@ def run(plan: RunPlan, options: BeamOptions | None = None,
         raise RunError(f"the Beam pipeline ended ({state}) without writing {MANIFEST}",
                        fix="look at the runner's logs for the failed step, then rerun")
     if progress:  # the runner lands everything before the driver hears of it
-        progress.update(manifest.counts)
+        own = manifest.extra.get("attempt")  # a resumed run: what this attempt annotated
+        progress.update(manifest.counts if own is None else {
+            "documents": own["documents"], "tokens": own["words"],
+            "characters": own["characters"]})
     return manifest.to_dict()
 
 

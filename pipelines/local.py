@@ -2,7 +2,9 @@
 
 Each fragment is read and tokenized one or two batches ahead on a background thread while the
 model tags the current batch; its rows stream into one sink (parts of ``--rows-per-part`` rows,
-written a batch at a time) and the fragment is recorded when its last row has landed.
+written a batch at a time) and the fragment is recorded when its last row has landed. Progress
+hears of the text as the forward passes cover it (on the tagging thread, this one) and of the
+rows as they land.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from seqlab.run.annotator import Annotator
 from seqlab.run.finish import finish_run
 from seqlab.run.land import FragmentSink, count
 from seqlab.run.ledger import FragmentLedger
+from seqlab.run.models import tagging_record
 from seqlab.run.plan import RunPlan
 from seqlab.run.work import WorkItem, read_slices
 
@@ -34,7 +37,7 @@ class LocalOptions:
 def run(plan: RunPlan, options: LocalOptions | None = None,
         progress: Progress | None = None) -> dict:
     """Annotate every unfinished fragment of the plan; return the manifest."""
-    annotate = Annotator(plan)
+    annotate = Annotator(plan, on_tagged=getattr(progress, "advance", None))
     ledger = FragmentLedger(plan)
     for item in plan.work:
         sink = FragmentSink(plan, item.fragment.index, 0)
@@ -44,7 +47,7 @@ def run(plan: RunPlan, options: LocalOptions | None = None,
                 progress.update(count(documents, 0))
         if sink.next_row:  # an empty or unreadable fragment is recorded by read_slices
             ledger.add(sink.close())
-    return finish_run(plan, engine="local", extra={"tagging": annotate.tagging()})
+    return finish_run(plan, engine="local", extra={"tagging": tagging_record(annotate)})
 
 
 def _tokenized(annotate: Annotator, plan: RunPlan, item: WorkItem) -> Iterator[pa.RecordBatch]:

@@ -18,10 +18,24 @@ from seqlab.errors import ConfigError, missing_extra
 
 class Progress(Protocol):
     """What engines report progress to: ``start`` once with the characters of text the work
-    holds (None if unknown), then ``update`` with the counters (``seqlab.run.land.count``:
-    documents, tokens (words), characters...) of rows as they land."""
+    holds (None if unknown), ``advance`` with the characters of text the models have just
+    tagged, and ``update`` with the counters (``seqlab.run.land.count``: documents, tokens
+    (words), characters...) of rows as they land.
+
+    ``advance`` is an estimate that moves inside a document: a run over a few long documents
+    lands no row for minutes. ``update``'s counts are exact and replace it: the text of the
+    rows that landed was advanced too, so a progress takes the larger of the two, never their
+    sum. Engines that can report before their end call ``advance`` from their tagging loop
+    (local: the tagging thread; Ray: the tagging actors, through a relay actor the driver
+    polls). Beam does not: its local FnApiRunner runs the whole pipeline inside
+    ``pipeline.run()``, and its DoFns run pickled, in worker processes or remote workers, so
+    the driver hears of the run only at its end and calls ``update`` once, with the manifest's
+    counts. ``advance`` may be called from any thread; a progress object without it (an older
+    implementation) gets ``update`` only."""
 
     def start(self, expected_characters: int | None) -> None: ...
+
+    def advance(self, characters: int) -> None: ...
 
     def update(self, counts: Mapping[str, int]) -> None: ...
 

@@ -37,8 +37,7 @@ def add_precision_flag(p: argparse.ArgumentParser) -> None:
     ``seqlab evaluate``)."""
     p.add_argument("--precision", "--dtype", dest="precision", metavar="P",
                    help="what the model runs in: auto, fp32, bf16, fp16 or int8 (int8: CPU "
-                   "only: ONNX Runtime, pip install 'seqlab[onnx]', see seqlab.models.quantize; "
-                   "--dtype "
-                   "names such as float32 also work). "
+                   "only, on ONNX Runtime (see seqlab.models.quantize); --dtype names such as "
+                   "float32 also work). "
                    "Default auto: bf16 on GPU; on CPU int8 where the model's seqlab.json "
                    "records that int8 was measured not to lose, else fp32")

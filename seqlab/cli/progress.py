@@ -9,7 +9,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 from rich.console import Console
@@ -17,7 +19,7 @@ from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, Ta
 from rich.table import Table
 from rich.text import Text
 
-from seqlab.store.manifest import Manifest
+from seqlab.store.manifest import IncrementalRun, Manifest
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +62,15 @@ class _Rate(ProgressColumn):
 
 
 class _Share(ProgressColumn):
-    """``41% of 12.3 M characters, ETA 3:05`` while the total is known."""
+    """``41% of 12.3 M characters, ETA 3:05`` (``1.2 M characters`` while the total is
+    unknown), from the run's progress."""
+
+    def __init__(self, owner: RunProgress) -> None:
+        super().__init__()
+        self.owner = owner
 
     def render(self, task: Task) -> Text:
-        if not task.total:
-            return Text("")
-        return Text(_share(task.completed, task.total, task.elapsed or 0.0))
+        return Text(self.owner.share())
 
 
 def _count(value: int, elapsed: float, unit: str) -> str:
@@ -77,18 +82,20 @@ def _count(value: int, elapsed: float, unit: str) -> str:
     return f"{value:,} {unit} ({rate:,.0f}/s)"
 
 
-def _share(done: float, total: float, elapsed: float) -> str:
-    """The part of the text done, its size, and the time left at the rate so far.
+def _share(done: float, total: float | None, left_s: float | None) -> str:
+    """The part of the text done, its size, and the time left (None: not known yet).
 
-    >>> _share(2_500_000, 10_000_000, 60.0)
+    >>> _share(2_500_000, 10_000_000, 180.0)
     '25% of 10.0 M characters, ETA 3:00'
-    >>> _share(0, 10_000_000, 5.0)
+    >>> _share(0, 10_000_000, None)
     '0% of 10.0 M characters, ETA -'
+    >>> _share(1_234_567, None, None)
+    '1.2 M characters'
     """
-    done = min(done, total)
-    left = (total - done) * elapsed / done if done and elapsed > 0 else None
-    eta = "-" if left is None else f"{int(left // 60)}:{int(left % 60):02d}"
-    return f"{done / total:.0%} of {total / 1e6:,.1f} M characters, ETA {eta}"
+    if not total:
+        return f"{done / 1e6:,.1f} M characters"
+    eta = "-" if left_s is None else f"{int(left_s // 60)}:{int(left_s % 60):02d}"
+    return f"{min(done, total) / total:.0%} of {total / 1e6:,.1f} M characters, ETA {eta}"
 
 
 class RunProgress:
@@ -96,8 +103,15 @@ class RunProgress:
     known up front: Parquet footers, file sizes), documents and words with their rates. A live
     line on a terminal; elsewhere (a log file, a CI job, a Ray or Beam driver's log) a log line
     every ``every_s`` seconds, since a redrawn line would be either invisible or thousands of
-    lines of noise there. Characters are the unit that moves: a run over a few long
-    documents lands no document for minutes but moves through their text."""
+    lines of noise there, and one more with the totals when the run ends.
+
+    Characters are the unit that moves: a run over a few long documents lands no document for
+    minutes but moves through their text. ``advance`` hears of text as the models tag it (an
+    estimate: a retried batch is tagged twice), ``update`` of the rows that landed (exact);
+    the text done is the larger of the two, never their sum. The characters shown never go
+    backwards and never pass the expected total; documents and words are the landed rows'
+    only. The ETA comes from the rate since the text first moved, so model loading does not
+    inflate it. A run that ends cleanly ends at 100% of the characters that landed."""
 
     def __init__(self, enabled: bool = True, every_s: float = 30.0,
                  target: Console | None = None) -> None:
@@ -105,15 +119,18 @@ class RunProgress:
         self.enabled = enabled
         self.live = enabled and self.console.is_terminal
         self.every_s = every_s
-        self.docs = self.words = self.characters = 0
+        self.docs = self.words = self.characters = 0  # landed rows'
+        self.tagged = 0  # characters the models reported tagging (an estimate: see advance)
+        self.shown = 0  # characters shown: never backwards, never past the expected total
+        self.first_move: tuple[float, int] | None = None  # (time, characters) of the first
         self.expected: int | None = None
         self.started = time.monotonic()
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._logger: threading.Thread | None = None
         self.progress = Progress(SpinnerColumn(), TextColumn("annotating"), BarColumn(),
-                                 _Share(), _Rate("docs", "documents"), _Rate("words", "words"),
-                                 console=self.console, transient=True)
+                                 _Share(self), _Rate("docs", "documents"),
+                                 _Rate("words", "words"), console=self.console, transient=True)
         self.task = None
 
     def __enter__(self) -> RunProgress:
@@ -128,11 +145,26 @@ class RunProgress:
         return self
 
     def start(self, expected_characters: int | None) -> None:
-        """The run's plan is made: this much text is to be annotated (None: unknown)."""
-        self.expected = expected_characters or None
-        self.started = time.monotonic()
+        """The run's plan is made: this much text is to be annotated (None: unknown). The
+        counts start over (``seqlab.annotate`` may run an earlier day's unfinished run of an
+        incremental table first, then the day's)."""
+        with self._lock:
+            self.expected = expected_characters or None
+            self.docs = self.words = self.characters = self.tagged = self.shown = 0
+            self.first_move = None
+            self.started = time.monotonic()
         if self.task is not None:
             self.progress.reset(self.task, total=self.expected, docs=0, words=0)
+
+    def advance(self, characters: int) -> None:
+        """The models have tagged this many more characters of text; called from engine
+        threads. The text done is the larger of what was tagged and what landed: the tagged
+        text of rows that landed is in both, never counted twice, whichever is heard of
+        first (a Ray driver may hear of a batch's last passes after its rows landed)."""
+        with self._lock:
+            self.tagged += characters
+            self._move()
+        self._refresh()
 
     def update(self, counts: Mapping[str, int]) -> None:
         """Counters of rows that landed (``seqlab.run.land.count``); called from engine
@@ -141,26 +173,66 @@ class RunProgress:
             self.docs += counts.get("documents", 0)
             self.words += counts.get("tokens", 0)
             self.characters += counts.get("characters", 0)
-            docs, words, characters = self.docs, self.words, self.characters
+            self._move()
+        self._refresh()
+
+    def _move(self) -> None:
+        """The characters shown, from the landed ones and the estimate (under the lock)."""
+        done = max(self.characters, self.tagged)
+        if self.expected:
+            done = min(done, self.expected)
+        if done > self.shown:
+            self.shown = done
+            if self.first_move is None:
+                self.first_move = (time.monotonic(), done)
+
+    def _refresh(self) -> None:
         if self.task is not None:
-            self.progress.update(self.task, completed=characters, docs=docs, words=words)
+            self.progress.update(self.task, completed=self.shown, docs=self.docs,
+                                 words=self.words)
+
+    def eta_s(self) -> float | None:
+        """Seconds left at the rate since the text first moved; None until a rate is known."""
+        if self.expected and self.shown >= self.expected:
+            return 0.0
+        if not self.expected or self.first_move is None:
+            return None
+        since, at = self.first_move
+        elapsed, moved = time.monotonic() - since, self.shown - at
+        if moved <= 0 or elapsed <= 0:
+            return None
+        return (self.expected - self.shown) * elapsed / moved
+
+    def share(self) -> str:
+        """The text done (nothing while neither its total nor any of it is known)."""
+        if not self.expected and not self.shown:
+            return ""
+        return _share(self.shown, self.expected, self.eta_s())
 
     def line(self) -> str:
         elapsed = time.monotonic() - self.started
-        share = f"{_share(self.characters, self.expected, elapsed)}; " if self.expected else ""
-        return (f"annotated {share}{_count(self.docs, elapsed, 'documents')}, "
+        share = self.share()
+        return (f"annotated {share + '; ' if share else ''}"
+                f"{_count(self.docs, elapsed, 'documents')}, "
                 f"{_count(self.words, elapsed, 'words')} in {elapsed:,.0f} s")
 
     def _log_every(self) -> None:
         while not self._stop.wait(self.every_s):
             log.info("%s", self.line())
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
+        if exc_type is None:  # all of the text landed: the share ends at 100% of it
+            with self._lock:
+                self.shown = self.characters
+                self.expected = self.characters if self.expected else None
+            self._refresh()
         if self.live:
             self.progress.stop()
         if self._logger is not None:
             self._stop.set()
             self._logger.join()
+            if exc_type is None:
+                log.info("%s", self.line())
 
 
 def status_rows(counts: dict[str, int]) -> list[tuple[str, str]]:
@@ -182,6 +254,57 @@ def _breakdown(statuses: dict[str, int]) -> str:
     return f"{total}  ({', '.join(parts)})" if parts else total
 
 
+def _plural(n: int, noun: str) -> str:
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
+def superseded(increment: IncrementalRun) -> str:
+    """The input files whose earlier annotation this run took out of the table, with the
+    earlier files (parts of every table) that held it.
+
+    >>> superseded(IncrementalRun("k", 3, ("b.parquet",), (), (
+    ...     "aggregates/x.parquet", "documents/x.parquet", "mentions/x.parquet")))
+    '1 input file (annotated again); 3 earlier files (aggregates 1, documents 1, mentions 1)'
+    >>> superseded(IncrementalRun("k", 3, (), (), ()))
+    '0 input files'
+    """
+    inputs = len(increment.replaced) + len(increment.pruned)
+    why = [f"{len(names):,} {reason}" if inputs > len(names) else reason
+           for names, reason in ((increment.replaced, "annotated again"),
+                                 (increment.pruned, "gone, pruned")) if names]
+    text = _plural(inputs, "input file") + (f" ({', '.join(why)})" if why else "")
+    if increment.superseded:
+        tables = Counter(path.split("/", 1)[0] for path in increment.superseded)
+        text += (f"; {_plural(len(increment.superseded), 'earlier file')} ("
+                 + ", ".join(f"{t} {n:,}" for t, n in sorted(tables.items())) + ")")
+    return text
+
+
+def rate_rows(manifest: Manifest, words: int, elapsed: float) -> list[tuple[str, str]]:
+    """The time and words/s rows: ``elapsed`` is this attempt's time. A resumed run's words
+    were partly annotated by earlier attempts: this attempt's rate counts the words it
+    annotated itself (the manifest's ``attempt`` section), and the whole run's counts all of
+    them over the time from the first attempt's start to the end, the time between attempts
+    included (an attempt that stopped early did not say when)."""
+    this = manifest.extra.get("attempt") or {}
+    attempts = max(len(manifest.attempts), int(this.get("number", 1)))
+    if attempts <= 1:
+        return [("time", f"{elapsed:,.1f} s"),
+                ("words/s", f"{words / elapsed:,.0f}" if elapsed > 0 else "-")]
+    rows = [("time", f"{elapsed:,.1f} s (attempt {attempts} of {attempts})")]
+    if "words" in this and elapsed > 0:
+        rows.append(("words/s", f"{this['words'] / elapsed:,.0f} in this attempt "
+                     f"({this['words']:,} words in {elapsed:,.1f} s)"))
+    else:  # a manifest that does not say what this attempt annotated
+        rows.append(("words/s", "- in this attempt"))
+    span = (datetime.fromisoformat(manifest.finished_at)
+            - datetime.fromisoformat(manifest.processed_at)).total_seconds()
+    rows.append(("whole run", f"{words / span:,.0f} words/s ({words:,} words over "
+                 f"{attempts} attempts, {span:,.0f} s from the first start to the end, the "
+                 "time between attempts included)" if span > 0 else "-"))
+    return rows
+
+
 def print_summary(manifest: Manifest | Mapping[str, Any], elapsed: float) -> None:
     """The run's summary table: ``manifest`` as ``annotate`` returns it, or read."""
     if not isinstance(manifest, Manifest):
@@ -199,7 +322,7 @@ def print_summary(manifest: Manifest | Mapping[str, Any], elapsed: float) -> Non
         table.add_row("run date", str(manifest.run_date))
         table.add_row("input files", f"{len(manifest.inputs):,} annotated, "
                       f"{increment.unchanged:,} unchanged")
-        table.add_row("superseded", f"{len(increment.superseded):,} earlier files")
+        table.add_row("superseded", superseded(increment))
     table.add_row("documents", f"{manifest.rows.written:,}")
     for name, value in status_rows(counts):
         table.add_row(name, value)
@@ -209,8 +332,8 @@ def print_summary(manifest: Manifest | Mapping[str, Any], elapsed: float) -> Non
     table.add_row("entities", f"{counts.get('entities', 0):,}")
     if "frames" in counts:  # a run with a semantic role labeller
         table.add_row("frames", f"{counts['frames']:,}")
-    table.add_row("time", f"{elapsed:,.1f} s")
-    table.add_row("words/s", f"{words / elapsed:,.0f}" if elapsed > 0 else "-")
+    for name, value in rate_rows(manifest, words, elapsed):
+        table.add_row(name, value)
     if manifest.quarantined:
         table.add_row("WARNING", f"{len(manifest.quarantined):,} files no manifest listed "
                       "moved to _quarantine/ (seqlab verify checks the table)")

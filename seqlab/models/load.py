@@ -1,60 +1,44 @@
 """Load a token-classification model: local directory, hub id, fsspec URL or a shipped name.
 
 Models load from safetensors only, and remote code runs only when the caller asks for it.
+torch, transformers and huggingface_hub are imported by the functions that use them: int8 on
+ONNX Runtime from a cached graph runs on tokenizers and onnxruntime alone
+(``seqlab.models.light``).
 """
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import logging
 import os
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
-from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
 import fsspec
-import torch
-from huggingface_hub import HfApi, try_to_load_from_cache
-from huggingface_hub import constants as hf_constants
-from huggingface_hub.errors import (
-    GatedRepoError,
-    HfHubHTTPError,
-    HFValidationError,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
-from huggingface_hub.utils import validate_repo_id
-from transformers import (
-    AutoConfig,
-    AutoModelForTokenClassification,
-    AutoTokenizer,
-    PreTrainedModel,
-    PreTrainedTokenizerBase,
-)
 
 from seqlab.config import normalize_precision
 from seqlab.errors import ConfigError, ModelError
 from seqlab.labels import LabelSet
+from seqlab.models.hub import (  # noqa: F401 - OFFLINE_VARIABLES, hub_status: also named here
+    OFFLINE_VARIABLES,
+    hub_model,
+    hub_status,
+    looks_like_path,
+    missing_directory,
+)
+from seqlab.models.light import cached_tokenizer, cuda_possible, read_config, remember_tokenizer
 from seqlab.models.metadata import ModelMetadata, read_metadata
 from seqlab.models.quantize import int8_recipe, onnxruntime_available, require_backend
-from seqlab.models.shipped import (
-    ADAPTER_CONFIG,
-    load_adapter_model,
-    shipped_model_dir,
-    shipped_names,
-)
+from seqlab.models.shipped import ADAPTER_CONFIG, shipped_model_dir
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
 CACHE_DIR = Path(os.environ.get("SEQLAB_CACHE", Path.home() / ".cache" / "seqlab"))
-
-OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-
-# The one request that tells whether a hub model exists: a hub that has not answered in this
-# long counts as out of reach.
-HUB_TIMEOUT = 5.0
 
 
 @dataclass(frozen=True)
@@ -72,32 +56,57 @@ class ModelSpec:
 @dataclass
 class LoadedModel:
     model: PreTrainedModel  # or, in int8 on ONNX Runtime, a seqlab.models.quantize.OnnxTagger
-    tokenizer: PreTrainedTokenizerBase
+    tokenizer: PreTrainedTokenizerBase  # or, from the cache, a seqlab.models.light one
     labels: LabelSet
     name: str
     revision: str
-    device: torch.device
+    device: torch.device | str  # "cpu" where ONNX Runtime runs the model
     metadata: ModelMetadata = field(default_factory=ModelMetadata)  # its seqlab.json
     precision: str = "fp32"  # what the forward pass runs in: fp32, bf16, fp16 or int8
 
+    @property
+    def backend(self) -> str:
+        """What runs the forward pass: ``onnxruntime`` or ``torch``."""
+        return "onnxruntime" if hasattr(self.model, "session") else "torch"
 
-def resolve_device(device: str) -> torch.device:
+    def describe(self) -> dict[str, Any]:
+        """How its forward pass runs, as the manifest records it: precision, backend and,
+        in int8, the recipe (``seqlab.json`` ``precision.int8``: backend, layers kept fp32)."""
+        recipe = int8_recipe(self.metadata) if self.precision == "int8" else None
+        return {"precision": self.precision, "backend": self.backend,
+                "recipe": None if recipe is None else {k: recipe[k] for k in ("backend", "skip")}}
+
+
+def device_name(device: str) -> str:
+    """``--device`` settled: ``auto`` is ``cuda`` where torch sees a CUDA device, else
+    ``cpu``. torch is asked only where a GPU driver is installed (``cuda_possible``)."""
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(
-            f"--device {device} was asked for but torch sees no CUDA device",
-            fix="pass --device cpu, or install a CUDA build of torch on a GPU machine",
-        )
-    return torch.device(device)
+        if not cuda_possible():
+            return "cpu"
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"--device {device} was asked for but torch sees no CUDA device",
+                fix="pass --device cpu, or install a CUDA build of torch on a GPU machine",
+            )
+    return device
 
 
-TORCH_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
-                # int8 loads in fp32, then seqlab.models.quantize converts it
-                "int8": torch.float32}
+def torch_dtype(precision: str) -> torch.dtype:
+    """The dtype a torch model loads in (int8 loads in fp32, then seqlab.models.quantize
+    converts it)."""
+    import torch
+
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16,
+            "int8": torch.float32}[precision]
 
 
-def resolve_precision(precision: str, device: torch.device,
+def resolve_precision(precision: str, device: torch.device | str,
                       metadata: ModelMetadata | dict) -> str:
     """What the forward pass runs in. ``auto``: bf16 on GPU (fp16 where bf16 is missing); on
     CPU int8 where the model's ``seqlab.json`` records (``precision.cpu``) that int8 was
@@ -106,17 +115,20 @@ def resolve_precision(precision: str, device: torch.device,
     int8 is a CPU path (``seqlab.models.quantize``)."""
     precision = normalize_precision(precision)
     metadata = ModelMetadata.of(metadata)
+    kind = str(device).split(":")[0]
     if precision == "auto":
-        if device.type == "cuda":
+        if kind == "cuda":
+            import torch
+
             return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
         if metadata.cpu_precision != "int8":
             return "fp32"
         if int8_recipe(metadata)["backend"] == "onnxruntime" and not onnxruntime_available():
-            log.info("precision auto: fp32, since int8 runs on ONNX Runtime, which is not "
-                     "installed (pip install 'seqlab[onnx]')")
+            log.warning("precision auto: fp32, since int8 runs on ONNX Runtime, which is not "
+                        "installed (pip install onnxruntime onnx: seqlab depends on them)")
             return "fp32"
         return "int8"
-    if precision == "int8" and device.type != "cpu":
+    if precision == "int8" and kind != "cpu":
         raise ConfigError(f"--precision int8 runs on CPU only, not on {device}",
                           fix="pass --precision bf16 (or auto) on a GPU, or --device cpu")
     if precision == "int8":
@@ -158,122 +170,20 @@ def copied_model(url: str, revision: str | None) -> str:
     return str(target)
 
 
-def looks_like_path(name: str) -> bool:
-    """Whether ``name`` can only mean a local path, not a hub id (``name`` or ``org/name``): it
-    starts as paths do, breaks the hub's rules for ids (more than one ``/``, a space, ``--``),
-    or its first part is a directory here (``models/ner-v2`` with ``models/`` present).
-
-    >>> [looks_like_path(n) for n in ("nerr", "dslim/bert-base-NER", "./m", "../m", "/m", "~/m")]
-    [False, False, True, True, True, True]
-    >>> looks_like_path("runs/2024/ner"), looks_like_path("my model"), looks_like_path("C:/m")
-    (True, True, True)
-    """
-    if name.startswith(("/", "~", ".")) or not is_hub_id(name):
-        return True
-    return "/" in name and os.path.isdir(name.split("/")[0])
-
-
-def is_hub_id(name: str) -> bool:
-    """Whether the hub would take ``name`` as a model id (its own rules, not a lookup)."""
-    try:
-        validate_repo_id(name)
-    except HFValidationError:
-        return False
-    return True
-
-
-def missing_directory(path: str) -> ModelError:
-    """The error for a model path that does not exist: which part is missing, and the name
-    that part most likely has."""
-    wanted = Path(path)
-    missing = next(p for p in (wanted, *wanted.parents) if p.parent.exists())
-    where = "" if missing == wanted else f": there is no {missing}"
-    siblings = [p.name for p in missing.parent.iterdir() if p.is_dir()] \
-        if missing.parent.is_dir() else []
-    close = difflib.get_close_matches(missing.name, siblings, n=1)
-    fix = f"did you mean {missing.with_name(close[0])}? " if close else ""
-    return ModelError(f"the model directory {path} does not exist{where}",
-                      fix=fix + "pass an existing directory (it holds config.json and the "
-                      f"weights), a shipped name ({', '.join(shipped_names())}), a hub id or an "
-                      "fsspec URL")
-
-
-def hub_offline() -> bool:
-    """Whether the hub is off limits: HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set (now, or
-    when huggingface_hub read them at import)."""
-    return hf_constants.HF_HUB_OFFLINE or any(
-        os.environ.get(name, "").strip().upper() in ("1", "ON", "YES", "TRUE")
-        for name in OFFLINE_VARIABLES)
-
-
-def hub_model(name: str, revision: str | None) -> str:
-    """``name`` as a hub id once one quick request (or the cache, offline) says it can be had.
-
-    Left to transformers, a name on an unreachable hub costs most of a minute of retries before
-    the error, and a mistyped name offline is reported as a missing connection.
-    """
-    cached = try_to_load_from_cache(name, "config.json", revision=revision)
-    cached = cached if isinstance(cached, str) else None
-    if hub_offline():
-        if cached:
-            return name
-        raise unknown_model(name, "a model in the hub cache (the hub is not asked: "
-                            "HF_HUB_OFFLINE or TRANSFORMERS_OFFLINE is set)",
-                            "or unset HF_HUB_OFFLINE and TRANSFORMERS_OFFLINE to download it")
-    status, detail = hub_status(name, revision)
-    if status == "found":
-        return name
-    if status == "unreachable" and cached:
-        log.warning("the hub cannot be reached (%s): %s loads from the cache", detail, name)
-        return str(Path(cached).parent)
-    if status == "unreachable":
-        raise unknown_model(name, f"a cached hub model, and {hf_constants.ENDPOINT} "
-                            f"cannot be reached ({detail})",
-                            "or check the network connection (proxies, HF_ENDPOINT)")
-    if status == "no_revision":
-        raise ModelError(f"the hub model {name} has no revision {revision!r}",
-                         fix="pass --model-revision with a branch, tag or commit of it")
-    raise unknown_model(name, "a model on the hub",
-                        "or check the hub id (org/name); a private model needs `hf auth login`")
-
-
-@lru_cache(maxsize=32)
-def hub_status(name: str, revision: str | None) -> tuple[str, str]:
-    """``("found" | "missing" | "no_revision" | "unreachable", detail)`` from one request to
-    the hub, without retries, remembered for the process (a run resolves its model several
-    times). An answer other than not-found (gated, rate-limited, server error) counts as found:
-    transformers reports those better."""
-    try:
-        HfApi().model_info(name, revision=revision, timeout=HUB_TIMEOUT)
-    except GatedRepoError:
-        return "found", "gated"
-    except RepositoryNotFoundError:
-        return "missing", ""
-    except RevisionNotFoundError:
-        return "no_revision", ""
-    except HfHubHTTPError as exc:
-        return "found", str(exc)
-    except Exception as exc:  # noqa: BLE001 - a failure of any kind to get an answer
-        return "unreachable", str(exc) or type(exc).__name__
-    return "found", ""
-
-
-def unknown_model(name: str, reason: str, otherwise: str) -> ModelError:
-    """The error for a name that is no model anywhere, with the shipped name it is close to."""
-    names = shipped_names()
-    close = difflib.get_close_matches(name.lower(), names, n=1)
-    fix = f"did you mean {close[0]!r}? " if close else ""
-    return ModelError(
-        f"{name!r} is not a shipped model ({', '.join(names)}), a local directory or {reason}",
-        fix=fix + "pass a shipped name, a model directory, a hub id or an fsspec URL, "
-        + otherwise)
-
-
-def load_tokenizer(name: str, revision: str | None = None,
-                   trust_remote_code: bool = False) -> PreTrainedTokenizerBase:
+def load_tokenizer(name: str, revision: str | None = None, trust_remote_code: bool = False,
+                   cached: bool = False) -> PreTrainedTokenizerBase:
+    """The model's fast tokenizer. ``cached``: what annotating asks of it is enough (the
+    tokenize stage's and the tag stage's needs): a local model directory's tokenizer is then
+    read from ``CACHE_DIR/tokenizers`` without transformers where an earlier load stored it
+    (``seqlab.models.light``), and stored there otherwise."""
     source = local_model_dir(name, revision)
+    light = cached and not trust_remote_code and Path(source).is_dir()
+    if light and (found := cached_tokenizer(CACHE_DIR / "tokenizers", source)) is not None:
+        return found
+    from transformers import AutoTokenizer
+
     try:
-        return AutoTokenizer.from_pretrained(
+        tokenizer = AutoTokenizer.from_pretrained(
             source, revision=revision, use_fast=True, trust_remote_code=trust_remote_code
         )
     except (OSError, ValueError) as exc:
@@ -281,19 +191,45 @@ def load_tokenizer(name: str, revision: str | None = None,
             f"cannot load a tokenizer from {name!r}: {exc}",
             fix="pass a local model directory, an fsspec URL or a hub id that is reachable",
         ) from exc
+    if light:
+        remember_tokenizer(CACHE_DIR / "tokenizers", source, tokenizer)
+    return tokenizer
+
+
+def load_config(name: str, source: str, revision: str | None,
+                trust_remote_code: bool = False) -> Any:
+    """The model's config as far as a run needs it (``id2label``, the hub commit): read as
+    JSON from a local directory (``seqlab.models.light.read_config``), through transformers'
+    ``AutoConfig`` for hub ids and with remote code."""
+    try:
+        config = None if trust_remote_code else read_config(source)
+        if config is None:
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(source, revision=revision,
+                                                trust_remote_code=trust_remote_code)
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"cannot read the model config of {name!r}: {exc}",
+                         fix="pass a model directory or hub id with a config.json") from exc
+    return config
 
 
 def load_model(spec: ModelSpec) -> LoadedModel:
-    """Load model and tokenizer once; the tag stage then only runs forward passes."""
+    """Load model and tokenizer once; the tag stage then only runs forward passes. int8 on
+    ONNX Runtime from a cached graph imports neither torch nor transformers."""
     source = local_model_dir(spec.name, spec.revision)
-    tokenizer = load_tokenizer(spec.name, spec.revision, spec.trust_remote_code)
-    device = resolve_device(spec.device)
     metadata = read_metadata(source)
+    device: Any = device_name(spec.device)
     precision = resolve_precision(spec.precision, device, metadata)
-    if precision == "int8" and int8_recipe(metadata)["backend"] == "onnxruntime":
+    onnx = precision == "int8" and int8_recipe(metadata)["backend"] == "onnxruntime"
+    tokenizer = load_tokenizer(spec.name, spec.revision, spec.trust_remote_code, cached=onnx)
+    if onnx:
         model, revision = load_onnx_int8(spec, source, metadata)
     else:
-        model = load_torch_model(spec, source, metadata, TORCH_DTYPES[precision])
+        import torch
+
+        device = torch.device(device)
+        model = load_torch_model(spec, source, metadata, torch_dtype(precision))
         model.to(device).eval()
         if precision == "int8":
             from seqlab.models.quantize import quantize_model
@@ -318,6 +254,10 @@ def load_model(spec: ModelSpec) -> LoadedModel:
 def load_torch_model(spec: ModelSpec, source: str, metadata: ModelMetadata,
                      dtype: torch.dtype) -> PreTrainedModel:
     """The torch token classifier at ``source`` (a shipped adapter merged into its base)."""
+    from transformers import AutoModelForTokenClassification
+
+    from seqlab.models.shipped import load_adapter_model
+
     try:
         if (Path(source) / ADAPTER_CONFIG).is_file():
             return load_adapter_model(source, metadata, dtype)
@@ -343,26 +283,22 @@ def load_onnx_int8(spec: ModelSpec, source: str, metadata: ModelMetadata):
     graph, never the torch weights."""
     from seqlab.models.quantize import OnnxTagger, int8_graph
 
-    try:
-        config = AutoConfig.from_pretrained(source, revision=spec.revision,
-                                            trust_remote_code=spec.trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot load the config of {spec.name!r}: {exc}",
-                         fix="pass a directory or hub id of a token-classification model") \
-            from exc
-    revision = model_revision(source, spec.revision, SimpleNamespace(config=config))
+    config = load_config(spec.name, source, spec.revision, spec.trust_remote_code)
+    revision = model_revision(source, spec.revision, config)
     graph = int8_graph(CACHE_DIR / "onnx", revision, int8_recipe(metadata),
-                       lambda: load_torch_model(spec, source, metadata, torch.float32))
+                       lambda: load_torch_model(spec, source, metadata, torch_dtype("fp32")))
     return OnnxTagger(graph, config), revision
 
 
-def model_revision(source: str, revision: str | None, model: PreTrainedModel) -> str:
-    """A revision string that changes when the weights do.
+def model_revision(source: str, revision: str | None, model: Any) -> str:
+    """A revision string that changes when the weights do. ``model``: the model, or its
+    config.
 
     Hub models report their commit hash; local directories are identified by the hash of
     their config and weight files.
     """
-    commit = getattr(model.config, "_commit_hash", None)
+    config = getattr(model, "config", model)
+    commit = getattr(config, "_commit_hash", None)
     if commit:
         return commit
     if revision:

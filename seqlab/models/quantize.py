@@ -2,14 +2,15 @@
 
 Two backends, chosen by the model's recipe (``seqlab.json`` ``precision.int8.backend``):
 
-- ``onnxruntime`` (the default, ``pip install 'seqlab[onnx]'``): the fp32 checkpoint is
+- ``onnxruntime`` (the default; onnxruntime and onnx come with seqlab): the fp32 checkpoint is
   exported to ONNX (``torch.onnx.export``) and quantized by ONNX Runtime's
   ``quantize_dynamic``: weights int8 with one scale per output channel, activations uint8
   with a scale and zero point taken on the fly for each micro-batch. ONNX Runtime then fuses
   the quantize, integer matrix multiply and rescale into one kernel. The graph is built once
   per model revision and recipe at load time and cached on disk
   (``$SEQLAB_CACHE/onnx/KEY/model.int8.onnx``); later loads read it without touching the
-  torch weights.
+  torch weights, and the tag stage feeds it numpy arrays: a run on a cached graph imports
+  neither torch nor transformers' model code (``seqlab.models.light``).
 - ``torch``: torch's dynamically quantized ``nn.Linear`` (fbgemm/x86), per-channel weights.
 
 Linear layers whose module names match a pattern of the recipe's ``skip`` (regular
@@ -28,22 +29,28 @@ choices make them move on GPU); labels rarely do.
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import inspect
 import json
 import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import torch
-from torch import nn
+import numpy as np
 
 from seqlab.errors import ConfigError
 from seqlab.models.metadata import INT8_BACKENDS, ModelMetadata
+
+if TYPE_CHECKING:  # torch is imported where a torch model is built or run, not by the int8 path
+    import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +63,8 @@ BACKENDS = INT8_BACKENDS  # checked when seqlab.json is read
 # F1 (benchmarks/precision.py measures every recipe; the README has the table).
 SKIP: tuple[str, ...] = ("classifier", r"\.output\.dense$")
 DEFAULT_SKIP = {"onnxruntime": ("classifier",), "torch": SKIP}
-INSTALL_FIX = "pip install 'seqlab[onnx]' (onnxruntime and onnx), or pass --precision fp32"
+INSTALL_FIX = ("pip install onnxruntime onnx (dependencies of seqlab that this environment "
+               "lacks), or pass --precision fp32")
 # Bumped when the way graphs are built changes, so that cached graphs are rebuilt.
 GRAPH_FORMAT = 1
 OPSET = 17
@@ -82,13 +90,14 @@ def int8_recipe(metadata: ModelMetadata | dict) -> dict:
 
 
 def onnxruntime_available() -> bool:
-    """Whether the ``onnxruntime`` backend can run here (onnxruntime and onnx installed)."""
+    """Whether the ``onnxruntime`` backend can run here (onnxruntime and onnx installed).
+    Asked of the import system without importing them: onnx alone takes a second to import,
+    and a run on a cached graph never needs it."""
     try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
+        return all(importlib.util.find_spec(name) is not None
+                   for name in ("onnxruntime", "onnx"))
+    except (ImportError, ValueError):  # a module set to None in sys.modules, or no spec
         return False
-    return True
 
 
 def require_backend(recipe: dict) -> None:
@@ -100,6 +109,8 @@ def require_backend(recipe: dict) -> None:
 
 def quantizable_layers(model: nn.Module, skip: list[str] | tuple[str, ...]) -> list[str]:
     """Names of the ``nn.Linear`` modules of ``model`` that no pattern of ``skip`` matches."""
+    from torch import nn
+
     patterns = [re.compile(pattern) for pattern in skip]
     return [name for name, module in model.named_modules()
             if isinstance(module, nn.Linear) and not any(p.search(name) for p in patterns)]
@@ -111,6 +122,7 @@ def quantize_model(model: nn.Module, metadata: ModelMetadata | dict | None = Non
     linear, following the model's recipe (``int8_recipe``; its ``skip``, the torch default
     when it names none). ``inplace``: convert ``model`` itself rather than a copy (no second
     copy of the weights in memory while converting)."""
+    import torch
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
     skip = list(ModelMetadata.of(metadata).int8.get("skip", SKIP))
@@ -131,20 +143,33 @@ def quantize_model(model: nn.Module, metadata: ModelMetadata | dict | None = Non
 # ---------------------------------------------------------------------------- ONNX Runtime
 
 
+def session_threads() -> int:
+    """Threads for an ONNX Runtime session: as many as the torch path would use. torch's own
+    count where torch is imported (a caller may have set it, as Beam's workers do), else
+    ``OMP_NUM_THREADS``, else 0: ONNX Runtime's default of one per physical core, which is
+    torch's default too."""
+    if "torch" in sys.modules:
+        return sys.modules["torch"].get_num_threads()
+    value = os.environ.get("OMP_NUM_THREADS", "").strip()
+    return int(value) if value.isdigit() else 0
+
+
 class OnnxTagger:
-    """An ONNX Runtime session that is called as the torch tagger is:
-    ``tagger(input_ids=..., attention_mask=..., token_type_ids=...).logits``, torch tensors in
-    and out. Inputs the graph has but the call leaves out (token type ids of a model without a
-    case feature) run as zeros; inputs the graph lacks are ignored. Each call is one session
-    run: ``seqlab.stages.tag.Tagger`` bounds its size, which bounds what ONNX Runtime's arena
+    """An ONNX Runtime session that runs as the torch tagger does. ``run`` takes numpy arrays
+    by input name and gives the logits as a numpy array (what the tag stage calls: no torch
+    anywhere); called as the torch tagger is, ``tagger(input_ids=..., attention_mask=...,
+    token_type_ids=...).logits``, it takes and gives torch tensors. Inputs the graph has but
+    the call leaves out (token type ids of a model without a case feature) run as zeros;
+    inputs the graph lacks are ignored. Each call is one session run:
+    ``seqlab.stages.tag.Tagger`` bounds its size, which bounds what ONNX Runtime's arena
     keeps."""
 
-    def __init__(self, path: str | Path, config, threads: int | None = None) -> None:
+    def __init__(self, path: str | Path, config: Any, threads: int | None = None) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
         # as many threads as the torch path would use, one operator at a time
-        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.intra_op_num_threads = threads or session_threads()
         options.inter_op_num_threads = 1
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         self.path = str(path)
@@ -153,26 +178,32 @@ class OnnxTagger:
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.config = config
 
+    def run(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+        """The logits (float32, rows x length x labels) of integer arrays by input name."""
+        ids = inputs["input_ids"]
+        feeds = {}
+        for name in self.input_names:
+            value = inputs.get(name)
+            if value is None:
+                value = np.ones_like(ids) if name == "attention_mask" else np.zeros_like(ids)
+            feeds[name] = np.asarray(value).astype(np.int64, copy=False)
+        return self.session.run(["logits"], feeds)[0]
+
     def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None,
                  **inputs: torch.Tensor):
+        import torch
         from transformers.modeling_outputs import TokenClassifierOutput
 
         given = {"input_ids": input_ids, "attention_mask": attention_mask, **inputs}
-        feeds = {}
-        for name in self.input_names:
-            value = given.get(name)
-            if value is None:
-                value = torch.ones_like(input_ids) if name == "attention_mask" \
-                    else torch.zeros_like(input_ids)
-            feeds[name] = value.detach().cpu().numpy().astype("int64", copy=False)
-        logits = self.session.run(["logits"], feeds)[0]
-        return TokenClassifierOutput(logits=torch.from_numpy(logits))
+        arrays = {name: value.detach().cpu().numpy() for name, value in given.items()
+                  if value is not None}
+        return TokenClassifierOutput(logits=torch.from_numpy(self.run(arrays)))
 
     def eval(self) -> OnnxTagger:
         return self
 
     def to(self, device) -> OnnxTagger:
-        if torch.device(device).type != "cpu":
+        if str(device).split(":")[0] != "cpu":
             raise ConfigError("the ONNX Runtime int8 model runs on CPU only",
                               fix="pass --device cpu, or --precision bf16 on a GPU")
         return self
@@ -185,8 +216,21 @@ def graph_key(revision: str, recipe: dict) -> str:
 
     settings = {"revision": revision, "skip": recipe["skip"], "format": GRAPH_FORMAT,
                 "opset": OPSET, "onnxruntime": onnxruntime.__version__,
-                "torch": torch.__version__.split("+")[0]}
+                "torch": torch_version().split("+")[0]}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:20]
+
+
+def torch_version() -> str:
+    """torch's version, read from its installed metadata where torch is not imported (the
+    graph cache is looked up without importing it)."""
+    if "torch" in sys.modules:
+        return sys.modules["torch"].__version__
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("torch")
+    except PackageNotFoundError:
+        return "none"
 
 
 def int8_graph(cache: Path, revision: str, recipe: dict,
@@ -220,21 +264,26 @@ def int8_graph(cache: Path, revision: str, recipe: dict,
     return graph
 
 
-class _Logits(nn.Module):
+def _logits_module(model: nn.Module, names: tuple[str, ...]) -> nn.Module:
     """The tagger with plain tensors in and its logits out: what the exporter traces."""
+    from torch import nn
 
-    def __init__(self, model: nn.Module, names: tuple[str, ...]) -> None:
-        super().__init__()
-        self.model = model
-        self.names = names
+    class Logits(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.model = model
 
-    def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
-        return self.model(**dict(zip(self.names, tensors))).logits
+        def forward(self, *tensors: torch.Tensor) -> torch.Tensor:
+            return self.model(**dict(zip(names, tensors))).logits
+
+    return Logits()
 
 
 def export_onnx(model: nn.Module, path: Path) -> None:
     """``model`` (fp32, CPU) as an ONNX graph with batch and length dynamic, traced with the
     eager attention (the exporter's best-supported form of BERT's attention)."""
+    import torch
+
     accepted = inspect.signature(model.forward).parameters
     names = tuple(name for name in INPUTS if name in accepted)
     if hasattr(model, "set_attn_implementation"):
@@ -247,7 +296,7 @@ def export_onnx(model: nn.Module, path: Path) -> None:
     axes = {name: {0: "batch", 1: "length"} for name in (*names, "logits")}
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        torch.onnx.export(_Logits(model.eval(), names), example, str(path),
+        torch.onnx.export(_logits_module(model.eval(), names), example, str(path),
                           input_names=list(names), output_names=["logits"], dynamic_axes=axes,
                           opset_version=OPSET, dynamo=False)
 

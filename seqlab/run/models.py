@@ -22,17 +22,26 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-from transformers import AutoConfig, PreTrainedTokenizerBase
 
 from seqlab import schema
 from seqlab.config import AnnotateConfig, settle_decoder
 from seqlab.errors import ConfigError, ModelError
 from seqlab.labels import LabelSet
-from seqlab.models.load import ModelSpec, load_tokenizer, local_model_dir, model_revision
+from seqlab.models.load import (
+    ModelSpec,
+    load_config,
+    load_tokenizer,
+    local_model_dir,
+    model_revision,
+)
 from seqlab.models.metadata import ModelMetadata, read_metadata
 from seqlab.store.manifest import ModelSummary
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 SRL_TASK = "srl"
 
@@ -149,14 +158,9 @@ def _plan_model(key: str, name: str, config: AnnotateConfig, prefix: str,
         raise ModelError(f"{name} is a {metadata.task} model, not a predicate labeller",
                          fix="pass --predicate-model DIR of a model trained with seqlab train "
                          "--task predicates")
-    try:
-        model_config = AutoConfig.from_pretrained(
-            source, revision=revision, trust_remote_code=config.trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"cannot read the model config of {name!r}: {exc}",
-                         fix="pass a model directory or hub id with a config.json") from exc
+    model_config = load_config(name, source, revision, config.trust_remote_code)
     labels = LabelSet.from_id2label(model_config.id2label, config.scheme or metadata.scheme)
-    plan = ModelPlan(key, name, model_revision(source, revision, _ConfigOnly(model_config)),
+    plan = ModelPlan(key, name, model_revision(source, revision, model_config),
                      labels, metadata.task, settle_decoder(config.decoder, metadata.decoder),
                      prefix, metadata.window, asked_revision=revision)
     if plan.task != SRL_TASK:
@@ -196,7 +200,8 @@ def _check_shared_tokenizer(plans: list[ModelPlan], config: AnnotateConfig) -> N
         return
     seen: dict[str, str] = {}
     for plan in everyone:
-        tokenizer = load_tokenizer(plan.name, plan.asked_revision, config.trust_remote_code)
+        tokenizer = load_tokenizer(plan.name, plan.asked_revision, config.trust_remote_code,
+                                   cached=True)
         seen.setdefault(tokenizer_fingerprint(tokenizer), plan.name)
     if len(seen) > 1:
         names = list(seen.values())
@@ -222,8 +227,45 @@ def shared_window(plans: list[ModelPlan]) -> int | None:
     return min(windows) if windows else None
 
 
-class _ConfigOnly:
-    """Lets ``model_revision`` read a config's commit hash without loading weights."""
+COUNTERS = ("windows", "padded_tokens", "content_tokens")  # Annotator.tagging's sums
 
-    def __init__(self, config) -> None:
-        self.config = config
+
+def tagging_record(annotate: Any) -> dict[str, Any]:
+    """What the forward passes of an ``Annotator`` (``seqlab.run.annotator``), whose models
+    are loaded, ran, for the manifest's ``tagging``: its counters and precision
+    (``Annotator.tagging``), the backends, and per model key (a semantic role labeller's
+    predicate labeller as ``KEY_predicates``) its name, precision, backend and int8 recipe."""
+    record = dict(annotate.tagging())
+    models: dict[str, Any] = {}
+    for model, (tag, _) in zip(annotate.plan.models, annotate.stages):
+        keys = [model.predicates.key, model.key] if model.predicates is not None \
+            else [model.key]
+        for key, tagger in zip(keys, getattr(tag, "taggers", [tag])):
+            models[key] = {"name": tagger.loaded.name, **tagger.loaded.describe()}
+    record["backend"] = ",".join(dict.fromkeys(m["backend"] for m in models.values()))
+    record["models"] = models
+    return record
+
+
+def merge_tagging(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The ``tagging_record`` of a run from those of its workers: the counters summed, the
+    precisions and backends each worker ran joined (``int8`` where all ran int8), and each
+    model as the first worker to report it ran it.
+
+    >>> a = {"windows": 2, "padded_tokens": 64, "content_tokens": 50, "precision": "int8",
+    ...      "backend": "onnxruntime", "models": {"ner": {"precision": "int8"}}}
+    >>> merged = merge_tagging([a, {**a, "windows": 3}])
+    >>> merged["windows"], merged["precision"], merged["models"]
+    (5, 'int8', {'ner': {'precision': 'int8'}})
+    >>> merge_tagging([])["windows"]
+    0
+    """
+    merged: dict[str, Any] = {name: sum(r.get(name, 0) for r in records) for name in COUNTERS}
+    for name in ("precision", "backend"):
+        merged[name] = ",".join(dict.fromkeys(
+            part for r in records for part in (r.get(name) or "").split(",") if part))
+    merged["models"] = {}
+    for record in records:
+        for key, model in (record.get("models") or {}).items():
+            merged["models"].setdefault(key, model)
+    return merged

@@ -130,8 +130,8 @@ class RunPlan:
     def tokenizer_stage(self) -> Tokenizer:
         c = self.config
         first = self.models[0]  # the models share the tokenizer (seqlab.run.models)
-        return Tokenizer(load_tokenizer(first.name, first.asked_revision, c.trust_remote_code),
-                         self.window_spec())
+        return Tokenizer(load_tokenizer(first.name, first.asked_revision, c.trust_remote_code,
+                                        cached=True), self.window_spec())
 
 
 
@@ -171,7 +171,7 @@ def plan_run(config: AnnotateConfig) -> RunPlan:
     if len(models) == 1:  # the decoder as settled for it (a run of several records each's)
         config = config.with_decoder(models[0].decoder)
     tokenizer = load_tokenizer(models[0].name, models[0].asked_revision,
-                               config.trust_remote_code)
+                               config.trust_remote_code, cached=True)
     Tokenizer(tokenizer, WindowSpec(config.max_length, config.stride, config.max_chars,
                                     config.window_cuts))
     labels = models[0].labels
@@ -194,7 +194,8 @@ def plan_run(config: AnnotateConfig) -> RunPlan:
                      **{k: getattr(config, k) for k in TABLE_OPTIONS}}
             state = replace(state, table=table, increment=incremental.plan_increment(
                 out, fragments, incremental.config_key(fingerprint),
-                config.run_date or incremental.today(), config.prune, table).to_dict())
+                config.run_date or incremental.today(), config.prune, table,
+                fingerprint).to_dict())
         done: dict[str, FragmentRecord] = {}
     else:
         done = out.done_fragments()

@@ -14,7 +14,8 @@ windows): the number of rows in a forward pass moves no score on CPU, and a slic
 activations are what the allocator (and ONNX Runtime's arena, which keeps the largest run's
 memory) holds for the rest of the run, so the slice, not the micro-batch, sets the peak
 memory (the README's Performance section has the measurements). On GPU a micro-batch is one
-forward pass.
+forward pass. int8 on ONNX Runtime (``seqlab.models.quantize.OnnxTagger``) runs on numpy
+arrays, softmax included, so that path never imports torch.
 
 Models trained with ``case_feature`` (``seqlab.json``) also get BERT's token type ids: the
 casing of each subword of the original text (all-capital runs read as the document writes
@@ -24,12 +25,13 @@ their words elsewhere), computed from the character offsets as training computed
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pyarrow as pa
-import torch
 
 from seqlab import schema
 from seqlab.models.load import LoadedModel
@@ -50,6 +52,22 @@ class Window:
     index: int  # window number inside its document
     ids: np.ndarray  # content subword ids, no special tokens
     types: np.ndarray | None = None  # their case types, for models trained with case_feature
+    characters: int = 0  # characters of text it is the first of its document's windows to cover
+
+
+def _inference_mode(forward: Callable) -> Callable:
+    """torch's inference mode around a forward pass that torch runs (ONNX Runtime's need no
+    torch)."""
+    @functools.wraps(forward)
+    def run(tagger: Tagger, *args, **kwargs):
+        if tagger.numpy:
+            return forward(tagger, *args, **kwargs)
+        import torch
+
+        with torch.inference_mode():
+            return forward(tagger, *args, **kwargs)
+
+    return run
 
 
 class Tagger:
@@ -72,12 +90,18 @@ class Tagger:
         self.prefix, self.suffix = special_affixes(loaded.tokenizer)
         self.pad_id = loaded.tokenizer.pad_token_id or 0
         self.case_feature = loaded.metadata.case_feature
-        self.run_tokens = CPU_RUN_TOKENS if torch.device(self.device).type == "cpu" else None
+        self.run_tokens = CPU_RUN_TOKENS if str(self.device).split(":")[0] == "cpu" else None
+        # ONNX Runtime's int8 session runs on numpy arrays: no torch on that path
+        self.numpy = loaded.backend == "onnxruntime"
         self.windows_run = 0
         # what the forward passes ran (special tokens and padding included), and the text
         # subwords among them (a subword in two overlapping windows counts twice)
         self.padded_tokens_run = 0
         self.content_tokens_run = 0
+        # called with the characters of text each forward pass covered, before its batch's
+        # rows land (run progress); None: nothing is counted
+        self.on_tagged: Callable[[int], None] | None = None
+        self._unreported = 0  # characters of the running micro-batch not reported yet
 
     def __call__(self, batch: pa.RecordBatch) -> pa.RecordBatch:
         status = batch.column(schema.STATUS).to_pylist()
@@ -85,7 +109,10 @@ class Tagger:
         windows = self._windows(batch, status)
         outputs: dict[tuple[int, int], np.ndarray] = {}
         for group in self._micro_batches(windows):
-            for window, result in zip(group, self._run_safely(group)):
+            self._unreported = sum(w.characters for w in group) if self.on_tagged else 0
+            results = self._run_safely(group)
+            self._report(self._unreported)  # what its passes left (a retried window's share)
+            for window, result in zip(group, results):
                 if isinstance(result, Exception):
                     status[window.row] = schema.FAILED
                     error[window.row] = f"tagging failed: {type(result).__name__}: {result}"
@@ -116,11 +143,38 @@ class Tagger:
             types = self._case_types(batch, row) if self.case_feature else None
             starts = starts_col[row].values.to_numpy()
             lens = lens_col[row].values.to_numpy()
+            shares = self._characters(batch, row, starts, lens) if self.on_tagged \
+                else [0] * len(starts)
             for w, (start, length) in enumerate(zip(starts, lens)):
                 end = start + length
                 windows.append(Window(row, w, ids[start:end],
-                                      None if types is None else types[start:end]))
+                                      None if types is None else types[start:end], shares[w]))
         return windows
+
+    @staticmethod
+    def _characters(batch: pa.RecordBatch, row: int, starts: np.ndarray,
+                    lens: np.ndarray) -> list[int]:
+        """The characters each window of a document is the first to cover, from its subwords'
+        character spans: up to its last subword's end (the last window's: to the end of the
+        text). Overlapping windows count their overlap once, and a document's windows add up
+        to its length in characters, whichever order they run in."""
+        ends = batch.column(schema.ENDS)[row].values.to_numpy()
+        reach = [int(ends[start + length - 1]) if length else 0
+                 for start, length in zip(starts, lens)]
+        if reach and schema.TEXT in batch.schema.names:
+            reach[-1] = max(reach[-1], len(batch.column(schema.TEXT)[row].as_py() or ""))
+        covered, shares = 0, []
+        for end in reach:
+            shares.append(max(0, end - covered))
+            covered = max(covered, end)
+        return shares
+
+    def _report(self, characters: int) -> None:
+        """Tell ``on_tagged`` of characters tagged, within what the micro-batch holds."""
+        characters = min(characters, self._unreported)
+        if characters > 0 and self.on_tagged is not None:
+            self._unreported -= characters
+            self.on_tagged(characters)
 
     @staticmethod
     def _case_types(batch: pa.RecordBatch, row: int) -> np.ndarray:
@@ -159,7 +213,7 @@ class Tagger:
             log.warning("a batch of %d windows failed (%s); retrying one by one", len(group), exc)
             return [result for window in group for result in self._run_safely([window])]
 
-    @torch.inference_mode()
+    @_inference_mode
     def forward(self, group: list[Window]) -> list[np.ndarray]:
         """Softmax probabilities ``u_i = softmax(W h_i / T)`` for the content tokens of each
         window: ``T`` is the model's calibrated temperature (1 when it has none), which
@@ -178,14 +232,47 @@ class Tagger:
             if window.types is not None:
                 inputs["token_type_ids"][i, lead : lead + len(window.types)] = window.types
         step = len(group) if self.run_tokens is None else max(1, self.run_tokens // length)
-        runs = [self.model(**{name: torch.from_numpy(value[i:i + step]).to(self.device)
-                              for name, value in inputs.items()}).logits
-                for i in range(0, len(group), step)]
-        scaled = (runs[0] if len(runs) == 1 else torch.cat(runs)).float()
-        if self.temperature != 1.0:  # left alone at 1, so uncalibrated scores stay bit for bit
-            scaled = scaled / self.temperature
-        probs = (scaled if self.logits else torch.softmax(scaled, dim=-1)).cpu().numpy()
+        runs = []
+        for i in range(0, len(group), step):
+            runs.append(self._pass({name: value[i:i + step] for name, value in inputs.items()}))
+            self._report(sum(w.characters for w in group[i:i + step]))
+        probs = self._probabilities(runs)
         self.windows_run += len(group)
         self.padded_tokens_run += int(input_ids.size)
         self.content_tokens_run += sum(len(w.ids) for w in group)
         return [probs[i, lead : lead + len(w.ids)] for i, w in enumerate(group)]
+
+    def _pass(self, inputs: dict[str, np.ndarray]):
+        """One forward pass's logits: a numpy array from ONNX Runtime, else a torch tensor on
+        the model's device."""
+        if self.numpy:
+            return self.model.run(inputs)
+        import torch
+
+        return self.model(**{name: torch.from_numpy(value).to(self.device)
+                             for name, value in inputs.items()}).logits
+
+    def _probabilities(self, runs: list) -> np.ndarray:
+        """The passes' logits divided by the temperature, softmaxed unless ``logits``."""
+        if self.numpy:
+            scaled = (runs[0] if len(runs) == 1 else np.concatenate(runs)).astype(
+                np.float32, copy=False)
+            if self.temperature != 1.0:  # left alone at 1, so uncalibrated scores stay as is
+                scaled = scaled / np.float32(self.temperature)
+            return scaled if self.logits else softmax(scaled)
+        import torch
+
+        scaled = (runs[0] if len(runs) == 1 else torch.cat(runs)).float()
+        if self.temperature != 1.0:  # left alone at 1, so uncalibrated scores stay bit for bit
+            scaled = scaled / self.temperature
+        return (scaled if self.logits else torch.softmax(scaled, dim=-1)).cpu().numpy()
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Softmax over the last axis, in the logits' dtype.
+
+    >>> softmax(np.array([[0.0, np.log(3.0)]], dtype=np.float32)).round(3).tolist()
+    [[0.25, 0.75]]
+    """
+    shifted = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)

@@ -97,9 +97,14 @@ def config_key(fingerprint: dict) -> str:
     >>> config_key({"model": "ner", "fragments": ["a"]}) == config_key({"model": "ner"})
     True
     """
-    kept = {k: v for k, v in fingerprint.items()
-            if k not in ("fragments", "output", *TABLE_OPTIONS)}
+    kept = config_key_options(fingerprint)
     return hashlib.sha256(json.dumps(kept, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def config_key_options(fingerprint: dict) -> dict:
+    """The options of ``fingerprint`` that decide what an input file's rows become."""
+    return {k: v for k, v in fingerprint.items()
+            if k not in ("fragments", "output", *TABLE_OPTIONS)}
 
 
 def run_manifests(out: OutputDir) -> list[Manifest]:
@@ -144,12 +149,15 @@ def live_files(manifests: list[Manifest]) -> list[str]:
 
 
 def plan_increment(out: OutputDir, fragments: list[Fragment], key: str, run_date: str,
-                   prune: bool, table: dict) -> Increment:
+                   prune: bool, table: dict, fingerprint: dict | None = None) -> Increment:
     """Which input files this run annotates (new, changed, or annotated with another
-    configuration) and which earlier files it will supersede."""
+    configuration) and which earlier files it will supersede. ``fingerprint``: the options
+    ``key`` hashes, to name those that changed since the last run."""
     manifests = run_manifests(out)
     if manifests:
         _check_same_table(manifests[-1], table)
+        if _increment(manifests[-1]).config_key != key:
+            _warn_changed(manifests[-1], fingerprint or {})
     live = live_inputs(manifests)
     present = out.table_files() if live else set()
     todo: list[Fragment] = []
@@ -171,6 +179,21 @@ def plan_increment(out: OutputDir, fragments: list[Fragment], key: str, run_date
     pruned = {name: a.files for name, a in live.items() if name not in names} if prune else {}
     earlier = sorted({p for m in manifests for p in m.files()})
     return Increment(run_date, key, todo, replaces, pruned, len(fragments) - len(todo), earlier)
+
+
+def _warn_changed(last: Manifest, fingerprint: dict) -> None:
+    """Say which options make every input file of the table be annotated again (a new model
+    is often meant; a changed default after an upgrade seldom is)."""
+    def plain(value):
+        return json.loads(json.dumps(value, default=str))
+
+    changed = sorted(k for k in config_key_options(fingerprint)
+                     if plain(fingerprint[k]) != plain(last.config.get(k)))
+    shown = "; ".join(f"--{k.replace('_', '-')}: {last.config.get(k)!r} then, "
+                      f"{fingerprint[k]!r} now" for k in changed[:5]) or "options changed"
+    log.warning("run %s annotated this table with other options (%s): every input file is "
+                "annotated again; to keep the table's annotations, pass the earlier values",
+                last.run_id, shown)
 
 
 def _check_same_table(last: Manifest, table: dict) -> None:

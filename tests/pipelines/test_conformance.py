@@ -157,7 +157,7 @@ def test_engines_land_identical_tables(runs, table):
 
 
 @pytest.mark.parametrize("engine", ENGINES)
-def test_manifest_lists_exactly_the_landed_files(runs, engine):
+def test_manifest_lists_exactly_the_landed_files(runs, engine, model):
     out, manifest = runs[engine]
     listed = {p["path"] for parts in manifest["tables"].values() for p in parts}
     assert listed == landed_files(out)
@@ -168,6 +168,15 @@ def test_manifest_lists_exactly_the_landed_files(runs, engine):
     assert not (out / "_progress").exists()
     assert [i["fragment"] for i in manifest["inputs"]] == ["a.parquet", "b.jsonl"]
     assert manifest["counts"] == runs["local"][1]["counts"]
+    # what the forward passes ran, summed over Ray's actors and Beam's workers: each window
+    # of the tagged documents once, in the precision every engine settled on alike
+    counters = ("windows", "padded_tokens", "content_tokens", "precision")
+    local = runs["local"][1]["tagging"]
+    assert {k: manifest["tagging"][k] for k in counters} == {k: local[k] for k in counters}
+    assert local["windows"] > 40 and local["precision"] == "fp32"
+    assert manifest["tagging"]["backend"] == "torch"
+    assert manifest["tagging"]["models"] == {"ner": {
+        "name": str(model), "precision": "fp32", "backend": "torch", "recipe": None}}
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -219,6 +228,11 @@ def test_several_models_keep_one_row_per_input_row(several, engine):
     listed = {p["path"] for parts in manifest["tables"].values() for p in parts}
     assert listed == {f"{t}/{p.name}" for t in SORT for p in (out / t).iterdir()}
     assert manifest["counts"]["frames"] == read(out, "frames").num_rows > 0
+    tagging = manifest["tagging"]
+    assert tagging["windows"] == several["local"][1]["tagging"]["windows"] > 40
+    # each model's precision, the SRL model's predicate labeller too
+    assert sorted(tagging["models"]) == ["ner", "pos", "srl", "srl_predicates"]
+    assert {m["precision"] for m in tagging["models"].values()} == {"fp32"}
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -169,6 +170,38 @@ def test_limit_takes_rows_in_fragment_order(ray_local, corpus_dir, ner_model, tm
     assert_same_output(tmp_path / "local", tmp_path / "ray")
 
 
+def test_progress_moves_through_a_long_document_before_it_lands(ray_local, ner_model,
+                                                                tmp_path):
+    """The tagging actor reports through the relay actor (no CPU of its own, or the 2-CPU
+    layout would not fit), at most once a second, while the driver waits for the row."""
+    vocab = "john smith said the bank of new york was in london .".split()
+    text = " ".join(vocab[(i * 7) % len(vocab)] for i in range(120_000))  # 2 s of passes
+    source = tmp_path / "big.jsonl"
+    source.write_text(json.dumps({"id": "big", "text": text}) + "\n")
+    events: list[tuple[str, float, int]] = []
+
+    class Recorder:
+        def start(self, expected_characters):
+            self.started = time.monotonic()
+
+        def advance(self, characters):
+            events.append(("advance", time.monotonic(), characters))
+
+        def update(self, counts):
+            events.append(("update", time.monotonic(), counts["characters"]))
+
+    recorder = Recorder()
+    annotate(str(source), str(tmp_path / "out"), engine="ray", model=str(ner_model),
+             **SMALL_WINDOWS, batch_tokens=256, progress=recorder)
+    kinds = [kind for kind, _, _ in events]
+    assert kinds.count("update") == 1 and kinds.index("update") >= 1
+    landed = next(n for kind, _, n in events if kind == "update")
+    advanced = [n for kind, _, n in events if kind == "advance"]
+    assert landed == len(text) and 0 < sum(advanced) <= len(text)
+    seconds = events[-1][1] - recorder.started
+    assert len(advanced) <= seconds + 1  # the driver asks the relay once a second
+
+
 def processes_mentioning(text: str) -> list[str]:
     found = []
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
@@ -207,6 +240,9 @@ def test_without_address_starts_its_own_ray_despite_a_stale_current_cluster(
             cwd=Path(__file__).resolve().parents[2], env=env, capture_output=True, text=True,
             timeout=240)
         assert driver.returncode == 0, (driver.stdout + driver.stderr)[-3000:]
+        # quiet without -v: no line of Ray's C++ logger ("[...] logging.cc:303: Set ray log
+        # level ...", core_worker.cc errors) on the terminal
+        assert not re.search(r"\] \w+\.cc:\d+: ", driver.stderr), driver.stderr[-3000:]
         manifest = json.loads((out / "_manifest.json").read_text())
         expected = pq.read_table(corpus_parquet).num_rows
         assert manifest["engine"] == "ray"

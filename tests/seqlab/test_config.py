@@ -131,3 +131,26 @@ def test_min_score_and_top_k_flags_reach_the_config():
                                                 "--top-k", "3"])
     built = build_config(**annotate_options(args, ENGINE_FLAGS))
     assert (built.min_score, built.top_k, built.decoder) == (0.8, 3, None)
+
+
+def test_the_default_max_chars_lets_a_book_through(ner_model):
+    """A book in one row (the Iliad has 1,060,379 characters) is tagged under the default
+    limit, since memory is bounded by the windows; a text over the limit still gets too_long,
+    its error naming its length and the limit."""
+    import pyarrow as pa
+    from transformers import AutoTokenizer
+
+    from seqlab import schema
+    from seqlab.stages.tokenize import Tokenizer, WindowSpec
+
+    limit = config().max_chars
+    stage = Tokenizer(AutoTokenizer.from_pretrained(ner_model), WindowSpec(64, 16, limit))
+    book = ("The city of London said it was a new year for the people. " * 18_000)[:1_060_379]
+    batch = pa.RecordBatch.from_pydict({schema.TEXT: [book, "a" * (limit + 1)],
+                                        schema.STATUS: [schema.OK] * 2,
+                                        schema.ERROR: [None, None]})
+    out = stage(batch)
+    assert out.column(schema.STATUS).to_pylist() == [schema.OK, schema.TOO_LONG]
+    assert out.column(schema.ERROR)[1].as_py() == \
+        f"text has {limit + 1} characters, above --max-chars {limit}"
+    assert len(out.column(schema.WIN_STARTS)[0]) > 1000  # the book, in windows

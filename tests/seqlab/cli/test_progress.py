@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 import time
 
@@ -65,17 +66,135 @@ def test_progress_off_a_terminal_is_a_log_line_every_few_seconds(caplog):
     assert target.file.getvalue() == ""  # no spinner frames in the log
 
 
+def progress_lines(caplog) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "seqlab.cli.progress"]
+
+
 def test_progress_shows_the_share_of_text_done_and_an_eta(caplog):
     """Characters move on long documents: the line has a total, a percentage and an ETA."""
     target = Console(file=io.StringIO())
     with caplog.at_level(logging.INFO, logger="seqlab.cli.progress"):
         with RunProgress(every_s=0.05, target=target) as progress:
             progress.start(8_000_000)
-            progress.update({"documents": 0, "tokens": 5_000, "characters": 2_000_000})
+            progress.update({"documents": 0, "tokens": 5_000, "characters": 1_000_000})
+            time.sleep(0.05)
+            progress.update({"documents": 0, "tokens": 5_000, "characters": 1_000_000})
             time.sleep(0.2)
-    line = [r.getMessage() for r in caplog.records if r.name == "seqlab.cli.progress"][-1]
-    assert line.startswith("annotated 25% of 8.0 M characters, ETA 0:0")
-    assert "0 documents" in line and "5,000 words" in line
+            during = progress_lines(caplog)[-1]
+            progress.update({"documents": 3, "tokens": 1, "characters": 5_000_000})
+    assert during.startswith("annotated 25% of 8.0 M characters, ETA 0:0")
+    assert "0 documents" in during and "10,000 words" in during
+    # a clean end: 100% of the text that landed (the expected total was an estimate)
+    assert progress_lines(caplog)[-1].startswith("annotated 100% of 7.0 M characters, ETA 0:00")
+
+
+def test_progress_moves_on_text_tagged_before_any_row_lands(caplog):
+    target = Console(file=io.StringIO())
+    with caplog.at_level(logging.INFO, logger="seqlab.cli.progress"):
+        with RunProgress(every_s=0.05, target=target) as progress:
+            progress.start(1_000_000)
+            time.sleep(0.1)
+            assert progress.share() == "0% of 1.0 M characters, ETA -"
+            progress.advance(100_000)
+            assert progress.share() == "10% of 1.0 M characters, ETA -"  # no rate from one move
+            time.sleep(0.1)
+            progress.advance(150_000)
+            time.sleep(0.1)
+            line = progress_lines(caplog)[-1]
+    assert line.startswith("annotated 25% of 1.0 M characters, ETA 0:0")  # about 0.6 s left
+    assert "; 0 documents" in line and " 0 words" in line
+
+
+def test_landed_rows_replace_what_was_advanced_and_the_share_never_goes_back():
+    progress = RunProgress(enabled=False)
+    progress.start(1_000)
+    progress.advance(400)
+    progress.update({"documents": 1, "tokens": 50, "characters": 300})  # 100 still in flight
+    assert (progress.characters, progress.shown) == (300, 400)
+    # rows that never went through the models (too long for them) land too
+    progress.update({"documents": 2, "tokens": 0, "characters": 150})
+    assert progress.shown == 450
+    progress.advance(200)
+    progress.update({"documents": 1, "tokens": 40, "characters": 200})  # no double count
+    assert progress.shown == 650 and progress.characters == 650
+    progress.update({"documents": 1, "tokens": 10, "characters": 100})  # heard of before...
+    progress.advance(100)  # ...its last pass was (Ray's relay runs behind): not twice
+    assert progress.shown == 750
+    progress.advance(600)  # a retried batch tagged twice: held at the total
+    assert progress.shown == 1_000 and progress.share().startswith("100% of")
+    assert (progress.docs, progress.words) == (5, 100)  # landed rows only
+
+
+def test_without_a_known_total_the_line_counts_characters(caplog):
+    target = Console(file=io.StringIO())
+    with caplog.at_level(logging.INFO, logger="seqlab.cli.progress"):
+        with RunProgress(every_s=0.05, target=target) as progress:
+            progress.start(None)
+            progress.advance(2_500_000)
+            time.sleep(0.15)
+    assert progress_lines(caplog)[0].startswith("annotated 2.5 M characters; 0 documents")
+
+
+class Recorder:
+    """A progress that keeps what the engine told it, in order."""
+
+    def __init__(self) -> None:
+        self.expected: int | None = None
+        self.events: list[tuple[str, object]] = []
+
+    def start(self, expected_characters: int | None) -> None:
+        self.expected = expected_characters
+
+    def advance(self, characters: int) -> None:
+        self.events.append(("advance", characters))
+
+    def update(self, counts) -> None:
+        self.events.append(("update", dict(counts)))
+
+
+def long_document(words: int) -> str:
+    vocab = "john smith said the bank of new york was in london .".split()
+    return " ".join(vocab[(i * 7) % len(vocab)] for i in range(words))
+
+
+@pytest.mark.parametrize("models", [("ner_model",), ("ner_model", "pos_model")])
+def test_the_local_engine_advances_through_one_long_document_before_it_lands(
+        request, tmp_path, models):
+    """One document of many windows: the share moves per micro-batch, its characters add
+    up to the text's exactly once whatever the number of models, then the row lands."""
+    from seqlab.api import annotate
+
+    text = long_document(3_000)
+    source = tmp_path / "big.jsonl"
+    source.write_text(json.dumps({"id": "big", "text": text}) + "\n")
+    recorder = Recorder()
+    model = ",".join(str(request.getfixturevalue(name)) for name in models)
+    manifest = annotate(str(source), str(tmp_path / "out"), model=model, max_length=64,
+                        stride=16, batch_tokens=256, device="cpu", progress=recorder)
+    kinds = [kind for kind, _ in recorder.events]
+    first_landing = kinds.index("update")
+    assert kinds.count("update") == 1 and first_landing >= 5  # many moves before it lands
+    advanced = sum(n for kind, n in recorder.events if kind == "advance")
+    landed = recorder.events[first_landing][1]
+    assert advanced == landed["characters"] == len(text) == manifest["counts"]["characters"]
+    assert landed["documents"] == 1 and recorder.expected >= len(text)
+
+
+def test_run_progress_over_a_real_run_ends_at_100_percent(ner_model, tmp_path, caplog):
+    from seqlab.api import annotate
+
+    source = tmp_path / "big.jsonl"
+    source.write_text(json.dumps({"id": "big", "text": long_document(1_000)}) + "\n")
+    seen: list[int] = []
+    with caplog.at_level(logging.INFO, logger="seqlab.cli.progress"):
+        with RunProgress(every_s=60, target=Console(file=io.StringIO())) as progress:
+            original = progress.advance
+            progress.advance = lambda n: (original(n), seen.append(progress.shown))
+            annotate(str(source), str(tmp_path / "out"), model=str(ner_model), max_length=64,
+                     stride=16, batch_tokens=256, device="cpu", progress=progress)
+    assert len(seen) > 1 and seen == sorted(seen) and seen[-1] <= progress.expected
+    assert progress_lines(caplog)[-1].startswith("annotated 100% of 0.0 M characters")
+    assert "; 1 documents" in progress_lines(caplog)[-1]
 
 
 def test_live_line_has_a_bar_with_the_total(logger):

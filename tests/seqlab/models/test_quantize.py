@@ -2,7 +2,12 @@
 invariants, and stays close to fp32 on a tiny model built offline; its ONNX Runtime graph is
 built once per model revision and recipe and then read from the cache."""
 
+import json
+import os
+import re
+import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -15,12 +20,12 @@ import seqlab.models.metadata
 from seqlab import schema
 from seqlab.errors import ConfigError, ModelError
 from seqlab.models.load import ModelSpec, load_model, resolve_precision
-from seqlab.models.metadata import ModelMetadata, write_metadata
+from seqlab.models.metadata import ModelMetadata, read_metadata, write_metadata
 from seqlab.models.quantize import OnnxTagger, graph_key, int8_graph, int8_recipe, quantize_model
 from seqlab.stages.tag import Tagger
 from seqlab.stages.tokenize import Tokenizer, WindowSpec
 from tests.conftest import make_text
-from tests.seqlab import write_parquet
+from tests.seqlab import write_jsonl, write_parquet
 from tests.tiny import build_tiny_model
 
 pytestmark = pytest.mark.timeout(120)
@@ -112,7 +117,7 @@ def test_without_onnxruntime_int8_names_the_extra_and_auto_falls_back(directory,
     cpu = torch.device("cpu")
     with pytest.raises(ConfigError, match="ONNX Runtime") as error:
         load_model(ModelSpec(str(directory), device="cpu", precision="int8"))
-    assert "seqlab[onnx]" in error.value.fix
+    assert "pip install onnxruntime onnx" in error.value.fix
     assert resolve_precision("auto", cpu, {"precision": {"cpu": "int8"}}) == "fp32"
     torch_recipe = {"precision": {"cpu": "int8", "int8": {"backend": "torch"}}}
     assert resolve_precision("auto", cpu, torch_recipe) == "int8"
@@ -257,3 +262,56 @@ def test_precision_flag_and_its_dtype_alias(flags, expected):
     assert normalize_precision(evaluate.precision) == expected
     with pytest.raises(ConfigError, match="unknown --precision"):
         build_config(input="in", output="out", precision="int4")
+
+
+def test_the_shipped_models_run_int8_on_onnx_runtime_by_default_on_cpu():
+    """ONNX Runtime comes with seqlab, so ``--precision auto`` on CPU runs int8 wherever a
+    model's seqlab.json records it: every shipped model (the SRL model's predicate labeller
+    too) records int8 on ONNX Runtime."""
+    from seqlab.models.shipped import SHIPPED_ROOT
+
+    pyproject = (Path(__file__).parents[3] / "pyproject.toml").read_text()
+    dependencies = re.search(r"^dependencies = \[(.*?)^\]", pyproject, re.M | re.S).group(1)
+    base = re.findall(r'^\s*"([A-Za-z0-9_.-]+)', dependencies, re.M)
+    assert {"onnxruntime", "onnx"} <= set(base)
+    folders = [SHIPPED_ROOT / name for name in ("ner", "upos", "srl", "srl/predicates")]
+    for folder in folders:
+        metadata = read_metadata(str(folder))
+        assert int8_recipe(metadata)["backend"] == "onnxruntime", folder
+        assert resolve_precision("auto", "cpu", metadata) == "int8", folder
+        assert resolve_precision("auto", torch.device("cpu"), metadata) == "int8", folder
+
+
+# Annotates with the Python API in a fresh interpreter and says which of the heavy packages
+# the run imported.
+FRESH_RUN = """
+import json, sys
+import seqlab.api
+manifest = seqlab.api.annotate(sys.argv[1], sys.argv[2], model=sys.argv[3], device="cpu",
+                               id_column="id")
+heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "transformers", "onnx"))
+print(json.dumps({"heavy": heavy, "tagging": manifest.get("tagging"),
+                  "ok": manifest["counts"]["status.ok"]}))
+"""
+
+
+def test_a_cached_int8_graph_annotates_without_torch_or_transformers(tmp_path, cache):
+    """The fast start: once a model's int8 graph and tokenizer are cached, a run imports
+    neither torch nor transformers (nor onnx, which only builds graphs)."""
+    import random
+
+    directory = build_tiny_model(tmp_path / "m", seed=6, case_feature=True)
+    write_metadata(directory, {"precision": {"cpu": "int8"}})
+    first = load_model(ModelSpec(str(directory), device="cpu"))  # builds and caches both
+    assert first.precision == "int8" and first.backend == "onnxruntime"
+    rng = random.Random(3)
+    source = write_jsonl(tmp_path / "in.jsonl", [{"id": f"d{i}", "text": make_text(rng, n)}
+                                                 for i, n in enumerate([300, 40, 7])])
+    env = {**os.environ, "SEQLAB_CACHE": str(cache), "PYTHONPATH": str(Path.cwd())}
+    result = subprocess.run([sys.executable, "-c", FRESH_RUN, str(source),
+                             str(tmp_path / "out"), str(directory)],
+                            capture_output=True, text=True, timeout=120, env=env)
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout.splitlines()[-1])
+    assert found["heavy"] == [] and found["ok"] == 3
+    assert found["tagging"]["precision"] == "int8" and found["tagging"]["windows"] >= 3

@@ -15,8 +15,8 @@ from seqlab.config import build_config
 from seqlab.errors import ConfigError, ModelError
 from seqlab.models.metadata import read_metadata, write_metadata
 from seqlab.run.annotator import FAULT_ENV
-from seqlab.run.models import model_names, plan_models
-from tests.seqlab import SMALL, rows, write_parquet
+from seqlab.run.models import merge_tagging, model_names, plan_models, tagging_record
+from tests.seqlab import SMALL, make_plan, rows, write_parquet
 from tests.tiny import build_tiny_srl
 
 pytestmark = pytest.mark.timeout(300)
@@ -166,3 +166,35 @@ def test_a_model_that_fails_a_row_fails_it_for_every_model(ner_model, pos_model,
     assert failed["ner_tokens"] is None and failed["pos_tokens"] is None
     assert failed["n_tokens"] == 0
     assert all(d["ner_tokens"] and d["pos_tokens"] for k, d in docs.items() if k != doomed)
+
+
+def test_the_tagging_record_names_how_each_model_ran(tmp_path, corpus, ner_model, pos_model,
+                                                     srl_model, monkeypatch):
+    """The manifest's ``tagging`` per model key, a semantic role labeller's predicate labeller
+    included: the precision, backend and int8 recipe each model ran in; the counters of
+    several workers add up."""
+    import seqlab.models.load
+    from seqlab.run.annotator import Annotator
+    from seqlab.run.work import read_slices
+
+    monkeypatch.setattr(seqlab.models.load, "CACHE_DIR", tmp_path / "cache")
+    pos = shutil.copytree(pos_model, tmp_path / "pos")
+    write_metadata(pos, {"precision": {"cpu": "int8"}})
+    plan = make_plan(corpus, tmp_path / "out", f"ner={ner_model},pos={pos},srl={srl_model}",
+                     device="cpu", id_column="id")
+    annotate = Annotator(plan)
+    annotate(next(read_slices(plan, plan.work[0])))
+    record = tagging_record(annotate)
+    ran = {key: (m["precision"], m["backend"], m["recipe"])
+           for key, m in record["models"].items()}
+    assert ran == {"ner": ("fp32", "torch", None),
+                   "pos": ("int8", "onnxruntime", {"backend": "onnxruntime",
+                                                   "skip": ["classifier"]}),
+                   "srl_predicates": ("fp32", "torch", None), "srl": ("fp32", "torch", None)}
+    assert record["models"]["pos"]["name"] == str(pos)
+    assert (record["precision"], record["backend"]) == ("fp32,int8", "torch,onnxruntime")
+    assert record["windows"] > 0
+    merged = merge_tagging([record, record])
+    assert merged["windows"] == 2 * record["windows"]
+    assert merged["padded_tokens"] == 2 * record["padded_tokens"]
+    assert (merged["precision"], merged["models"]) == (record["precision"], record["models"])

@@ -162,3 +162,51 @@ def test_probabilities_are_the_softmax_of_the_logits_over_the_temperature(tokeni
             assert np.array_equal(got, torch.softmax(z, dim=-1).numpy())
         np.testing.assert_allclose(got, expected, atol=1e-6)
         assert np.array_equal(got.argmax(axis=1), z.numpy().argmax(axis=1))
+
+
+def texts_length(batch: pa.RecordBatch) -> int:
+    return sum(len(t) for t in batch.column(schema.TEXT).to_pylist())
+
+
+def test_each_forward_pass_reports_the_text_its_windows_first_cover(tokenized, ner_model):
+    stage = tagger(ner_model, 256)
+    stage.run_tokens = 64  # on CPU: a pass per window here, a report per pass
+    reported: list[int] = []
+    stage.on_tagged = reported.append
+    batch = tokenized(*range(len(LENGTHS)))
+    _, shapes = run_recording_shapes(stage, batch)
+    assert 1 < len(reported) <= len(shapes) and all(n > 0 for n in reported)
+    assert sum(reported) == texts_length(batch)  # overlapping windows counted once
+    # a document's windows: each covers the text up to its last subword, the last to its end
+    row = 0
+    starts = batch.column(schema.WIN_STARTS)[row].values.to_numpy()
+    lens = batch.column(schema.WIN_LENS)[row].values.to_numpy()
+    ends = batch.column(schema.ENDS)[row].values.to_numpy()
+    shares = Tagger._characters(batch, row, starts, lens)
+    assert len(shares) >= 3 and all(n > 0 for n in shares)
+    reach = np.cumsum(shares)
+    assert list(reach[:-1]) == [ends[s + n - 1] for s, n in zip(starts[:-1], lens[:-1])]
+    assert reach[-1] == len(batch.column(schema.TEXT)[row].as_py())
+
+
+def test_a_micro_batch_retried_window_by_window_is_reported_once(tokenized, ner_model):
+    stage = tagger(ner_model, 16384)
+    stage.run_tokens = 64  # its passes report before the micro-batch fails
+    reported: list[int] = []
+    stage.on_tagged = reported.append
+    batch = tokenized(1, 0, 2)
+    forward = stage.forward
+
+    def failing(group):
+        result = forward(group)
+        if len(group) > 1:  # the whole micro-batch fails at its end, its windows alone pass
+            raise RuntimeError("CUDA out of memory")
+        return result
+
+    stage.forward = failing
+    tagged = stage(batch)
+    assert set(tagged.column(schema.STATUS).to_pylist()) == {schema.OK}
+    assert sum(reported) == texts_length(batch)
+    stage.on_tagged = None
+    stage(batch)  # without a listener nothing is counted
+    assert sum(reported) == texts_length(batch)

@@ -4,6 +4,7 @@ through the run contract (``plan_run`` -> stages -> ``finish_run``) as every eng
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pyarrow.compute as pc
@@ -109,10 +110,15 @@ def test_an_unchanged_corpus_runs_again_without_annotating_anything(tmp_path, co
     assert OutputDir(str(out)).manifest().run_id == again["run_id"]
 
 
-def test_another_configuration_annotates_every_file_again(tmp_path, corpus, ner_model):
+def test_another_configuration_annotates_every_file_again(tmp_path, corpus, ner_model,
+                                                           caplog):
     out = tmp_path / "out"
     first = run(corpus, out, ner_model)
-    second = run(corpus, out, ner_model, max_length=32, stride=8)
+    with caplog.at_level(logging.WARNING, logger="seqlab.store.incremental"):
+        second = run(corpus, out, ner_model, max_length=32, stride=8)
+    # the warning names the options that changed, so an unintended change is easy to undo
+    warned = [r.getMessage() for r in caplog.records if "annotated again" in r.getMessage()]
+    assert len(warned) == 1 and "--max-length: " in warned[0] and "--stride: " in warned[0]
     assert second["incremental"]["config_key"] != first["incremental"]["config_key"]
     assert len(second["inputs"]) == 3
     assert len(second["incremental"]["superseded"]) == sum(

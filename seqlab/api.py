@@ -26,8 +26,9 @@ def annotate(input: str | None, output: str | None, *, config: AnnotateConfig | 
 
     ``options`` are ``AnnotateConfig`` fields (``model``, ``engine``, ``text_column``,
     ``max_length``, ``decoder``...), or a whole ``config``. ``progress`` (a
-    ``seqlab.engine.Progress``) hears how much text the run holds and the counters of rows as
-    they land.
+    ``seqlab.engine.Progress``) hears how much text the run holds, the text the models tag as
+    they go (``advance``, on engines that can report before their end) and the counters of
+    rows as they land.
     """
     if config is None:
         config = build_config(input=input, output=output, **options)

@@ -337,4 +337,24 @@ def print_summary(manifest: Manifest | Mapping[str, Any], elapsed: float) -> Non
     if manifest.quarantined:
         table.add_row("WARNING", f"{len(manifest.quarantined):,} files no manifest listed "
                       "moved to _quarantine/ (seqlab verify checks the table)")
+    if note := rows_note(counts, manifest.config):
+        table.add_row("", note)
     Console().print(table)
+
+
+def rows_note(counts: Mapping[str, int], config: Mapping[str, Any]) -> str | None:
+    """Where to find the rows a run did not annotate, and why a too_long row was not.
+
+    >>> rows_note({"status.ok": 3, "status.too_long": 1}, {"output": "out", "max_chars": 100})
+    'too_long: over --max-chars 100; seqlab show out --list names each row with its error'
+    >>> rows_note({"status.ok": 3, "status.empty": 1}, {"output": "out"}) is None
+    True
+    """
+    statuses = {k for k, v in counts.items()
+                if k.startswith("status.") and v and k not in ("status.ok", "status.empty")}
+    if not statuses:
+        return None
+    limit = config.get("max_chars")
+    why = (f"too_long: over --max-chars {limit:,}; "
+           if "status.too_long" in statuses and limit else "")
+    return f"{why}seqlab show {config.get('output')} --list names each row with its error"

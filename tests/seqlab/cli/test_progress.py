@@ -38,6 +38,15 @@ def test_summary_tells_skipped_from_failed_and_counts_words(capsys):
     assert "tokens" not in lines
 
 
+def test_summary_says_where_the_rows_not_annotated_are_listed(capsys):
+    print_summary({**MANIFEST, "config": {**MANIFEST["config"], "max_chars": 1000}}, 2.0)
+    out = " ".join(capsys.readouterr().out.split())
+    assert "too_long: over --max-chars 1,000" in out
+    assert f"seqlab show {MANIFEST['config']['output']} --list" in out
+    print_summary({**MANIFEST, "counts": {"status.ok": 10, "tokens": 5}}, 1.0)
+    assert "--list" not in capsys.readouterr().out
+
+
 def test_summary_of_a_clean_run_has_no_failures(capsys):
     manifest = {**MANIFEST, "counts": {"status.ok": 10, "tokens": 5}}
     print_summary(manifest, elapsed=1.0)

@@ -20,9 +20,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     default = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
 
     p = sub.add_parser("train", help="fine-tune an encoder for token classification")
-    p.add_argument("--train", required=True, help="training file (any fsspec URL)")
-    p.add_argument("--dev", required=True, help="dev file: scored after every epoch")
-    p.add_argument("--base", help="encoder: directory, hub id or fsspec URL "
+    p.add_argument("--train", required=True, action="append", metavar="PATH[:OPTION]...",
+                   help="training file (any fsspec URL). Repeat it to learn several sets at "
+                   "once, each PATH followed by :FORMAT, :MAPPING (conll2003, uner, wnut17, "
+                   "or labels=TYPE=TARGET,... with TARGET a model type, O or ?) and "
+                   ":weight=W (its documents W times an epoch). The first set's types are the "
+                   "model's; words a set cannot label fully (its O words for types it never "
+                   "labels, its ? spans) train on the set of labels they may have")
+    p.add_argument("--dev", required=True, help="dev file: scored after every epoch (with a "
+                   "mixture, PATH[:FORMAT][:MAPPING] as for --train)")
+    p.add_argument("--base", help="encoder: directory, hub id or fsspec URL, or a trained "
+                   "model to go on from (a shipped one such as ner included) "
                    "(default: the packaged all-MiniLM-L6-v2)")
     p.add_argument("--out", required=True, help="directory of the trained model")
     p.add_argument("--task", choices=TRAIN_TASKS, default=default["task"],
@@ -42,6 +50,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="passes over the training data (default: %(default)s)")
     p.add_argument("--lr", type=float, help=f"peak learning rate (default: {FULL_LR:g}; "
                    f"{LORA_LR:g} with --lora-r)")
+    p.add_argument("--max-steps", type=int,
+                   help="stop after this many steps (a short run to check a recipe)")
     p.add_argument("--batch-size", type=int, default=default["batch_size"],
                    help="examples per step (default: %(default)s)")
     p.add_argument("--max-length", type=int, default=default["max_length"],
@@ -104,13 +114,14 @@ def train_cli(args: argparse.Namespace) -> int:
     from seqlab.training.train import TrainConfig, train
 
     config = TrainConfig(
-        train=args.train, dev=args.dev, base=args.base or base_encoder(), out=args.out,
+        train=tuple(args.train), dev=args.dev, base=args.base or base_encoder(), out=args.out,
         format=args.format, scheme=args.scheme, column=args.column, epochs=args.epochs,
         lr=args.lr, batch_size=args.batch_size, max_length=args.max_length,
         context=args.context, seed=args.seed, lora_r=args.lora_r, engine=args.engine,
         num_workers=args.num_workers, use_gpu=args.use_gpu,
         train_embeddings=args.train_embeddings, case_feature=args.case_feature,
-        caseless=args.caseless, task=args.task, predicate_encoding=args.predicate_encoding)
+        caseless=args.caseless, task=args.task, predicate_encoding=args.predicate_encoding,
+        max_steps=args.max_steps)
     meta = train(config)
     best = meta.dev_metrics
     key = "f1" if meta.scheme != "tags" else "accuracy"

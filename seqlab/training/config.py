@@ -18,9 +18,13 @@ LORA_LR = 1e-3
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Everything one training run needs; ``seqlab train`` flags map one to one."""
+    """Everything one training run needs; ``seqlab train`` flags map one to one.
 
-    train: str
+    ``train`` is one labelled file, or the ``PATH[:OPTION]...`` specs of a training mixture
+    (``seqlab.training.specs``): several sets, each with its format, label mapping and
+    weight, learned at once with partial labels (``seqlab.training.mixture``)."""
+
+    train: str | tuple[str, ...]
     dev: str
     base: str
     out: str
@@ -42,6 +46,9 @@ class TrainConfig:
     warmup: float = 0.1
     weight_decay: float = 0.01
     patience: int = 2
+    # Stop after this many optimizer steps (None: run all epochs); a short run to check a
+    # recipe on real data, or to measure its speed.
+    max_steps: int | None = None
     # Word embeddings are kept from the base by default: the difference from the base encoder
     # then sits in the transformer layers, where a low-rank factorisation stores it compactly
     # (seqlab.models.shipped), and a step skips the gradient of the largest matrix.
@@ -71,6 +78,46 @@ class TrainConfig:
         if not 0 <= self.caseless <= 1:
             raise ConfigError(f"--caseless {self.caseless} is not a share",
                               fix="pass a value between 0 and 1")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ConfigError(f"--max-steps {self.max_steps} is not a number of steps",
+                              fix="pass a positive number, or leave --max-steps out")
+        self._settle_train()
+
+    def _settle_train(self) -> None:
+        """A mixture of one set without options is that set's file; a mixture is for
+        ``--task tagging``."""
+        from seqlab.training.specs import is_mixture
+
+        if isinstance(self.train, str):
+            return
+        if not self.train:
+            raise ConfigError("no --train file was given", fix="pass --train PATH")
+        if not is_mixture(self.train):
+            object.__setattr__(self, "train", self.train[0])
+            return
+        object.__setattr__(self, "train", tuple(self.train))
+        if self.task != "tagging":
+            raise ConfigError(f"--task {self.task} trains on one --train file, not a mixture",
+                              fix="pass one --train PATH without options")
+
+    @property
+    def mixture(self) -> bool:
+        """Whether ``train`` names a training mixture (several sets, or one with options)."""
+        return isinstance(self.train, tuple)
+
+    @property
+    def train_specs(self) -> tuple[str, ...]:
+        """The ``--train`` specs, one per set."""
+        return self.train if isinstance(self.train, tuple) else (self.train,)
+
+    @property
+    def dev_path(self) -> str:
+        """The dev file, without the options a mixture's ``--dev`` spec may carry."""
+        if not self.mixture:
+            return self.dev
+        from seqlab.training.specs import TrainSet
+
+        return TrainSet.parse(self.dev, "--dev").path
 
     @property
     def learning_rate(self) -> float:
@@ -80,4 +127,5 @@ class TrainConfig:
         keep = ("epochs", "batch_size", "max_length", "context", "seed", "lora_r", "warmup",
                 "weight_decay", "patience", "train_embeddings", "case_feature", "caseless",
                 "engine", "num_workers", "use_gpu", "task", "predicate_encoding")
-        return {"lr": self.learning_rate, **{k: getattr(self, k) for k in keep}}
+        steps = {"max_steps": self.max_steps} if self.max_steps else {}
+        return {"lr": self.learning_rate, **{k: getattr(self, k) for k in keep}, **steps}

@@ -26,12 +26,16 @@ if TYPE_CHECKING:
 
 @dataclass
 class TaskData:
-    """Train and dev sentences in the model's scheme, and the labels in id order."""
+    """Train and dev sentences in the model's scheme, and the labels in id order.
+
+    A training mixture's train words may carry label sets (``seqlab.training.partial``), and
+    its ``record`` is what ``seqlab.json`` keeps as ``data`` (None: the two files' records)."""
 
     train: list[Sentence]
     dev: list[Sentence]
     labels: list[str]
     scheme: str
+    record: dict[str, Any] | None = None
 
     @property
     def has_entities(self) -> bool:
@@ -41,13 +45,15 @@ class TaskData:
 @dataclass
 class Prepared:
     """A run's data encoded, and the task that prepared it: the trainer asks it to adapt the
-    model, the saved ``seqlab.json`` takes its entries."""
+    model, the saved ``seqlab.json`` takes its entries. ``label_sets``: the label sets the
+    train examples carry as ids ``len(data.labels)`` on (the loss reads them as masks)."""
 
     data: TaskData
     tokenizer: PreTrainedTokenizerBase
     train_set: Encoded
     dev_set: Encoded
     task: TrainTask
+    label_sets: tuple[str, ...] = ()
 
 
 class TrainTask:
@@ -76,16 +82,18 @@ class TrainTask:
     def prepare(self, config: TrainConfig) -> Prepared:
         """The task's data and its encoded train and dev examples."""
         from seqlab.training.examples import encode
+        from seqlab.training.partial import label_ids
 
         data = self.data(config)
         tokenizer = fast_tokenizer(config.base)
-        label2id = {label: i for i, label in enumerate(data.labels)}
+        label2id = label_ids(data.labels, (label for s in data.train for label in s.labels))
         return Prepared(
             data, tokenizer,
             encode(data.train, tokenizer, label2id, config.max_length, config.context,
                    config.case_feature, config.caseless, config.seed),
             encode(data.dev, tokenizer, label2id, config.max_length, config.context,
-                   config.case_feature), self)
+                   config.case_feature), self,
+            tuple(label2id)[len(data.labels):])
 
     def adapt(self, trainer: Trainer, config: TrainConfig) -> None:
         """Change the model ``trainer`` has just built, before it trains."""

@@ -1,4 +1,5 @@
-"""Readers and writers of labelled sentence files: CoNLL-2003, WNUT-17, CoNLL-U and Parquet.
+"""Readers and writers of labelled sentence files: CoNLL-2003, WNUT-17, CoNLL-U, Universal NER
+(IOB2 with CoNLL-U-like comments) and Parquet.
 
 Every reader returns a list of ``Sentence`` (words and one label per word) and every file is
 opened through fsspec, so URLs work as paths. Quirks of the public files are handled here:
@@ -9,6 +10,10 @@ opened through fsspec, so URLs work as paths. Quirks of the public files are han
   a byte-order mark inside a token of the dev file (``Dubbz\\ufeff``).
 - CoNLL-U carries multiword-token lines (ID ``19-20``) and empty nodes (ID ``8.1``) next to
   the words; only plain word lines are kept.
+- Universal NER (``.iob2``: ``index<TAB>word<TAB>tag``, two more columns on annotated words,
+  ``# newdoc``/``# sent_id``/``# text`` comments) has ``B-O`` tags on punctuation in the
+  English-EWT train file: they are read as ``O``. Its ``OTH`` spans are kept as they are; what
+  they mean to a model is a training mixture's label mapping (``seqlab.training.specs``).
 - Parquet holds one sentence per row, a list column of tokens and a list column of tags, and
   optionally a ``document`` column.
 
@@ -31,13 +36,15 @@ from seqlab.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
-FORMATS = ("conll", "wnut", "conllu", "parquet")
+FORMATS = ("conll", "wnut", "conllu", "uner", "parquet")
 COLUMNS = ("ner", "upos", "xpos")
 # what a sentence is read with, in training and evaluation: its document, or nothing
 CONTEXTS = ("document", "sentence")
 # Characters that are no text: a byte-order mark may sit at a file's start or inside a token.
 _INVISIBLE = "\ufeff"
 _CONLLU_COLUMN = {"upos": 3, "xpos": 4}
+# Universal NER's first English-EWT train file tags some punctuation ``B-O``: outside.
+_UNER_OUTSIDE = ("B-O", "I-O")
 DOCSTART = "-DOCSTART-"
 
 
@@ -60,6 +67,8 @@ def format_of(path: str, format: str | None = None) -> str:
 
     >>> format_of("data/en_ewt-ud-dev.conllu"), format_of("x.parquet"), format_of("eng.testa")
     ('conllu', 'parquet', 'conll')
+    >>> format_of("uner_ewt/en_ewt-ud-dev.iob2")
+    'uner'
     """
     if format:
         if format not in FORMATS:
@@ -70,6 +79,8 @@ def format_of(path: str, format: str | None = None) -> str:
         return "conllu"
     if name.endswith((".parquet", ".pq")):
         return "parquet"
+    if name.endswith(".iob2"):
+        return "uner"
     if "wnut" in name or "emerging" in name:
         return "wnut"
     return "conll"
@@ -87,6 +98,8 @@ def read_sentences(path: str, format: str | None = None,
         sentences = read_conllu(path, column or "upos")
     elif fmt == "wnut":
         sentences = read_wnut(path)
+    elif fmt == "uner":
+        sentences = read_uner(path)
     else:
         sentences = read_conll(path)
     if not sentences:
@@ -192,6 +205,32 @@ def read_conllu(path: str, column: str = "upos") -> list[Sentence]:
     return sentences
 
 
+def read_uner(path: str) -> list[Sentence]:
+    """Universal NER IOB2: ``index<TAB>word<TAB>tag[<TAB>...]`` lines after ``#`` comments;
+    ``# newdoc id = ...`` starts a document; ``B-O`` (and ``I-O``) tags read as ``O``."""
+    sentences, document = [], None
+    for block in _blocks(_lines(path)):
+        words, tags = [], []
+        for line in block:
+            if line.startswith("#"):
+                key, _, value = line[1:].partition("=")
+                if key.split()[:1] == ["newdoc"]:
+                    document = value.strip() or f"doc{len(sentences)}"
+                continue
+            fields = line.split("\t")
+            if len(fields) < 3:
+                raise InputError(f"{path}: a Universal NER line has {len(fields)} columns, not "
+                                 f"3 or more: {line[:80]!r}",
+                                 fix="check that the file is Universal NER IOB2 (index, word, "
+                                 "tag, TAB separated), or pass another format")
+            tag = fields[2].strip()
+            words.append(_clean(fields[1]))
+            tags.append("O" if tag in _UNER_OUTSIDE else tag)
+        if words:
+            sentences.append(Sentence(tuple(words), tuple(tags), document))
+    return sentences
+
+
 def read_parquet(path: str, tokens: str = "tokens", tags: str = "tags",
                  document: str = "document") -> list[Sentence]:
     """One sentence per row: a list column of tokens, a list column of tags and, optionally,
@@ -227,7 +266,7 @@ def write_sentences(sentences: Sequence[Sentence], path: str, format: str) -> No
         for n, document in enumerate(documents(sentences)):
             if fmt == "conll" and (n == 0 or document[0].document is not None):
                 handle.write(f"{DOCSTART} -X- -X- O\n\n")
-            elif fmt == "conllu" and document[0].document is not None:
+            elif fmt in ("conllu", "uner") and document[0].document is not None:
                 handle.write(f"# newdoc id = {document[0].document}\n")
             for sentence in document:
                 handle.write("".join(_format_line(fmt, i, w, t) for i, (w, t)
@@ -238,6 +277,8 @@ def write_sentences(sentences: Sequence[Sentence], path: str, format: str) -> No
 def _format_line(fmt: str, i: int, word: str, label: str) -> str:
     if fmt == "wnut":
         return f"{word}\t{label}\n"
+    if fmt == "uner":
+        return f"{i}\t{word}\t{label}\n"
     if fmt == "conllu":
         return f"{i}\t{word}\t_\t{label}\t_\t_\t{max(i - 1, 0)}\t_\t_\t_\n"
     return f"{word} {label}\n"

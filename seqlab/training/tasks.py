@@ -34,12 +34,18 @@ _PREFIXES = {"iob2": "BI", "iob1": "BI", "bioes": "BIES", "io": "I"}
 
 
 class TaggingTask(TrainTask):
-    """Word labels of a labelled file (CoNLL, CoNLL-U, JSON Lines...): spans or plain tags."""
+    """Word labels of a labelled file (CoNLL, CoNLL-U, JSON Lines...): spans or plain tags; or
+    entity spans of several sets at once, with partial labels (``seqlab.training.mixture``)."""
 
     name = "tagging"
 
     def data(self, config: TrainConfig) -> TaskData:
         from seqlab.training.formats import format_of, read_sentences
+
+        if config.mixture:
+            from seqlab.training.mixture import mixture_data
+
+            return mixture_data(config)
 
         train = read_sentences(config.train, format_of(config.train, config.format),
                                config.column)
@@ -55,6 +61,8 @@ class TaggingTask(TrainTask):
         """``ner`` for spans, the CoNLL-U column for CoNLL-U tags, else ``tagging``."""
         from seqlab.training.formats import format_of
 
+        if config.mixture:
+            return "ner"
         if config.column:
             return config.column
         if format_of(config.train, config.format) == "conllu":

@@ -13,6 +13,11 @@ The saved directory is a plain Hugging Face checkpoint (safetensors, ``id2label`
 tokenizer) plus ``seqlab.json``: task, scheme, base encoder, data files with hashes,
 hyper-parameters, dev metrics, and whether the tag stage must pass the case feature.
 
+Several labelled sets can be learned at once (``seqlab.training.mixture``): words a set cannot
+label fully carry the set of labels they may have, and the loss is then ``-log`` of the
+probability mass on that set (``seqlab.training.partial``); the head and decoding are the same.
+The base may also be a trained model, a shipped one in compact form included, to go on from.
+
 What differs between ``--task tagging``, ``srl`` and ``predicates`` (how the data is read and
 encoded, changes to the model, task-specific metadata) is the task object's
 (``seqlab.training.tasks``), looked up by name once per run; the recipe here is shared.
@@ -44,13 +49,14 @@ from transformers import (
 
 from seqlab.errors import ConfigError, missing_extra
 from seqlab.models.load import load_tokenizer, local_model_dir
-from seqlab.models.metadata import ModelMetadata, write_metadata
-from seqlab.models.shipped import file_sha256
+from seqlab.models.metadata import ModelMetadata, read_metadata, write_metadata
+from seqlab.models.shipped import ADAPTER_CONFIG, ADAPTER_WEIGHTS, file_sha256, load_adapter_model
 from seqlab.stages.tokenize import lower_cases
 from seqlab.training.config import TRAIN_ENGINES, TrainConfig
 from seqlab.training.data import Prepared, TaskData, TrainTask
 from seqlab.training.formats import Sentence
 from seqlab.training.metrics import score
+from seqlab.training.partial import PartialLoss
 from seqlab.training.tasks import label_list, target_scheme, task_of  # noqa: F401 - importable here too
 
 log = logging.getLogger(__name__)
@@ -68,10 +74,14 @@ def prepare_data(config: TrainConfig) -> TaskData:
 
 def build_model(base: str, labels: list[str], lora_r: int | None,
                 train_embeddings: bool = True) -> PreTrainedModel:
-    model = AutoModelForTokenClassification.from_pretrained(
-        local_model_dir(base), num_labels=len(labels), id2label=dict(enumerate(labels)),
-        label2id={label: i for i, label in enumerate(labels)}, use_safetensors=True,
-        ignore_mismatched_sizes=True)  # a base that is already a tagger gets a new head
+    source = local_model_dir(base)
+    if (Path(source) / ADAPTER_CONFIG).is_file():
+        model = adapter_tagger(source, labels)
+    else:
+        model = AutoModelForTokenClassification.from_pretrained(
+            source, num_labels=len(labels), id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)}, use_safetensors=True,
+            ignore_mismatched_sizes=True)  # a base that is already a tagger gets a new head
     if not train_embeddings:
         model.get_input_embeddings().weight.requires_grad_(False)
     if not lora_r:
@@ -86,6 +96,27 @@ def build_model(base: str, labels: list[str], lora_r: int | None,
     model = get_peft_model(model, lora)
     trainable, total = model.get_nb_trainable_parameters()
     log.info("LoRA r=%d: %d of %d parameters trainable", lora_r, trainable, total)
+    return model
+
+
+def adapter_tagger(source: str, labels: list[str]) -> PreTrainedModel:
+    """A model in compact form (a shipped model: its adapter merged into the pinned base) to
+    train on: its head is kept when it predicts ``labels`` in this order, else replaced by a
+    new one."""
+    model = load_adapter_model(source, read_metadata(source), torch.float32)
+    if [model.config.id2label[i] for i in range(model.config.num_labels)] == labels:
+        return model
+    log.info("%s predicts %s: a new head for %s", source, list(model.config.id2label.values()),
+             labels)
+    head = torch.nn.Linear(model.classifier.in_features, len(labels))
+    with torch.no_grad():
+        head.weight.normal_(0.0, model.config.initializer_range)
+        head.bias.zero_()
+    model.classifier = head
+    model.config.num_labels = len(labels)
+    model.config.id2label = dict(enumerate(labels))
+    model.config.label2id = {label: i for i, label in enumerate(labels)}
+    model.num_labels = len(labels)
     return model
 
 
@@ -122,6 +153,8 @@ def training_arguments(config: TrainConfig, output_dir: str, best_metric: str,
         load_best_model_at_end=True, metric_for_best_model=best_metric, greater_is_better=True,
         seed=config.seed, data_seed=config.seed, bf16=use_bf16, use_cpu=not config.use_gpu,
         report_to="none", logging_steps=50, dataloader_num_workers=0)
+    if config.max_steps:
+        options["max_steps"] = config.max_steps
     if "train_sampling_strategy" in params:
         options["train_sampling_strategy"] = "group_by_length"
     elif "group_by_length" in params:
@@ -156,6 +189,9 @@ def build_trainer(config: TrainConfig, prepared: Prepared, output_dir: str,
         data_collator=collator, processing_class=prepared.tokenizer,
         compute_metrics=compute_metrics_fn(data.labels, data.has_entities, task.unscored),
         preprocess_logits_for_metrics=argmax_logits,
+        # words of a training mixture may allow several labels: -log of their summed mass
+        compute_loss_func=(PartialLoss(data.labels, prepared.label_sets)
+                           if prepared.label_sets else None),
         callbacks=[EarlyStoppingCallback(early_stopping_patience=config.patience),
                    *(callbacks or [])])
     task.adapt(trainer, config)
@@ -163,7 +199,7 @@ def build_trainer(config: TrainConfig, prepared: Prepared, output_dir: str,
 
 
 def metadata(config: TrainConfig, prepared: Prepared, best: dict, epochs: list[dict],
-             seconds: float) -> dict:
+             seconds: float, steps: dict | None = None) -> dict:
     """What ``seqlab.json`` records about a trained model, the task's own entries last."""
     import transformers
 
@@ -181,8 +217,8 @@ def metadata(config: TrainConfig, prepared: Prepared, best: dict, epochs: list[d
         "scheme": data.scheme,
         "labels": data.labels,
         "base": base_record(config.base),
-        "data": {"train": data_file(config.train, data.train),
-                 "dev": data_file(config.dev, data.dev)},
+        "data": data.record or {"train": data_file(config.train, data.train),
+                                "dev": data_file(config.dev, data.dev)},
         "hyper_parameters": config.hyper_parameters(),
         # examples were up to this many subwords: annotate's default window for this model
         "window": config.max_length,
@@ -191,6 +227,7 @@ def metadata(config: TrainConfig, prepared: Prepared, best: dict, epochs: list[d
         "dev_metrics": best,
         "dev_history": epochs,
         "train_seconds": round(seconds, 1),
+        **({"train_steps": steps} if steps else {}),
         "versions": {"seqlab": __version__, "transformers": transformers.__version__,
                      "torch": torch.__version__},
         **task.metadata(config, prepared),
@@ -198,8 +235,15 @@ def metadata(config: TrainConfig, prepared: Prepared, best: dict, epochs: list[d
 
 
 def base_record(base: str) -> dict:
-    """The base encoder's name and, when its weights are local, their hash."""
-    weights = Path(local_model_dir(base)) / "model.safetensors"
+    """The base encoder's name and, when its weights are local, their hash. A base in compact
+    form (a shipped model) records the encoder it rests on, which the trained model's own
+    compact form is exported over, and itself as ``initialised_from``."""
+    source = Path(local_model_dir(base))
+    if (source / ADAPTER_CONFIG).is_file():
+        pin = read_metadata(str(source)).base
+        return {**(pin.to_dict() if pin else {}), "initialised_from": {
+            "name": base, "sha256": file_sha256(str(source / ADAPTER_WEIGHTS))}}
+    weights = source / "model.safetensors"
     return {"name": base, "sha256": file_sha256(str(weights)) if weights.is_file() else None}
 
 
@@ -208,6 +252,20 @@ def history(trainer: Trainer) -> list[dict]:
     return [{k.removeprefix("eval_"): round(v, 5) if isinstance(v, float) else v
              for k, v in entry.items() if k.startswith("eval_") or k == "epoch"}
             for entry in trainer.state.log_history if "eval_loss" in entry]
+
+
+def steps_record(trainer: Trainer) -> dict:
+    """Optimizer steps taken and their pace, from the trainer's log, the dev evaluations
+    between epochs apart (data preparation is in neither): what a longer run of the same
+    recipe would take."""
+    log_history = trainer.state.log_history
+    final = next((e for e in reversed(log_history) if "train_runtime" in e), {})
+    evaluating = sum(e.get("eval_runtime", 0.0) for e in log_history)
+    seconds = max(0.0, float(final.get("train_runtime", 0.0)) - evaluating)
+    steps = trainer.state.global_step
+    return {"steps": steps, "seconds": round(seconds, 3), "eval_seconds": round(evaluating, 3),
+            "steps_per_second": round(steps / seconds, 4) if seconds else None,
+            "examples_per_step": trainer.args.per_device_train_batch_size}
 
 
 def save_trained(trainer: Trainer, prepared: Prepared, config: TrainConfig,
@@ -224,8 +282,9 @@ def save_trained(trainer: Trainer, prepared: Prepared, config: TrainConfig,
     epochs = history(trainer)
     best_key = "f1" if prepared.data.has_entities else "accuracy"
     best = max(epochs, key=lambda e: e[best_key]) if epochs else {}
-    meta = ModelMetadata.from_dict(metadata(config, prepared, best, epochs, seconds),
-                                   str(out / "seqlab.json"))
+    meta = ModelMetadata.from_dict(
+        metadata(config, prepared, best, epochs, seconds, steps_record(trainer)),
+        str(out / "seqlab.json"))
     write_metadata(out, meta)
     log.info("saved %s (dev %s %.4f, %.0f s)", out, best_key, best.get(best_key, 0.0), seconds)
     return meta

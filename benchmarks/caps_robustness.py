@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from seqlab.models.load import ModelSpec, load_model
-from seqlab.stages import tokenize
+from seqlab.stages import casing
 from seqlab.training.evaluate import evaluate
 from seqlab.training.formats import Sentence, read_sentences, write_sentences
 
@@ -81,7 +81,7 @@ def rule_name(words: int, recase: bool) -> str:
 
 
 def shipped_rule() -> str:
-    return rule_name(tokenize.SHOUTED_WORDS, tokenize.RECASE_SHOUTED)
+    return rule_name(casing.SHOUTED_WORDS, casing.RECASE_SHOUTED)
 
 
 def main() -> None:
@@ -102,7 +102,7 @@ def main() -> None:
     args = parser.parse_args()
     out = Path(args.out or tempfile.mkdtemp(prefix="caps_robustness_"))
     out.mkdir(parents=True, exist_ok=True)
-    shipped = tokenize.SHOUTED_WORDS, tokenize.RECASE_SHOUTED
+    shipped = casing.SHOUTED_WORDS, casing.RECASE_SHOUTED
     print("| model | dev set | variant | case rule | decoder | F1 | seconds |\n"
           "|---|---|---|---|---|---:|---:|", flush=True)
     for model in args.models:
@@ -113,7 +113,7 @@ def main() -> None:
         for variant, data in (("plain", path), (f"1 in {args.every} upper-cased", copy)):
             for rule in args.rules:
                 # what case_types reads when it is called
-                tokenize.SHOUTED_WORDS, tokenize.RECASE_SHOUTED = rule
+                casing.SHOUTED_WORDS, casing.RECASE_SHOUTED = rule
                 for decoder in args.decoders:
                     start = time.perf_counter()
                     scores = evaluate(model, str(data), column=column, decoder=decoder,
@@ -121,7 +121,7 @@ def main() -> None:
                     cells = (model, path.name, variant, rule_name(*rule), decoder)
                     print(f"| {' | '.join(cells)} | {scores['f1']:.4f} | "
                           f"{time.perf_counter() - start:.0f} |", flush=True)
-    tokenize.SHOUTED_WORDS, tokenize.RECASE_SHOUTED = shipped
+    casing.SHOUTED_WORDS, casing.RECASE_SHOUTED = shipped
     print(f"\ncaps copies in {out}")
 
 

@@ -1,4 +1,5 @@
-"""Decoding: window stitching, subword -> word distributions, greedy and constrained Viterbi.
+"""Decoding: window stitching, subword -> word distributions, greedy and constrained Viterbi,
+then the repair of span edges (``seqlab.stages.spans``).
 
 All functions here are pure numpy over one document; ``seqlab.annotate_stage`` applies them
 to a batch.
@@ -12,6 +13,7 @@ import numpy as np
 
 from seqlab.errors import ConfigError
 from seqlab.labels import LabelSet
+from seqlab.stages.spans import SpanRepair
 
 DECODERS = ("greedy", "viterbi")
 AGGREGATIONS = ("first", "average", "max")
@@ -118,22 +120,39 @@ def viterbi(dist: np.ndarray, start: np.ndarray, transition: np.ndarray,
 
 
 class WordDecoder:
-    """Turns a document's subword distributions into word labels and scores."""
+    """Turns a document's subword distributions into word labels and scores.
 
-    def __init__(self, labels: LabelSet, decoder: str = "greedy", aggregation: str = "first"):
+    ``repair`` (on by default): where the caller gives the words' text (``decode``), spans
+    lose the stray punctuation at their edges after greedy or Viterbi decoding
+    (``seqlab.stages.spans.SpanRepair``: ``Mr[. Wallace]`` -> ``Mr. [Wallace]``); a word taken
+    out of a span scores the probability of ``O``. Label sets without spans are untouched.
+    """
+
+    def __init__(self, labels: LabelSet, decoder: str = "greedy", aggregation: str = "first",
+                 repair: bool = True):
         self.labels = labels
         self.decoder = check_choice(decoder, DECODERS, "--decoder")
         self.aggregation = check_choice(aggregation, AGGREGATIONS, "--aggregation")
         self.constraints = labels.allowed_transitions() if decoder == "viterbi" else None
+        self.repair = SpanRepair(labels) if repair and labels.has_entities else None
 
     def __call__(self, probs: np.ndarray, words: np.ndarray) -> tuple[np.ndarray, np.ndarray,
                                                                           np.ndarray]:
-        """Return ``(first subword of each word, label ids, scores)``."""
+        """Return ``(first subword of each word, label ids, scores)`` (no text: no repair)."""
         first = word_boundaries(words)
+        return (first, *self.decode(probs, first))
+
+    def decode(self, probs: np.ndarray, first: np.ndarray, text: str | None = None,
+               starts: np.ndarray | None = None, ends: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray]:
+        """``(label ids, scores)`` of the words whose first subwords are ``first``; with the
+        ``text`` and the words' character ``starts`` and ``ends``, spans are repaired."""
         dist = word_distributions(probs, first, self.aggregation)
         if self.constraints is None:
             label_ids = greedy(dist)
         else:
             label_ids = viterbi(dist, *self.constraints)
+        if self.repair is not None and text is not None:
+            label_ids = self.repair(label_ids, text, starts, ends)
         scores = dist[np.arange(len(first)), label_ids]
-        return first, label_ids, scores
+        return label_ids, scores

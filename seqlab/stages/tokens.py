@@ -91,14 +91,19 @@ class TokenDecoder:
     word's distribution, best first) in ``top``, which is null when ``top_k`` is 0.
     ``decoder`` None is greedy (``seqlab.run.plan.plan_run`` settles it from the model first).
     ``entities`` false: no ``entities`` column (a model of several whose labels are no spans).
+    ``repair_spans``: the words' labels are decoded with the span-edge repair
+    (``seqlab.stages.spans``: no mention begins or ends with stray punctuation), so tokens,
+    entities, mentions, aggregates and ``seqlab evaluate`` all see the repaired labels; off
+    only to measure what it changes (``benchmarks/spans.py``); never with ``entities`` false.
     """
 
     def __init__(self, labels: LabelSet, decoder: str | None = "greedy",
                  aggregation: str = "first", min_score: float | None = None, top_k: int = 0,
-                 prefix: str = "", entities: bool = True) -> None:
+                 prefix: str = "", entities: bool = True, repair_spans: bool = True) -> None:
         self.labels = labels
         self.names = np.asarray(labels.labels, dtype=object)
-        self.words = WordDecoder(labels, decoder or "greedy", aggregation)
+        self.words = WordDecoder(labels, decoder or "greedy", aggregation,
+                                 repair=repair_spans and entities)
         self.min_score = min_score
         self.top_k = min(top_k, len(self.names))
         self.fields = schema.output_fields(schema.KIND_TAGS, prefix, entities)
@@ -119,11 +124,12 @@ class TokenDecoder:
                 continue
             probs = probs_col[row].values.to_numpy().reshape(-1, n_labels)
             words = words_col[row].values.to_numpy()
-            first, label_ids, scores = self.words(probs, words)
-            top = self._top(probs, first)
+            first = word_boundaries(words)
             last = np.append(first[1:], len(words)) - 1
             starts = starts_col[row].values.to_numpy()[first]
             ends = ends_col[row].values.to_numpy()[last]
+            label_ids, scores = self.words.decode(probs, first, text, starts, ends)
+            top = self._top(probs, first)
             labels = self.names[label_ids].tolist()
             tokens.add(text=[text[s:e] for s, e in zip(starts.tolist(), ends.tolist())],
                        start_char=starts, end_char=ends, label=labels, score=scores, top=top)

@@ -13,6 +13,7 @@ import pytest
 from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
 
 import seqlab
+from seqlab.stages.spans import SpanRepair
 from tests.conftest import make_text
 from tests.helpers import read_output
 
@@ -24,7 +25,11 @@ def texts():
 
 
 @pytest.mark.parametrize("strategy", ["first", "average", "max"])
-def test_entities_match_transformers_pipeline(ner_model, texts, tmp_path, strategy):
+def test_entities_match_transformers_pipeline(ner_model, texts, tmp_path, strategy,
+                                              monkeypatch):
+    # the pipeline keeps a span's stray punctuation, which seqlab's decoding takes out
+    # (seqlab.stages.spans): compare the grouping without that repair
+    monkeypatch.setattr(SpanRepair, "__call__", lambda self, label_ids, *_: label_ids)
     pq.write_table(pa.table({"text": texts}), tmp_path / "in.parquet")
     seqlab.annotate(str(tmp_path / "in.parquet"), str(tmp_path / "out"), model=str(ner_model),
                     aggregation=strategy, device="cpu")

@@ -29,6 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import inputs
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
@@ -42,8 +43,6 @@ from seqlab.training.formats import read_sentences  # noqa: E402
 from seqlab.training.metrics import score  # noqa: E402
 from seqlab.training.specs import MAPPINGS  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data"
-CORPUS = ROOT.parent / "shared" / "corpora" / "wikipedia-en.parquet"
 STRAY = tuple(".,;:!?)]}")
 TYPES = ("PER", "LOC", "ORG")
 
@@ -91,17 +90,19 @@ def stray_share(model: str, corpus: str, articles: int, options: dict
 
 def measure(model: str, args: argparse.Namespace) -> dict:
     loaded = load_model(ModelSpec(name=model, precision=args.precision))
-    row = {"conll": evaluate(model, args.conll_dev, decoder=args.decoder, loaded=loaded)["f1"]}
+    conll, uner_dev, wnut_dev = (str(inputs.data(path)) for path in
+                                 (args.conll_dev, args.uner_dev, args.wnut_dev))
+    row = {"conll": evaluate(model, conll, decoder=args.decoder, loaded=loaded)["f1"]}
     print(f"{model}: CoNLL-2003 dev F1 {row['conll']:.4f}", file=sys.stderr)
-    uner = typed_scores(loaded, args.uner_dev, MAPPINGS["uner"], args.decoder)
+    uner = typed_scores(loaded, uner_dev, MAPPINGS["uner"], args.decoder)
     row["uner"] = uner["f1"]
     row.update({f"uner_{t}": uner["per_label"].get(t, {}).get("f1", 0.0) for t in TYPES})
     print(f"{model}: UNER EWT dev F1 {row['uner']:.4f}", file=sys.stderr)
-    row["wnut"] = typed_scores(loaded, args.wnut_dev, MAPPINGS["wnut17"], args.decoder)["f1"]
+    row["wnut"] = typed_scores(loaded, wnut_dev, MAPPINGS["wnut17"], args.decoder)["f1"]
     print(f"{model}: WNUT-17 dev F1 {row['wnut']:.4f}", file=sys.stderr)
     if args.articles:
         row["stray"], row["mentions"], row["wiki_s"] = stray_share(
-            model, args.corpus, args.articles, {"precision": args.precision,
+            model, str(inputs.corpus()), args.articles, {"precision": args.precision,
                                                 "decoder": args.decoder})
         print(f"{model}: {row['mentions']} mentions, {row['stray']:.2%} stray, "
               f"{row['wiki_s']:.0f} s", file=sys.stderr)
@@ -112,10 +113,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("models", nargs="*", default=["ner"],
                         help="model names or directories (default: the shipped ner)")
-    parser.add_argument("--conll-dev", default=str(DATA / "conll2003" / "eng.testa"))
-    parser.add_argument("--uner-dev", default=str(DATA / "uner_ewt" / "en_ewt-ud-dev.iob2"))
-    parser.add_argument("--wnut-dev", default=str(DATA / "wnut17" / "emerging.dev.conll"))
-    parser.add_argument("--corpus", default=str(CORPUS))
+    inputs.add_options(parser, data=True)
+    parser.add_argument("--conll-dev", default="conll2003/eng.testa", help="under --data")
+    parser.add_argument("--uner-dev", default="uner_ewt/en_ewt-ud-dev.iob2", help="under --data")
+    parser.add_argument("--wnut-dev", default="wnut17/emerging.dev.conll", help="under --data")
     parser.add_argument("--articles", type=int, default=200,
                         help="Wikipedia articles to annotate (0: skip)")
     parser.add_argument("--decoder", choices=("greedy", "viterbi"),
@@ -124,6 +125,7 @@ def main() -> None:
                         help="auto (each model's default: int8 for the shipped ner on CPU), "
                         "fp32, int8...")
     args = parser.parse_args()
+    inputs.use(args)
     logging.basicConfig(level=logging.WARNING)
     rows = {model: measure(model, args) for model in args.models}
     decoder = args.decoder or "each model's own"

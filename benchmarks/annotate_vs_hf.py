@@ -2,8 +2,9 @@
 
     python benchmarks/annotate_vs_hf.py [--model ner] [--docs 30] [--reps 3] [--systems ...]
 
-Both annotate the same slice of ../shared/corpora/wikipedia-en.parquet (long articles included)
-with the same model (a shipped model is first saved as a plain checkpoint for transformers).
+Both annotate the same slice of the Wikipedia corpus (``--corpus``, see ``inputs.py``; long
+articles included) with the same model (a shipped model is first saved as a plain checkpoint
+for transformers).
 Systems, each at its defaults and at matched settings:
 
 - ``hf``: ``pipeline("token-classification", aggregation_strategy="first", stride=128)``,
@@ -38,10 +39,9 @@ import tempfile
 import time
 from pathlib import Path
 
+import inputs
 import pyarrow.parquet as pq
 
-ROOT = Path(__file__).resolve().parents[1]
-CORPUS = ROOT.parent / "shared" / "corpora" / "wikipedia-en.parquet"
 SYSTEMS = {
     "hf": ("hf", {"max_length": 512, "stride": 128}),
     "hf-256": ("hf", {"max_length": 256, "stride": 64}),
@@ -55,7 +55,7 @@ SYSTEMS = {
 
 
 def corpus_slice(n_docs: int, out: Path) -> Path:
-    table = pq.read_table(CORPUS, columns=["id", "title", "text"]).slice(0, n_docs)
+    table = pq.read_table(inputs.corpus(), columns=["id", "title", "text"]).slice(0, n_docs)
     pq.write_table(table, out)
     return out
 
@@ -184,7 +184,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--systems", nargs="+", default=list(SYSTEMS), choices=list(SYSTEMS))
     parser.add_argument("--forward-reps", type=int, default=9)
+    inputs.add_options(parser)
     args = parser.parse_args()
+    inputs.use(args)
     with tempfile.TemporaryDirectory() as tmp:
         from seqlab.models.shipped import shipped_model_dir
 

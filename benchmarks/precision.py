@@ -8,9 +8,10 @@ patterns):
 
 - ``fp32``: the torch model as ``--precision fp32`` runs it;
 - ``onnx-fp32``: the same exported to ONNX and run by ONNX Runtime in fp32;
-- ``onnx-all``, ``onnx-head``, ``onnx-head+outputs``: ONNX Runtime's dynamic int8
-  (per-channel int8 weights, uint8 activations) with nothing, the classifier head, or the head
-  and both output projections left in fp32 (``onnx-head`` is the shipped default);
+- ``onnx-all``, ``onnx-head``, ``onnx-head+outputs``, ``onnx-head+ffn-in``: ONNX Runtime's
+  dynamic int8 (per-channel int8 weights, uint8 activations) with nothing, the classifier
+  head, the head and both output projections, or the head and the feed-forward input layers
+  left in fp32 (``onnx-head`` is the shipped default);
 - ``onnx-fused``: ``onnx-head`` on the graph fused by ``onnxruntime.transformers.optimizer``
   (attention, skip layer norm and bias GELU kernels);
 - ``onnx-static``: ONNX Runtime's static int8 (QDQ, per-channel weights, activation ranges
@@ -52,7 +53,8 @@ RECIPES = {
     "head+ffn-out": ["classifier", r"layer\.\d+\.output\.dense$"],
 }
 ONNX = {"onnx-all": [], "onnx-head": ["classifier"],
-        "onnx-head+outputs": ["classifier", r"\.output\.dense$"]}
+        "onnx-head+outputs": ["classifier", r"\.output\.dense$"],
+        "onnx-head+ffn-in": ["classifier", r"intermediate\.dense$"]}
 EXTRA = ("onnx-fused", "onnx-static")
 CHOICES = ["fp32", "onnx-fp32", *ONNX, *EXTRA, "per-tensor", *RECIPES]
 

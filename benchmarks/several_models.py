@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+import inputs  # noqa: E402
 from annotate_vs_hf import corpus_slice  # noqa: E402
 
 import seqlab  # noqa: E402
@@ -43,7 +44,9 @@ def main() -> None:
     parser.add_argument("--models", default="ner,upos,srl")
     parser.add_argument("--threads", type=int, default=None,
                         help="torch intra-op threads (default: torch's)")
+    inputs.add_options(parser)
     args = parser.parse_args()
+    inputs.use(args)
     if args.threads:
         torch.set_num_threads(args.threads)
     models = args.models.split(",")

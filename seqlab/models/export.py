@@ -61,7 +61,8 @@ def export_low_rank_model(trained: str | Path, target: str | Path, rank: int, bi
     if bits not in (8, 16):
         raise ModelError(f"bits={bits} is not supported", fix="use bits=8 or bits=16")
     trained, target = Path(trained), Path(target)
-    base_dir = resolve_base(_pin(read_metadata(str(trained)), None, None))
+    # the pin as training recorded it: the shipped models' base resolves to its package
+    base_dir = resolve_base(read_metadata(str(trained)).base or BasePin())
     tuned = AutoModelForTokenClassification.from_pretrained(str(trained), dtype=torch.float32)
     base_params = dict(base_tagger(base_dir, tuned.config).named_parameters())
     tensors, targets, whole = {}, [], []

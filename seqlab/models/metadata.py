@@ -176,7 +176,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "predicates": _text, "predicate_encoding": _one_of(PREDICATE_ENCODINGS),
     "core_once": _flag, "frames": _counts, "form": _text, "dev_metrics": _object,
     "dev_history": _objects, "dev_scores": _object, "train_seconds": _seconds,
-    "versions": _object,
+    "train_steps": _object, "versions": _object,
 }
 
 
@@ -245,6 +245,7 @@ class ModelMetadata(Mapping[str, Any]):
     dev_history: tuple[Mapping[str, Any], ...] = ()  # dev scores after each epoch
     dev_scores: Mapping[str, Any] = field(default_factory=dict)  # measured after training
     train_seconds: float | None = None
+    train_steps: Mapping[str, Any] = field(default_factory=dict)  # steps, seconds, steps/s
     versions: Mapping[str, Any] = field(default_factory=dict)  # seqlab, transformers, torch
     path: str | None = field(default=None, repr=False)  # the file it was read from
     raw: Mapping[str, Any] = field(default_factory=dict, repr=False)  # the dict as read

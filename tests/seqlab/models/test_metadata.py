@@ -56,7 +56,8 @@ def test_every_entry_of_a_shipped_seqlab_json_is_a_typed_attribute(name):
     assert meta.base.sha256 == "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
     assert meta.window == 256 and meta.cpu_precision == "int8"
     assert meta.int8["backend"] == "onnxruntime" and meta.int8["skip"] == ["classifier"]
-    assert meta.labels == tuple(raw["labels"]) and meta.dev_metrics["epoch"] >= 1
+    # a model trained for --max-steps keeps the dev scores of a fraction of an epoch
+    assert meta.labels == tuple(raw["labels"]) and meta.dev_metrics["epoch"] > 0
     assert meta.versions["seqlab"] and meta.train_seconds > 0
 
 
@@ -66,10 +67,13 @@ def test_the_shipped_models_own_entries():
                                                                      True)
     assert ner.labels == ("O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER",
                           "I-PER")
-    assert ner.temperature == 1.285754 == model_temperature(ner)
+    assert ner.temperature == 1.233681 == model_temperature(ner)
     assert ner.calibration["entity_decoder"] == "viterbi"
-    assert ner.data["train"]["format"] == "conll" and ner.hyper_parameters["max_length"] == 256
-    assert ner.form.startswith("rank-128") and ner.dev_scores["decoder_viterbi"]["f1"] > 0.9
+    # the mixture it was trained on: news, web text and social media, each set with its hash
+    mix = ner.data["train"]["mix"]
+    assert [m["format"] for m in mix] == ["conll", "uner", "wnut"]
+    assert all(len(m["sha256"]) == 64 for m in mix) and ner.hyper_parameters["max_length"] == 256
+    assert ner.form.startswith("rank-128") and ner.dev_scores["conll2003_dev"]["int8"] > 0.93
     assert (upos.task, upos.scheme) == ("upos", "tags") and "NOUN" in upos.labels
     assert (srl.task, srl.predicates, srl.predicate_encoding) == ("srl", "predicates",
                                                                  "indicator")

@@ -8,6 +8,7 @@ import json
 
 from seqlab.cli.commands import command
 from seqlab.cli.flags import add_precision_flag
+from seqlab.stages import WINDOW_CUTS
 from seqlab.training.formats import COLUMNS, CONTEXTS, FORMATS
 
 
@@ -90,6 +91,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="tag each document's text (default; as annotate does) or each sentence")
     p.add_argument("--max-length", type=int, help="window in subwords (default as annotate: "
                    "the length the model was trained on, else 512)")
+    p.add_argument("--window-cuts", choices=WINDOW_CUTS, default="sentence",
+                   help="where windows end, as annotate --window-cuts (default sentence)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     add_precision_flag(p)
     p.set_defaults(precision="auto")
@@ -151,7 +154,8 @@ def evaluate_cli(args: argparse.Namespace) -> int:
         print(calibration_line(entry), file=sys.stderr if args.json else sys.stdout)
     scores = evaluate(args.model, args.data, format=args.format, column=args.column,
                       decoder=decoder, report=args.report, loaded=loaded,
-                      context=args.context, max_length=args.max_length)
+                      context=args.context, max_length=args.max_length,
+                      window_cuts=args.window_cuts)
     if args.decoder:
         how = "as asked"
     else:

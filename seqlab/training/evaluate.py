@@ -52,17 +52,18 @@ def model_decoder(loaded: LoadedModel, decoder: str | None = None) -> str:
 
 
 def read_units(loaded: LoadedModel, sentences: list[Sentence], stages: Stage,
-               context: str = "document", max_length: int | None = None
+               context: str = "document", max_length: int | None = None,
+               window_cuts: str = "sentence"
                ) -> Iterator[tuple[list[list[Sentence]], list[list[int]], pa.RecordBatch]]:
     """The sentences as annotate reads text: each document (or sentence) as one text, its
-    words joined by spaces, tokenized in the model's windows and passed through ``stages``.
-    Yields, a batch at a time, the units, the character offset of each unit's words, and
-    ``stages``' output (one row per unit)."""
+    words joined by spaces, tokenized in the model's windows (cut as ``--window-cuts``
+    cuts them) and passed through ``stages``. Yields, a batch at a time, the units, the
+    character offset of each unit's words, and ``stages``' output (one row per unit)."""
     if context not in CONTEXTS:
         raise ConfigError(f"unknown --context {context!r}", fix=f"use one of {CONTEXTS}")
     window = settle_window(max_length, None, trained_window(loaded.metadata),
                            model_max_length(loaded.tokenizer))
-    tokenize = Tokenizer(loaded.tokenizer, WindowSpec(*window))
+    tokenize = Tokenizer(loaded.tokenizer, WindowSpec(*window, cuts=window_cuts))
     units = documents(sentences) if context == "document" else [[s] for s in sentences]
     done = 0
     for batch in _batches(units, BATCH_SENTENCES):
@@ -75,7 +76,7 @@ def read_units(loaded: LoadedModel, sentences: list[Sentence], stages: Stage,
 
 def predict(loaded: LoadedModel, sentences: list[Sentence], decoder: str | None = "greedy",
             batch_tokens: int = 16384, context: str = "document",
-            max_length: int | None = None) -> list[list[str]]:
+            max_length: int | None = None, window_cuts: str = "sentence") -> list[list[str]]:
     """One predicted label per gold word, through the annotate stages (``decoder`` None: the
     model's recommended decoder, else greedy)."""
     tag = Tagger(loaded, batch_tokens)
@@ -85,7 +86,7 @@ def predict(loaded: LoadedModel, sentences: list[Sentence], decoder: str | None 
                      model_decoder(loaded, decoder))
     predicted: list[list[str]] = []
     for batch, offsets_of, rows in read_units(loaded, sentences, lambda b: decode(tag(b)),
-                                              context, max_length):
+                                              context, max_length, window_cuts):
         for unit, offsets, tokens, status in zip(
                 batch, offsets_of, rows.column("tokens").to_pylist(),
                 rows.column(schema.STATUS).to_pylist()):
@@ -131,18 +132,19 @@ def evaluate(model: str, data: str, format: str | None = None, column: str | Non
              decoder: str | None = None, device: str = "auto", batch_tokens: int = 16384,
              report: str | None = None, loaded: LoadedModel | None = None,
              context: str = "document", max_length: int | None = None,
-             precision: str = "auto") -> dict:
+             precision: str = "auto", window_cuts: str = "sentence") -> dict:
     """Scores of ``model`` on the labelled file ``data``: ``{"f1", "precision", "recall",
     "accuracy", "per_label"}``; with ``report`` a directory, also a confusion matrix image
     and a markdown table there. ``context`` is ``"document"`` (each sentence read within its
     document, as annotate reads documents) or ``"sentence"``; ``max_length`` sets the window
     (default as ``seqlab annotate``: the length the model was trained on, else 512);
     ``decoder`` None is the model's recommended decoder (``seqlab.json``), else greedy;
-    ``precision`` is what the model runs in, as ``seqlab annotate --precision``."""
+    ``precision`` is what the model runs in, as ``seqlab annotate --precision``;
+    ``window_cuts`` where windows end, as ``seqlab annotate --window-cuts``."""
     loaded = loaded or load_model(ModelSpec(name=model, device=device, precision=precision))
     sentences = read_sentences(data, format, column)
     gold = gold_in_scheme(sentences, loaded.labels)
-    pred = predict(loaded, sentences, decoder, batch_tokens, context, max_length)
+    pred = predict(loaded, sentences, decoder, batch_tokens, context, max_length, window_cuts)
     if loaded.labels.has_entities:  # words with no prediction are outside any entity
         pred = [[OUTSIDE if p == MISSING else p for p in row] for row in pred]
     scores = score(gold, pred, loaded.labels.has_entities)

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from seqlab.cli.main import main
+from seqlab.errors import ConfigError
 from seqlab.labels import convert
 from seqlab.models.load import ModelSpec, load_model
 from seqlab.training.evaluate import evaluate, predict, sentence_text
@@ -111,3 +112,32 @@ def test_the_models_recommended_decoder_is_used_unless_one_is_given(ner_setup, t
     assert f"f1 {viterbi['f1']:.4f}" in out
     assert main(["evaluate", str(copy), data, "--decoder", "greedy", "--device", "cpu"]) == 0
     assert "decoder greedy (as asked)" in capsys.readouterr().out
+
+
+def test_windows_are_cut_as_annotate_is_told_to(ner_setup):
+    model, _ = ner_setup
+    loaded = load_model(ModelSpec(str(model), device="cpu"))
+    doc = [Sentence((s.words[0].capitalize(), *s.words[1:], "."), s.labels + ("O",), "d0")
+           for s in ner_sentences(12, 7)]  # sentences that the window cuts can tell apart
+    # windows of 16 subwords: cut at sentence ends without overlap, or overlapping anywhere
+    at_sentences = predict(loaded, doc, max_length=16)
+    fixed = predict(loaded, doc, max_length=16, window_cuts="fixed")
+    assert at_sentences == predict(loaded, doc, max_length=16, window_cuts="sentence")
+    assert [len(r) for r in fixed] == [len(r) for r in at_sentences]
+    assert fixed != at_sentences
+    with pytest.raises(ConfigError, match="--window-cuts"):
+        predict(loaded, doc, max_length=16, window_cuts="paragraph")
+
+
+def test_the_cli_passes_window_cuts_through(ner_setup, capsys):
+    model, data = ner_setup
+    scores = {}
+    for cuts in ("sentence", "fixed"):
+        assert main(["evaluate", str(model), data, "--json", "--max-length", "16",
+                     "--window-cuts", cuts, "--device", "cpu"]) == 0
+        scores[cuts] = json.loads(capsys.readouterr().out)
+    # the same words scored, windows cut differently
+    supports = {c: {k: v["support"] for k, v in s["per_label"].items()} for c, s in scores.items()}
+    assert supports["sentence"] == supports["fixed"]
+    with pytest.raises(SystemExit):
+        main(["evaluate", str(model), data, "--window-cuts", "paragraph"])

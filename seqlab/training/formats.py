@@ -188,9 +188,7 @@ def read_conllu(path: str, column: str = "upos") -> list[Sentence]:
         words, tags = [], []
         for line in block:
             if line.startswith("#"):
-                key, _, value = line[1:].partition("=")
-                if key.split()[:1] == ["newdoc"]:  # "# newdoc id = ..." or a bare "# newdoc"
-                    document = value.strip() or f"doc{len(sentences)}"
+                document = _newdoc(line, f"doc{len(sentences)}") or document
                 continue
             fields = line.split("\t")
             if len(fields) != 10:
@@ -205,6 +203,16 @@ def read_conllu(path: str, column: str = "upos") -> list[Sentence]:
     return sentences
 
 
+def _newdoc(comment: str, unnamed: str) -> str | None:
+    """The document a ``# newdoc id = ...`` (or a bare ``# newdoc``) comment line starts.
+
+    >>> _newdoc("# newdoc id = weblog-1", "doc0"), _newdoc("# newdoc", "doc3"), _newdoc("# x", "d")
+    ('weblog-1', 'doc3', None)
+    """
+    key, _, value = comment[1:].partition("=")
+    return (value.strip() or unnamed) if key.split()[:1] == ["newdoc"] else None
+
+
 def read_uner(path: str) -> list[Sentence]:
     """Universal NER IOB2: ``index<TAB>word<TAB>tag[<TAB>...]`` lines after ``#`` comments;
     ``# newdoc id = ...`` starts a document; ``B-O`` (and ``I-O``) tags read as ``O``."""
@@ -213,9 +221,7 @@ def read_uner(path: str) -> list[Sentence]:
         words, tags = [], []
         for line in block:
             if line.startswith("#"):
-                key, _, value = line[1:].partition("=")
-                if key.split()[:1] == ["newdoc"]:
-                    document = value.strip() or f"doc{len(sentences)}"
+                document = _newdoc(line, f"doc{len(sentences)}") or document
                 continue
             fields = line.split("\t")
             if len(fields) < 3:

@@ -54,7 +54,19 @@ def model_headers(manifest: Manifest) -> list[ModelHeader]:
         return [ModelHeader("", model.name, kind, kind, model.scheme, tuple(model.labels),
                             str(decoder), precision, (schema.TOKENS, schema.ENTITIES),
                             revision=model.revision)]
-    return [_header(m, precision) for m in manifest.models]
+    per_model = model_precisions(manifest)
+    return [_header(m, per_model.get(m.key, precision)) for m in manifest.models]
+
+
+def model_precisions(manifest: Manifest) -> dict[str, str]:
+    """Each model key's precision and backend, where the engine recorded them per model
+    (``tagging.models``): ``{"ner": "int8 (onnxruntime)"}``."""
+    tagging = manifest.extra.get("tagging")
+    models = tagging.get("models") if isinstance(tagging, Mapping) else None
+    if not isinstance(models, Mapping):
+        return {}
+    return {key: f"{m['precision']} ({m['backend']})" if m.get("backend") else m["precision"]
+            for key, m in models.items() if isinstance(m, Mapping) and m.get("precision")}
 
 
 def _header(model: ModelSummary, precision: str) -> ModelHeader:

@@ -307,7 +307,9 @@ def test_a_header_per_model(several_out, several_page):
                           (dd.text() for dd in card.find("dd"))))
         assert fields["scheme"] == model["scheme"] and fields["decoder"] == model["decoder"]
         assert fields["labels"] == str(len(model["labels"]))
-        assert fields["precision"] == manifest["tagging"]["precision"]
+        # each model's own precision and backend, as the engine recorded them
+        recorded = manifest["tagging"]["models"][model["key"]]
+        assert fields["precision"] == f"{recorded['precision']} ({recorded['backend']})"
         assert fields["columns"] == ", ".join(model["columns"])
         assert fields.get("predicates") == (model.get("predicates") or {}).get("name")
     assert [c.find("span", cls="note")[0].text() for c in cards] == ["entities", "tags",

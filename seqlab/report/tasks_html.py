@@ -7,6 +7,7 @@ from __future__ import annotations
 from seqlab.labels import OUTSIDE
 from seqlab.report.gather import PALETTE
 from seqlab.report.page import bar, chip, esc, n, section, share
+from seqlab.report.show import outermost
 from seqlab.report.tasks import TAG_DOCUMENTS, FramesView, TagsView
 
 TOP_PREDICATES = 20
@@ -17,16 +18,24 @@ def colours(labels: list[str]) -> dict[str, str]:
     return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(sorted(set(labels)))}
 
 
+def count_rows(kind: str, counts: dict[str, int], score_sums: dict[str, float], total: int,
+               palette: dict[str, str]) -> str:
+    """Table rows of labels (tags, roles) by count: chip, count, share of ``total``, mean
+    score and a bar, most frequent first."""
+    top = max(counts.values(), default=0)
+    return "".join(
+        f'<tr data-{kind}="{esc(label)}"><td>{chip(label, palette)}</td>'
+        f'<td class="n" data-count="{count}">{count:,}</td>'
+        f'<td class="n">{share(count, total)}</td>'
+        f'<td class="n">{score_sums[label] / count:.3f}</td><td>{bar(count, top)}</td></tr>'
+        for label, count in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
 def tags_section(view: TagsView) -> tuple[str, str, str]:
     key = view.header.key or view.header.task
     palette = colours([*view.header.labels, *view.counts])
-    total, top = view.words, max(view.counts.values(), default=0)
-    rows = "".join(
-        f'<tr data-tag="{esc(tag)}"><td>{chip(tag, palette)}</td>'
-        f'<td class="n" data-count="{count}">{count:,}</td>'
-        f'<td class="n">{share(count, total)}</td>'
-        f'<td class="n">{view.score_sums[tag] / count:.3f}</td><td>{bar(count, top)}</td></tr>'
-        for tag, count in sorted(view.counts.items(), key=lambda kv: (-kv[1], kv[0])))
+    total = view.words
+    rows = count_rows("tag", view.counts, view.score_sums, total, palette)
     table = ('<table><tr><th>tag</th><th class="n">words</th><th class="n">share</th>'
              f'<th class="n">mean score</th><th style="width:30%"></th></tr>{rows}</table>')
     words = "".join(f'<span class="word" title="{esc(w["label"])} {w["score"]:.3f}">'
@@ -82,13 +91,7 @@ def _predicates(view: FramesView) -> str:
 
 
 def _roles_table(view: FramesView, palette: dict[str, str]) -> str:
-    top = max(view.roles.values(), default=0)
-    rows = "".join(
-        f'<tr data-role="{esc(role)}"><td>{chip(role, palette)}</td>'
-        f'<td class="n" data-count="{count}">{count:,}</td>'
-        f'<td class="n">{share(count, view.arguments)}</td>'
-        f'<td class="n">{view.role_scores[role] / count:.3f}</td><td>{bar(count, top)}</td></tr>'
-        for role, count in sorted(view.roles.items(), key=lambda kv: (-kv[1], kv[0])))
+    rows = count_rows("role", view.roles, view.role_scores, view.arguments, palette)
     return ('<h3>Arguments by role</h3><table><tr><th>role</th><th class="n">arguments</th>'
             '<th class="n">share</th><th class="n">mean score</th>'
             f'<th style="width:30%"></th></tr>{rows}</table>')
@@ -111,12 +114,7 @@ def frame_item(text: str, frame: dict, palette: dict[str, str]) -> str:
     """A frame as the stretch of text from its first to its last span: the predicate
     underlined, each argument marked with its role."""
     predicate = {**frame["predicate"], "role": "V"}
-    spans, end = [], 0
-    for span in sorted([predicate, *frame["arguments"]],
-                       key=lambda s: (s["start_char"], -s["end_char"])):
-        if span["start_char"] >= end:  # overlapping spans are not expected; keep the first
-            spans.append(span)
-            end = span["end_char"]
+    spans = outermost([predicate, *frame["arguments"]])  # overlaps are not expected
     at, pieces = spans[0]["start_char"], []
     for span in spans:
         pieces.append(esc(text[at:span["start_char"]]))

@@ -30,15 +30,16 @@ import tempfile
 import time
 from pathlib import Path
 
+import inputs
+
 from seqlab.models.load import ModelSpec, load_model
 from seqlab.stages import casing
 from seqlab.training.evaluate import evaluate
 from seqlab.training.formats import Sentence, read_sentences, write_sentences
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-DEV = {  # model -> (dev file under --data, column, name of its caps copy)
-    "ner": ("conll2003/eng.testa", None, "eng.testa.caps{n}"),
-    "upos": ("ud_english_ewt/en_ewt-ud-dev.conllu", "upos", "en_ewt-ud-dev.caps{n}.conllu"),
+DEV = {  # model -> (column, name of its caps copy); its dev file is inputs.dev(model)
+    "ner": (None, "eng.testa.caps{n}"),
+    "upos": ("upos", "en_ewt-ud-dev.caps{n}.conllu"),
 }
 
 
@@ -97,17 +98,18 @@ def main() -> None:
                         "take their words' casing from the rest of the text); default: the "
                         f"shipped one, {shipped_rule()}")
     parser.add_argument("--out", help="folder for the caps copies (default: a temporary one)")
-    parser.add_argument("--data", default=str(DATA), help=f"data folder (default {DATA})")
+    inputs.add_options(parser, corpus=False, data=True)
     parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = parser.parse_args()
+    inputs.use(args)
     out = Path(args.out or tempfile.mkdtemp(prefix="caps_robustness_"))
     out.mkdir(parents=True, exist_ok=True)
     shipped = casing.SHOUTED_WORDS, casing.RECASE_SHOUTED
     print("| model | dev set | variant | case rule | decoder | F1 | seconds |\n"
           "|---|---|---|---|---|---:|---:|", flush=True)
     for model in args.models:
-        file, column, name = DEV[model]
-        path = Path(args.data) / file
+        column, name = DEV[model]
+        path = inputs.dev(model)
         loaded = load_model(ModelSpec(name=model, device=args.device))
         copy = caps_copy(path, column, name, args.every, out)
         for variant, data in (("plain", path), (f"1 in {args.every} upper-cased", copy)):

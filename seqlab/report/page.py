@@ -5,6 +5,7 @@ list), so that each section's renderer stays beside what it renders."""
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 
 CSS = """
 :root { --ink: #1f2933; --muted: #616e7c; --line: #e4e7eb; --bg: #f5f7fa; --accent: #2f5d8a; }
@@ -145,3 +146,20 @@ def table(head: list[str], rows: list[str], numeric: set[int] = frozenset()) -> 
     cells = "".join(f'<th class="n">{h}</th>' if i in numeric else f"<th>{h}</th>"
                     for i, h in enumerate(head))
     return f"<table><tr>{cells}</tr>{''.join(rows)}</table>"
+
+
+def frame_spans(text: str, spans: list[dict], predicate: dict,
+                argument: Callable[[dict, str], str]) -> str:
+    """A frame's stretch of text from its first span to its last (``spans`` in text order,
+    without overlaps): the predicate in bold, each argument as ``argument(span, words)``
+    marks it (``words``: its text, escaped)."""
+    at, pieces = spans[0]["start_char"], []
+    for span in spans:
+        pieces.append(esc(text[at:span["start_char"]]))
+        words = esc(text[span["start_char"]:span["end_char"]])
+        if span is predicate:
+            pieces.append(f'<b class="v" title="predicate {span["score"]:.3f}">{words}</b>')
+        else:
+            pieces.append(argument(span, words))
+        at = span["end_char"]
+    return "".join(pieces)

@@ -9,6 +9,7 @@ import html
 from pathlib import Path
 
 from seqlab import schema
+from seqlab.report.page import frame_spans
 from seqlab.report.run_info import ModelHeader
 from seqlab.report.show import PALETTE, aligned_tags, colours, hidden_note, more, outermost
 
@@ -92,20 +93,12 @@ def _frames(text: str, frames: list[dict]) -> str:
     for frame in frames:
         predicate = {**frame["predicate"], "role": "V"}
         spans = outermost([predicate, *frame["arguments"]])
-        at = min(s["start_char"] for s in spans)
-        pieces = []
-        for span in spans:
-            pieces.append(esc(text[at:span["start_char"]]))
-            words = esc(text[span["start_char"]:span["end_char"]])
-            if span is predicate:
-                pieces.append(f'<b class="v" title="predicate {span["score"]:.3f}">{words}</b>')
-            else:
-                pieces.append(f'<mark style="background:{roles[span["role"]]}" title="'
-                              f'{esc(span["role"])} {span["score"]:.3f}">{words}'
-                              f'<sup>{esc(span["role"])}</sup></mark>')
-            at = span["end_char"]
+        pieces = frame_spans(text, spans, predicate, lambda span, words: (
+            f'<mark style="background:{roles[span["role"]]}" title="'
+            f'{esc(span["role"])} {span["score"]:.3f}">{words}'
+            f'<sup>{esc(span["role"])}</sup></mark>'))
         rows.append(f'<li value="{frame["frame"]}"><span class="p">'
-                    f'{esc(frame["predicate"]["text"])}</span> {"".join(pieces)}</li>')
+                    f'{esc(frame["predicate"]["text"])}</span> {pieces}</li>')
     return f'<h2>{len(frames)} frames</h2>\n<ol class="frames">{"".join(rows)}</ol>'
 
 

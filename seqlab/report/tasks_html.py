@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from seqlab.labels import OUTSIDE
 from seqlab.report.gather import PALETTE
-from seqlab.report.page import bar, chip, esc, n, section, share
+from seqlab.report.page import bar, chip, esc, frame_spans, n, section, share
 from seqlab.report.show import outermost
 from seqlab.report.tasks import TAG_DOCUMENTS, FramesView, TagsView
 
@@ -115,17 +115,9 @@ def frame_item(text: str, frame: dict, palette: dict[str, str]) -> str:
     underlined, each argument marked with its role."""
     predicate = {**frame["predicate"], "role": "V"}
     spans = outermost([predicate, *frame["arguments"]])  # overlaps are not expected
-    at, pieces = spans[0]["start_char"], []
-    for span in spans:
-        pieces.append(esc(text[at:span["start_char"]]))
-        words = esc(text[span["start_char"]:span["end_char"]])
-        if span is predicate:
-            pieces.append(f'<b class="v" title="predicate {span["score"]:.3f}">{words}</b>')
-        else:
-            role = span["role"]
-            pieces.append(f'<mark class="ent" style="--c:{palette.get(role, "#ddd")}" '
-                          f'title="{esc(role)} {span["score"]:.3f}">{words}'
-                          f'<span class="tag">{esc(role)}</span></mark>')
-        at = span["end_char"]
+    pieces = frame_spans(text, spans, predicate, lambda span, words: (
+        f'<mark class="ent" style="--c:{palette.get(span["role"], "#ddd")}" '
+        f'title="{esc(span["role"])} {span["score"]:.3f}">{words}'
+        f'<span class="tag">{esc(span["role"])}</span></mark>'))
     return (f'<li data-predicate="{esc(frame["predicate"]["text"])}"><span class="pred">'
-            f'{esc(frame["predicate"]["text"])}</span> {"".join(pieces)}</li>')
+            f'{esc(frame["predicate"]["text"])}</span> {pieces}</li>')

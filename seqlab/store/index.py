@@ -28,6 +28,7 @@ from datetime import datetime, timezone
 import pyarrow as pa
 
 from seqlab.errors import OutputError
+from seqlab.store.manifest import Manifest
 from seqlab.store.outdir import OutputDir
 from seqlab.store.parts import PartInfo, read_table, write_table
 
@@ -198,3 +199,30 @@ def write_index(out: OutputDir, index: TableIndex, run_id: str | None) -> int:
         if number <= version - KEPT_VERSIONS:
             out.fs.rm(old)
     return version
+
+
+def from_manifests(manifests: list[Manifest]) -> TableIndex:
+    """The index of a table written before it had one: its ended runs' manifests folded in the
+    order they ended (a later annotation of an input replaces an earlier one, a prune removes
+    it, a superseded file leaves). Read once, when such a table is first used."""
+    index = TableIndex()
+    for manifest in manifests:
+        increment = manifest.incremental
+        if increment is None:
+            continue
+        for name in increment.pruned:
+            index.drop(name)
+        for path in increment.superseded:
+            index.files.pop(path, None)
+        owned = set()
+        for entry in manifest.inputs:
+            parts = {table: [PartInfo(p.path, p.rows, p.bytes, p.sha256) for p in listed]
+                     for table, listed in entry.parts.items()}
+            index.add(Entry(entry.fragment, tuple(entry.identity or ()), manifest.run_id,
+                            increment.config_key), parts)
+            owned.update(entry.files())
+        for table, listed in manifest.tables.items():
+            for p in listed:
+                if p.path not in owned:
+                    index.add_file(table, PartInfo(p.path, p.rows, p.bytes, p.sha256))
+    return index

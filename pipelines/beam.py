@@ -2,7 +2,9 @@
 
     work items ─► Read (read_slices) ─► Reshuffle ─► Annotate (tokenize, tag, decode)
       ─► Land (parts + partials, one Landed summary each) ─► GroupByKey(fragment)
-      ─► Record (FragmentLedger) ─► ToList ─► Finish (finish_run: aggregates, manifest)
+      ─► Record (FragmentLedger) ─► ToList ─► PlanAggregates ─► scatter tasks ─► Reshuffle
+      ─► Scatter ─► ToList ─► gather tasks ─► Reshuffle ─► Gather ─► ToList
+      ─► Finish (finish_run: the manifest)
 
 Every step is a ``seqlab`` piece; the graph only wires them. Each worker process loads the
 model once (``shared.Shared``) and runs the whole row-level chain on a read batch, with the
@@ -14,6 +16,12 @@ processes with ``--direct_running_mode=multi_processing --direct_num_workers=N``
 process unpickles the DoFns (the plan travels in them) and loads its own model; the work items,
 read batches and fragment groups are spread over the workers, and the single element that
 reaches ``Finish`` runs in one of them.
+
+The aggregates are merged by the steps between Record and Finish (``seqlab.run.aggregates``):
+the scatter and gather tasks travel through a Reshuffle each, so the workers share them, and
+only bucket numbers and one ``PartInfo`` per aggregates file come back. That file-based
+two-step merge hash-partitions keys as a ``CombinePerKey`` would, holds one bucket's keys per
+task, and writes the files every other engine writes, byte for byte.
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ import pyarrow as pa
 
 from seqlab.engine import Engine, Progress
 from seqlab.errors import ConfigError, RunError
+from seqlab.run import aggregates
 from seqlab.run.annotator import Annotator
 from seqlab.run.finish import finish_run
 from seqlab.run.land import Landed, land
@@ -179,14 +188,34 @@ class Record(beam.DoFn):
                 yield landed["fragment"]
 
 
-def finish(recorded: list[int], plan: RunPlan, about: dict[str, Any],
-           tagging: Iterable[dict] = ()) -> dict:
+def plan_aggregates(recorded: list[int], plan: RunPlan) -> aggregates.Merge:
+    """Once every fragment is recorded: the aggregates merge its records call for."""
+    return aggregates.plan_merge(plan)
+
+
+def scatter_tasks(merge: aggregates.Merge) -> Iterator[aggregates.Scatter]:
+    yield from merge.scatters
+
+
+def gather_tasks(scattered: list, merge: aggregates.Merge) -> Iterator[aggregates.Gather]:
+    """Once every scatter task has returned: a gather task per bucket."""
+    yield from aggregates.gather_tasks(merge, scattered)
+
+
+def run_task(task: Any, step: Any, plan: RunPlan) -> Any:
+    """One scatter or gather task (``step``: ``aggregates.scatter`` or ``.gather``)."""
+    return step(plan.out, task)
+
+
+def finish(landed: list, plan: RunPlan, about: dict[str, Any],
+           tagging: Iterable[dict] = (), recorded: list[int] | None = None) -> dict:
     """The pipeline's last step: write the manifest (``finish_run`` checks it all first).
-    ``about`` is the manifest's ``beam`` section (the runner); ``tagging`` the latest
-    tagging record of each annotator, summed into its ``tagging`` section."""
-    log.info("beam: %d fragments recorded in this attempt", len(recorded))
+    ``landed`` are the aggregates parts the gather tasks wrote; ``about`` is the manifest's
+    ``beam`` section (the runner); ``tagging`` the latest tagging record of each annotator,
+    summed into its ``tagging`` section."""
+    log.info("beam: %d fragments recorded in this attempt", len(recorded or []))
     Metrics.counter(NAMESPACE, "finished").inc()  # once per run, on any number of workers
-    return finish_run(plan, engine="beam",
+    return finish_run(plan, engine="beam", aggregates=list(landed),
                       extra={"beam": about, "tagging": merge_tagging(list(tagging))})
 
 
@@ -222,12 +251,24 @@ def build(pipeline: beam.Pipeline, plan: RunPlan, about: dict[str, Any]) -> None
     tagging = (annotated[TAGGING]
                | "LatestTagging" >> beam.CombinePerKey(latest)
                | "Tagging" >> beam.Values())
-    _ = (annotated.documents
-         | "Land" >> beam.ParDo(Land(plan))
-         | "ByFragment" >> beam.GroupByKey()
-         | "Record" >> beam.ParDo(Record(plan))
-         | "Recorded" >> beam.combiners.ToList()
-         | "Finish" >> beam.Map(finish, plan, about, beam.pvalue.AsList(tagging)))
+    recorded = (annotated.documents
+                | "Land" >> beam.ParDo(Land(plan))
+                | "ByFragment" >> beam.GroupByKey()
+                | "Record" >> beam.ParDo(Record(plan))
+                | "Recorded" >> beam.combiners.ToList())
+    merge = recorded | "PlanAggregates" >> beam.Map(plan_aggregates, plan)
+    scattered = (merge
+                 | "ScatterTasks" >> beam.FlatMap(scatter_tasks)
+                 | "SpreadScatter" >> beam.Reshuffle()
+                 | "Scatter" >> beam.Map(run_task, aggregates.scatter, plan)
+                 | "Scattered" >> beam.combiners.ToList())
+    _ = (scattered
+         | "GatherTasks" >> beam.FlatMap(gather_tasks, beam.pvalue.AsSingleton(merge))
+         | "SpreadGather" >> beam.Reshuffle()
+         | "Gather" >> beam.Map(run_task, aggregates.gather, plan)
+         | "Aggregates" >> beam.combiners.ToList()
+         | "Finish" >> beam.Map(finish, plan, about, beam.pvalue.AsList(tagging),
+                                beam.pvalue.AsSingleton(recorded)))
 
 
 def pipeline_options(options: BeamOptions) -> tuple[Any, PipelineOptions]:

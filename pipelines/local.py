@@ -4,7 +4,8 @@ Each fragment is read and tokenized one or two batches ahead on a background thr
 model tags the current batch; its rows stream into one sink (parts of ``--rows-per-part`` rows,
 written a batch at a time) and the fragment is recorded when its last row has landed. Progress
 hears of the text as the forward passes cover it (on the tagging thread, this one) and of the
-rows as they land.
+rows as they land. The aggregates merge then runs here too, a task at a time
+(``seqlab.run.aggregates``): out of core, through its bucket files, holding one bucket's keys.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 
 from seqlab.engine import Engine, Progress
+from seqlab.run import aggregates
 from seqlab.run.annotator import Annotator
 from seqlab.run.finish import finish_run
 from seqlab.run.land import FragmentSink, count
@@ -47,7 +49,8 @@ def run(plan: RunPlan, options: LocalOptions | None = None,
                 progress.update(count(documents, 0))
         if sink.next_row:  # an empty or unreadable fragment is recorded by read_slices
             ledger.add(sink.close())
-    return finish_run(plan, engine="local", extra={"tagging": tagging_record(annotate)})
+    return finish_run(plan, engine="local", extra={"tagging": tagging_record(annotate)},
+                      aggregates=aggregates.merge(plan))
 
 
 def _tokenized(annotate: Annotator, plan: RunPlan, item: WorkItem) -> Iterator[pa.RecordBatch]:

@@ -1,9 +1,10 @@
 """The Ray Data engine: the run contract on a Ray cluster (or a local Ray started on the fly).
 
-    work items ─► read + tokenize ─► tag + decode ─► land ─► driver: FragmentLedger ─► finish
+    work items ─► read + tokenize ─► tag + decode ─► land ─► driver: FragmentLedger
     (one per      CPU tasks          actor pool:     CPU      records each fragment as its
      fragment)    (map_batches)      model loaded    tasks    last landing arrives
                                      once per actor
+      ─► aggregates: scatter, gather tasks (pipelines.ray_aggregates) ─► finish
 
 Rows never pass through the driver: the land tasks write the documents and mentions parts and
 the aggregate partials themselves and send back only their ``Landed`` summaries (paths, rows,
@@ -35,6 +36,7 @@ import pyarrow as pa
 import ray
 from ray.data import ActorPoolStrategy, Dataset
 
+from pipelines import ray_aggregates
 from seqlab.engine import Engine, Progress
 from seqlab.errors import ConfigError
 from seqlab.run.annotator import FAULT_ENV as STAGE_FAULT_ENV
@@ -150,7 +152,8 @@ def run(plan: RunPlan, options: RayOptions | None = None,
                     if progress:
                         progress.update(landed.counts)
         return finish_run(plan, engine="ray", extra={
-            "ray": asdict(settings), "tagging": merge_tagging(list(tagging.values()))})
+            "ray": asdict(settings), "tagging": merge_tagging(list(tagging.values()))},
+            aggregates=ray_aggregates.merge(plan))
     finally:
         if started_here:
             ray.shutdown()

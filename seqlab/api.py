@@ -48,7 +48,20 @@ def annotate(input: str | None, output: str | None, *, config: AnnotateConfig | 
         log.info("run %s of %s finished; starting the run of %s", ended.run_id,
                  ended.run_date, wanted)
         manifest = _run(config, engine, engine_options, progress)
+    if config.compact:
+        _compact(config)
     return manifest
+
+
+def _compact(config: AnnotateConfig) -> None:
+    """``--compact``: the table's small files rewritten once the run has ended."""
+    from seqlab.config import DEFAULT_TARGET_FILE_SIZE
+    from seqlab.store.compact import compact
+
+    summary = compact(config.output, int(config.target_file_size or DEFAULT_TARGET_FILE_SIZE),
+                      config.storage_options, config.take_over)
+    log.info("compaction %s: %s; live files %s, before %s", summary["compaction_id"],
+             summary["status"], summary["files_after"], summary["files_before"])
 
 
 def _run(config: AnnotateConfig, engine: Engine, engine_options: Any,
@@ -57,6 +70,10 @@ def _run(config: AnnotateConfig, engine: Engine, engine_options: Any,
     # the run has ended, finished or failed
     with held(OutputDir(config.output, config.storage_options), config.engine,
               config.take_over) as lease:
+        if config.incremental:  # a compaction a crash left half done ends before the plan
+            from seqlab.store.compact import finish_pending
+
+            finish_pending(lease.out)
         plan = plan_run(config)
         lease.renew(plan.provenance.run_id)
         log.info("run %s: %d input fragments (%d to do), model %s (%s), engine %s",

@@ -15,6 +15,11 @@ from seqlab.stages import WINDOW_CUTS
 from seqlab.stages.decode import AGGREGATIONS, DECODERS, check_choice
 
 TABLE_FORMATS = ("parquet", "iceberg")
+# the size ``seqlab compact`` rewrites an incremental table's small files into: Iceberg's
+# write.target-file-size-bytes default, 512 MiB
+DEFAULT_TARGET_FILE_SIZE = 512 * 2**20
+SIZE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12,
+              "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40}
 
 DEFAULT_MODEL = "ner"
 DEFAULT_WINDOW = 512
@@ -45,6 +50,30 @@ def normalize_precision(precision: str) -> str:
         raise ConfigError(f"unknown --precision {precision!r}",
                           fix=f"use one of {', '.join(PRECISIONS)}")
     return key
+
+
+def parse_size(size: int | str) -> int:
+    """A number of bytes from ``512MB``, ``1GiB``, ``200000000`` (MB: 10**6, MiB: 2**20).
+
+    >>> parse_size("512MB"), parse_size("1GiB"), parse_size("200000000"), parse_size(64)
+    (512000000, 1073741824, 200000000, 64)
+    """
+    if isinstance(size, int) and not isinstance(size, bool):
+        value = size
+    else:
+        text = str(size).strip().replace(" ", "")
+        number = text.rstrip("kKmMgGtTiIbB")
+        unit = text[len(number):].upper()
+        try:
+            value = round(float(number) * SIZE_UNITS[unit])
+        except (KeyError, ValueError):
+            raise ConfigError(f"{size!r} is not a size",
+                              fix="give a size such as 512MB, 1GiB or 200000000 (bytes)") \
+                from None
+    if value <= 0:
+        raise ConfigError(f"a size must be positive, not {size!r}",
+                          fix="give a size such as 512MB, 1GiB or 200000000 (bytes)")
+    return value
 
 
 # Python keywords spelled as the command line's flags (``--drop-text``), and older names
@@ -148,6 +177,10 @@ class AnnotateConfig:
     table_format: str = field(default="parquet", metadata=TABLE)
     catalog: str | None = field(default=None, metadata=TABLE)
     namespace: str = field(default="seqlab", metadata=TABLE)
+    # with incremental: compact the table after the run (seqlab.store.compact), its small
+    # files rewritten into files of target_file_size bytes (None: DEFAULT_TARGET_FILE_SIZE)
+    compact: bool = field(default=False, metadata=RESUME)
+    target_file_size: int | str | None = field(default=None, metadata=RESUME)
     storage_options: dict[str, Any] = field(default_factory=dict, metadata=RESUME)
     # engine-specific settings (e.g. Ray's address and actor counts), read by that engine
     engine_options: dict[str, Any] = field(default_factory=dict, metadata=RESUME)
@@ -179,8 +212,14 @@ class AnnotateConfig:
 
     def _check_incremental(self) -> None:
         check_choice(self.table_format, TABLE_FORMATS, "--table-format")
+        if self.target_file_size is not None:
+            if not self.compact:
+                raise ConfigError("--target-file-size sizes the files of --compact",
+                                  fix="add --compact, or drop --target-file-size")
+            self.target_file_size = parse_size(self.target_file_size)
         if not self.incremental:
             given = [flag for flag, on in (("--prune", self.prune),
+                                           ("--compact", self.compact),
                                            ("--run-date", self.run_date is not None),
                                            ("--table-format iceberg",
                                             self.table_format != "parquet"))

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from seqlab.cli.commands import command
-from seqlab.cli.flags import add_precision_flag, add_storage_flag
+from seqlab.cli.flags import add_precision_flag, add_storage_flag, add_target_size_flag
 
 ANNOTATE = """\
 Annotate every row of INPUT into OUTPUT: documents/, mentions/, aggregates/ and, written
@@ -112,6 +112,10 @@ def add_annotate_flags(p: argparse.ArgumentParser) -> None:
                      "(~/.pyiceberg.yaml or PYICEBERG_CATALOG__NAME__* variables)")
     inc.add_argument("--namespace", metavar="NS", help=f"the Iceberg namespace of the "
                      f"tables (default: {d['namespace']})")
+    inc.add_argument("--compact", action="store_true", default=None,
+                     help="after the run, rewrite the table's small files into files of "
+                     "--target-file-size (as seqlab compact does)")
+    add_target_size_flag(inc)
     p.add_argument("--config", metavar="YAML", help="file of options; flags given here "
                    "override it")
 

@@ -32,6 +32,25 @@ def add_storage_flag(p: argparse.ArgumentParser, where: str = "INPUT and OUTPUT"
                    "server (credentials are better left to the environment, e.g. AWS_*)")
 
 
+def file_size(text: str) -> int:
+    """An argparse type: a size in bytes, as ``512MB``, ``1GiB`` or ``200000000``."""
+    from seqlab.config import parse_size
+    from seqlab.errors import ConfigError
+
+    try:
+        return parse_size(text)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(f"{exc.message}; fix: {exc.fix}") from None
+
+
+def add_target_size_flag(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--target-file-size`` (``seqlab compact``, ``seqlab annotate --compact``)."""
+    p.add_argument("--target-file-size", type=file_size, metavar="SIZE",
+                   help="the size compacted files are cut at, e.g. 512MB, 1GiB or 200000000 "
+                   "(bytes); files below half of it are rewritten (default: 512MiB, "
+                   "Iceberg's write.target-file-size-bytes)")
+
+
 def add_precision_flag(p: argparse.ArgumentParser) -> None:
     """``--precision``, with ``--dtype`` as its older name (``seqlab annotate`` and
     ``seqlab evaluate``)."""

@@ -90,7 +90,8 @@ def add_report_flags(p: argparse.ArgumentParser) -> None:
 RUNS = """\
 List the runs of an incremental table (seqlab annotate --incremental): when each ran, how
 many input files it annotated and left unchanged, rows and entities it wrote, how many earlier
-files it superseded, and how many of its own files later runs replaced."""
+files it superseded, and how many of its own files later runs replaced. Reads every run's
+manifest (_runs/RUN_ID/manifest.json and the files.parquet beside it)."""
 RUN_COLUMNS = ("run_id", "run_date", "status", "engine", "inputs", "unchanged", "rows",
                "entities", "superseded", "replaced_later")
 
@@ -127,8 +128,9 @@ VERIFY = """\
 Check that OUTPUT (one run, or an incremental table) holds exactly what its manifests list:
 every live file with its size and sha256, no unlisted file in the table folders, mentions and
 frames rows that name live documents rows, aggregates equal to the sums of the live mentions,
-and an Iceberg table's current snapshot equal to the live files. Exit 0 when all hold, 1 with
-one line per finding naming the file."""
+an incremental table's index (_index/) equal to what its run manifests give, and an Iceberg
+table's current snapshot equal to the live files. Exit 0 when all hold, 1 with one line per
+finding naming the file."""
 
 
 @command("verify")

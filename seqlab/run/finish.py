@@ -1,4 +1,4 @@
-"""The end of a run: its invariants checked, aggregates landed, the manifest written last."""
+"""The end of a run: its invariants checked, aggregates listed, the manifest written last."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from datetime import datetime, timezone
 from seqlab import __version__, schema
 from seqlab.config import RESUMABLE
 from seqlab.errors import RunError
+from seqlab.pause import pause_at
+from seqlab.run import aggregates as merging
 from seqlab.run.land import merge_counts
 from seqlab.run.plan import RunPlan, kept_files
-from seqlab.stages import aggregate
-from seqlab.store import incremental
+from seqlab.store import compact, incremental
+from seqlab.store.index import write_index
 from seqlab.store.manifest import (
     FailedInput,
     IncrementalRun,
@@ -25,7 +27,7 @@ from seqlab.store.manifest import (
     Rows,
     RunState,
 )
-from seqlab.store.parts import FragmentRecord, PartInfo, read_table, write_table
+from seqlab.store.parts import FragmentRecord, PartInfo, write_table
 
 log = logging.getLogger(__name__)
 
@@ -34,11 +36,15 @@ TABLE_SCHEMAS = {"mentions": schema.MENTIONS, "frames": schema.FRAMES,
                  "aggregates": schema.AGGREGATES}
 
 
-def finish_run(plan: RunPlan, engine: str, extra: dict | None = None) -> dict:
-    """End the run: check its invariants, land the aggregates, write the manifest; return it
+def finish_run(plan: RunPlan, engine: str, extra: dict | None = None,
+               aggregates: list[PartInfo] | None = None) -> dict:
+    """End the run: check its invariants, list the aggregates, write the manifest; return it
     as a plain dict (``Manifest.to_dict()``, the JSON the file holds: ``manifest["rows"]``).
     ``extra`` holds the engine's own sections of the manifest (``tagging``, ``ray``...); a
     resumed run adds ``attempt``, what this attempt did itself (``attempt_section``).
+
+    ``aggregates`` are the parts the engine's merge tasks wrote (``seqlab.run.aggregates``,
+    run where the engine runs its work); without them the merge runs here, a task at a time.
 
     Every fragment of the plan's work must be recorded as finished or failed. Parts no record
     names (those of failed fragments) are removed, so the table folders hold exactly the files
@@ -52,7 +58,11 @@ def finish_run(plan: RunPlan, engine: str, extra: dict | None = None) -> dict:
     if unsettled:
         raise RunError(f"the {engine} engine ended without finishing {unsettled[:5]}",
                        fix="rerun the same command to resume; please report it with the logs")
-    out.cleanup(keep=kept_files(out, records, plan.increment),
+    if aggregates is None:
+        aggregates = merging.merge(plan)
+    pause_at("aggregates-gather")
+    buckets = _attach_aggregates(plan, records, aggregates)
+    out.cleanup(keep=kept_files(out, records, plan.increment) | {p.path for p in aggregates},
                 run_id=plan.provenance.run_id if plan.increment is not None else None)
     rows_in = sum(r.rows_in for r in records)
     rows_out = sum(p.rows for r in records for p in r.parts.get("documents", []))
@@ -61,8 +71,6 @@ def finish_run(plan: RunPlan, engine: str, extra: dict | None = None) -> dict:
             f"the run read {rows_in} rows but wrote {rows_out} documents rows",
             fix="this is a bug in seqlab; please report it with the run's logs",
         )
-    if plan.increment is not None:
-        incremental.land_aggregates(out, records)
     row_tables = ["mentions"] + (["frames"] if plan.span_columns(schema.FRAMES_COLUMN) else [])
     tables = {table: [p for r in records for p in r.parts.get(table, [])]
               for table in ("documents", *row_tables, "aggregates")}
@@ -74,9 +82,8 @@ def finish_run(plan: RunPlan, engine: str, extra: dict | None = None) -> dict:
             tables[table] = [write_table(out.fs, out.root, f"{table}/part-empty.parquet",
                                          TABLE_SCHEMAS[table].empty_table())]
     if plan.increment is None:
-        partials = (read_table(out.fs, out.path(path)) for r in records for path in r.partials)
-        tables["aggregates"] = [write_table(out.fs, out.root, "aggregates/part-00000.parquet",
-                                            aggregate.finalize(aggregate.fold(partials)))]
+        tables["aggregates"] = sorted(aggregates, key=lambda p: p.path)
+        merging.clear(out)
     state, listed = out.state(), _parts(tables)
     manifest = Manifest(
         run_id=plan.provenance.run_id,
@@ -101,6 +108,7 @@ def finish_run(plan: RunPlan, engine: str, extra: dict | None = None) -> dict:
         aggregates=listed["aggregates"],
         extra={**(extra or {}), **attempt_section(plan, records, state)},
         quarantined=tuple(out.quarantined) or None,
+        aggregate_buckets=buckets,
     )
     if plan.increment is None:
         out.finish(manifest, keep_progress=bool(failed))
@@ -129,6 +137,30 @@ def attempt_section(plan: RunPlan, records: list[FragmentRecord],
                         "characters": counts.get("characters", 0)}}
 
 
+def _attach_aggregates(plan: RunPlan, records: list[FragmentRecord],
+                       aggregates: list[PartInfo]) -> int | None:
+    """Check the merge wrote the parts the records call for; an incremental run's go to the
+    records of their input files. Returns the manifest's ``aggregate_buckets``: K in a single
+    run, None in an incremental one (one part per input file)."""
+    layout = plan.out.layout
+    if plan.increment is not None:
+        expected = {layout.part("aggregates", r.index) for r in records if r.partials}
+    else:
+        buckets = merging.bucket_count(sum(r.counts.get("entities", 0) for r in records))
+        expected = {merging.bucket_part(b) for b in range(buckets)}
+    if {p.path for p in aggregates} != expected or len(aggregates) != len(expected):
+        raise RunError(f"the aggregates merge wrote {len(aggregates)} parts, not the "
+                       f"{len(expected)} the run's records call for",
+                       fix="rerun the same command: the merge is redone; please report it")
+    if plan.increment is None:
+        return len(expected)
+    by_path = {p.path: p for p in aggregates}
+    for record in records:
+        if record.partials:
+            record.parts["aggregates"] = [by_path[layout.part("aggregates", record.index)]]
+    return None
+
+
 def _parts(parts: dict[str, list[PartInfo]]) -> dict[str, tuple[Part, ...]]:
     """Parts as the manifest lists them, per table."""
     return {table: tuple(Part(p.path, p.rows, p.bytes, p.sha256) for p in listed)
@@ -137,11 +169,16 @@ def _parts(parts: dict[str, list[PartInfo]]) -> dict[str, tuple[Part, ...]]:
 
 def _finish_increment(plan: RunPlan, manifest: Manifest,
                       records: list[FragmentRecord]) -> Manifest:
-    """Supersede the earlier files of what this run annotated again (moved aside, or replaced
-    in the Iceberg commit), then write the manifest and the markers; return the manifest.
-    Failed inputs are not retried by resuming this run: the next run finds them still to do."""
+    """Build the table's next index from the version the run was planned on, supersede the
+    earlier files of what this run annotated again or pruned (moved aside, or replaced in the
+    Iceberg commit), write the index, then the manifest and the markers; return the manifest.
+    A finish retried after a crash writes the same index version again. Failed inputs are not
+    retried by resuming this run: the next run finds them still to do."""
     out, increment = plan.out, plan.increment
-    superseded = increment.superseded({r.fragment for r in records})
+    annotated = {r.fragment for r in records}
+    index = incremental.base_index(out, increment, manifest.run_id)
+    # a compacted file shared with inputs that stay is rewritten without the ones that leave
+    superseded = compact.release(out, index, increment.leaving(annotated), manifest.run_id)
     identities = {f.name: f.identity for f in increment.inputs}
     manifest = replace(
         manifest,
@@ -150,8 +187,10 @@ def _finish_increment(plan: RunPlan, manifest: Manifest,
         run_date=increment.run_date, table=plan.table,
         incremental=IncrementalRun(
             increment.config_key, increment.unchanged,
-            tuple(sorted(set(increment.replaces) & {r.fragment for r in records})),
+            tuple(sorted(set(increment.replaces) & annotated)),
             tuple(sorted(increment.pruned)), tuple(superseded)))
+    index.add_run(manifest)
+    rewritten = compact.rewritten(index, manifest.run_id)  # compacted files, minus what left
     if plan.config.table_format == "iceberg":
         from seqlab.store import iceberg  # pyiceberg only where Iceberg tables are asked for
 
@@ -159,7 +198,8 @@ def _finish_increment(plan: RunPlan, manifest: Manifest,
             plan.config.catalog, plan.config.namespace, manifest.run_id,
             {table: iceberg.TableChange(
                 plan.documents_schema if table == "documents" else TABLE_SCHEMAS[table],
-                [out.url_of(p.path) for p in parts],
+                [out.url_of(p.path) for p in parts]
+                + [out.url_of(p) for p in rewritten.get(table, [])],
                 [out.url_of(p) for p in superseded if p.startswith(table + "/")])
              for table, parts in manifest.tables.items()},
             {"seqlab.run_date": increment.run_date, "seqlab.model": plan.config.model,
@@ -167,6 +207,7 @@ def _finish_increment(plan: RunPlan, manifest: Manifest,
              "seqlab.output": out.location}))
     else:
         incremental.supersede(out, superseded)
+    write_index(out, index, manifest.run_id)  # before the manifest: an ended run has its index
     out.finish(manifest, keep_progress=True)
     incremental.mark_ended(out, manifest)
     out.drop_progress()

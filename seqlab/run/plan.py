@@ -5,7 +5,7 @@ model has a fast tokenizer and a known label scheme, the output can take the run
 document is touched, removes what an unfinished earlier attempt left unrecorded, and returns a
 picklable ``RunPlan`` from which each engine builds the stages in its own workers.
 ``finish_run`` checks that every fragment finished or failed and ``rows in == rows out``,
-folds the aggregate partials, and writes the manifest.
+lists the aggregates the engine merged (``seqlab.run.aggregates``), and writes the manifest.
 
 The run contract every engine keeps, in terms of these pieces:
 
@@ -252,10 +252,11 @@ def _check_table_kind(out: OutputDir, config: AnnotateConfig) -> None:
 def kept_files(out: OutputDir, records: Iterable[FragmentRecord],
                increment: incremental.Increment | None) -> set[str]:
     """The files cleanup keeps: those of finished fragments (and their aggregates part, which
-    a retried finish rewrites in place), and every file of the table's earlier runs."""
+    a retried finish rewrites in place), and the table's live files (its index; the earlier
+    runs' files it no longer holds are left alone by ``OutputDir.cleanup``)."""
     kept = {path for record in records for path in record.files()}
     if increment is not None:
-        kept |= set(increment.earlier_files)
+        kept |= incremental.live_files(out, increment, out.layout.run_id)
         kept |= {out.layout.part("aggregates", record.index) for record in records}
     return kept
 

@@ -18,9 +18,9 @@ environment variables), so any catalog pyiceberg supports (REST, Glue, Hive, SQL
   (``schema.name-mapping.default``), set in the first commit, as pyiceberg's ``add_files``
   sets it: columns and nested fields are matched by name.
 - Idempotent: every snapshot carries ``seqlab.run_id`` in its summary, and a table whose
-  history already holds the run is left alone. A run that stopped after committing some
-  tables commits only the others when rerun. The history is the table's unexpired snapshots,
-  so the guarantee holds for the snapshot retention (``history.expire.max-snapshot-age-ms``).
+  snapshots since the last other seqlab run's commit hold the run is left alone (the whole
+  history is not read: runs commit one after another). A run that stopped after committing
+  some tables commits only the others when rerun.
 - Concurrent writers: a commit that loses a race (``CommitFailedException``, or a REST
   catalog's unknown outcome) is retried from a freshly loaded table, after checking the run id
   again, with exponential backoff. pyiceberg's own retry (``commit.retry.num-retries``) is off
@@ -152,10 +152,19 @@ def ensure_table(catalog: Catalog, identifier: str, schema: pa.Schema) -> Table:
 
 
 def run_snapshot(table: Table, run_id: str) -> Snapshot | None:
-    """The snapshot of the table's history that committed ``run_id``, if any."""
-    for snapshot in table.snapshots():
-        if snapshot.summary is not None and snapshot.summary[RUN_ID] == run_id:
+    """The snapshot that committed ``run_id``, if any: looked for from the current snapshot
+    back to the first one of another seqlab run, not through the whole history. The runs of a
+    table commit one after another, so a run that committed is never behind another's
+    commit; snapshots of other writers in between are passed over."""
+    snapshot = table.current_snapshot()
+    while snapshot is not None:
+        committed = snapshot.summary.get(RUN_ID) if snapshot.summary is not None else None
+        if committed == run_id:
             return snapshot
+        if committed is not None:
+            return None
+        parent = snapshot.parent_snapshot_id
+        snapshot = table.snapshot_by_id(parent) if parent is not None else None
     return None
 
 

@@ -8,8 +8,10 @@ or modification time, ``seqlab.run.sources.identity``), and lands them in its ow
     OUT/mentions/run_date=YYYY-MM-DD/part-RUNID-FFFFF-RRRRRRRRRR.parquet
     OUT/aggregates/run_date=YYYY-MM-DD/part-RUNID-FFFFF.parquet   sums of one input file
     OUT/_runs/RUNID/manifest.json      what the run read, wrote and superseded
+    OUT/_runs/RUNID/files.parquet      the files it wrote and superseded (seqlab.store.runfiles)
     OUT/_runs/RUNID/_SUCCESS           written last: the run ended (what a sensor waits on)
     OUT/_runs/latest.json              the last ended run
+    OUT/_index/                        what the table holds now (seqlab.store.index)
     OUT/_superseded/RUNID/...          earlier parts of inputs that RUNID annotated again
 
 A changed input file is annotated again; once its new parts have landed, its earlier parts
@@ -23,6 +25,13 @@ run's one commit per table replaces them (``seqlab.store.iceberg``).
 The run contract is unchanged: the files a run will annotate are fixed when it starts (in its
 ``_progress/`` state), so rerunning the same command after a crash resumes that run and never
 annotates a file twice; files that arrived meanwhile wait for the next run.
+
+A run is planned from the table's index (the live inputs and files) and the last run's
+manifest (the table's settings), never from the earlier manifests, so planning follows the
+live table, not its history. The plan keeps the index version it read; the finish builds the
+next version from that one and writes it before the manifest, so a finish retried after a
+crash writes the same version again. A table written before it had an index gets one folded
+from its run manifests at its next run.
 """
 
 from __future__ import annotations
@@ -39,27 +48,22 @@ import pyarrow as pa
 from seqlab.config import TABLE_OPTIONS  # not in the configuration key; a table keeps them
 from seqlab.errors import OutputError
 from seqlab.run.sources import Fragment
-from seqlab.stages import aggregate
-from seqlab.store.layout import RUNS, SUPERSEDED
+from seqlab.store.index import (
+    CURRENT,
+    TableIndex,
+    current_version,
+    from_manifests,
+    read_index,
+    read_version,
+)
+from seqlab.store.layout import PROGRESS, RUNS, SUPERSEDED
 from seqlab.store.manifest import IncrementalRun, Manifest, file_name
-from seqlab.store.outdir import LATEST, OutputDir
-from seqlab.store.parts import FragmentRecord, PartInfo, read_table, write_table
+from seqlab.store.outdir import INDEX, LATEST, OutputDir
+from seqlab.store.parts import PartInfo, write_table
 
 log = logging.getLogger(__name__)
 
 SUCCESS = "_SUCCESS"
-
-
-@dataclass
-class Annotated:
-    """One input file as the table holds it now: which run annotated which version of it,
-    with which configuration, into which files."""
-
-    name: str
-    identity: tuple
-    run_id: str
-    config_key: str
-    files: list[str]
 
 
 @dataclass
@@ -72,7 +76,8 @@ class Increment:
     replaces: dict[str, list[str]] = field(default_factory=dict)  # input -> its earlier files
     pruned: dict[str, list[str]] = field(default_factory=dict)  # gone input -> its files
     unchanged: int = 0
-    earlier_files: list[str] = field(default_factory=list)  # every file earlier runs wrote
+    index_version: int = 0  # the index version planned on (0: none yet, or an empty table)
+    held: list[str] = field(default_factory=list)  # the tables that have live files
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -81,14 +86,16 @@ class Increment:
     def from_dict(cls, data: dict) -> Increment:
         inputs = [Fragment(**{**f, "identity": tuple(f["identity"]) if f.get("identity")
                               else None}) for f in data["inputs"]]
-        return cls(**{**data, "inputs": inputs})
+        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
+        if "earlier_files" in data:  # planned by a seqlab without an index: version 0
+            known["held"] = sorted({path.split("/")[0] for path in data["earlier_files"]})
+        return cls(**{**known, "inputs": inputs})
 
-    def superseded(self, annotated: set[str]) -> list[str]:
-        """The earlier files this run supersedes, given the inputs it annotated: a changed
-        file's old parts only once its new ones landed (if it failed now, they stay)."""
-        return sorted({path for name, files in self.replaces.items() if name in annotated
-                       for path in files} | {path for files in self.pruned.values()
-                                             for path in files})
+    def leaving(self, annotated: set[str]) -> list[str]:
+        """The input files whose earlier rows this run takes out of the table, given those
+        it annotated: a changed file once its new parts landed (if it failed now, its rows
+        stay), and the pruned ones."""
+        return sorted((set(self.replaces) & annotated) | set(self.pruned))
 
 
 def config_key(fingerprint: dict) -> str:
@@ -126,39 +133,87 @@ def _increment(manifest: Manifest) -> IncrementalRun:
     return manifest.incremental
 
 
-def live_inputs(manifests: list[Manifest]) -> dict[str, Annotated]:
-    """Each input file's current annotation, folding the runs in order: a later run's
-    annotation of a file replaces an earlier one, a prune removes it."""
-    live: dict[str, Annotated] = {}
-    for manifest in manifests:
-        increment = _increment(manifest)
-        for name in increment.pruned:
-            live.pop(name, None)
-        for entry in manifest.inputs:
-            live[entry.fragment] = Annotated(entry.fragment, entry.identity or (),
-                                             manifest.run_id, increment.config_key,
-                                             entry.files())
-    return live
+_FOLDED: dict[tuple, tuple] = {}  # the last fold of run manifests, as Arrow, per process
 
 
-def live_files(manifests: list[Manifest]) -> list[str]:
-    """The files a reader of the table sees (relative paths): every run's files that no
-    later run superseded."""
-    superseded = {p for m in manifests for p in _increment(m).superseded}
-    return sorted({p for m in manifests for p in m.files()} - superseded)
+def folded(out: OutputDir, skip: str | None = None) -> TableIndex:
+    """The index folded from the table's run manifests (but run ``skip``'s): a table's state
+    before it had an index. Kept for the process, so that a run that gives a table its index
+    reads the history once, not at its plan, cleanup and finish each."""
+    paths = frozenset(path for path in out.fs.glob(out.path(RUNS, "*", "manifest.json"))
+                      if path.split("/")[-2] != skip)
+    key = (out.location, paths)
+    if key not in _FOLDED:
+        index = from_manifests([m for m in run_manifests(out) if m.run_id != skip])
+        _FOLDED.clear()
+        _FOLDED[key] = (index.to_arrow(), index.last_run)
+    table, last = _FOLDED[key]
+    index = TableIndex.from_arrow(table, 0)
+    index.last_run = last
+    return index
+
+
+def current_index(out: OutputDir, last: Manifest | None) -> TableIndex:
+    """What the table holds now: its index (``last``: the last ended run). A table written
+    before it had one gets it folded from its run manifests, once: the run's finish writes it."""
+    index = read_index(out)
+    if index is None:
+        if last is None:
+            return TableIndex()
+        index = folded(out)
+        log.info("%s has no index yet: folded from its run manifests; written as version 1 "
+                 "when this run ends", out.url)
+        return index
+    if last is not None and index.last_run not in (None, last.run_id):
+        raise OutputError(
+            f"the index of {out.url} ({CURRENT}) holds the table as run {index.last_run} left "
+            f"it, but run {last.run_id} ended after it (a run of a seqlab that writes no index?)",
+            fix=f"remove {out.path(INDEX)} so that the next run folds the index again from the "
+            "run manifests")
+    return index
+
+
+def base_index(out: OutputDir, increment: Increment, run_id: str) -> TableIndex:
+    """The index version ``increment`` was planned on, from which its finish builds the next:
+    the same however often the finish is retried."""
+    current = current_version(out)
+    mine = increment.index_version + 1
+    if current.get("version", 0) > mine or (current.get("version") == mine and
+                                            current.get("last_run") != run_id):
+        raise OutputError(
+            f"the index of {out.url} is at version {current['version']} "
+            f"({current.get('run_id')}), but run {run_id} was planned on version "
+            f"{increment.index_version}: the table changed while the run was unfinished",
+            fix=f"remove {out.path(PROGRESS)} so that the run is planned again on the table as "
+            "it is (its files then move to _quarantine/)")
+    if increment.index_version:
+        return read_version(out, increment.index_version)
+    return folded(out, skip=run_id)
+
+
+def live_files(out: OutputDir, increment: Increment, run_id: str) -> set[str]:
+    """The table's live files as the run was planned on them (relative paths)."""
+    return set(base_index(out, increment, run_id).files)
+
+
+def last_run(out: OutputDir) -> Manifest | None:
+    """The summary of the table's last ended run (its files not read)."""
+    return out.manifest(files=False)
 
 
 def plan_increment(out: OutputDir, fragments: list[Fragment], key: str, run_date: str,
                    prune: bool, table: dict, fingerprint: dict | None = None) -> Increment:
     """Which input files this run annotates (new, changed, or annotated with another
-    configuration) and which earlier files it will supersede. ``fingerprint``: the options
-    ``key`` hashes, to name those that changed since the last run."""
-    manifests = run_manifests(out)
-    if manifests:
-        _check_same_table(manifests[-1], table)
-        if _increment(manifests[-1]).config_key != key:
-            _warn_changed(manifests[-1], fingerprint or {})
-    live = live_inputs(manifests)
+    configuration) and which earlier files it will supersede, from the table's index and the
+    last run's summary. ``fingerprint``: the options ``key`` hashes, to name those that
+    changed since the last run."""
+    last = last_run(out)
+    if last is not None:
+        _check_same_table(last, table)
+        if _increment(last).config_key != key:
+            _warn_changed(last, fingerprint or {})
+    index = current_index(out, last)
+    live = index.inputs
     present = out.table_files() if live else set()
     todo: list[Fragment] = []
     replaces: dict[str, list[str]] = {}
@@ -177,8 +232,9 @@ def plan_increment(out: OutputDir, fragments: list[Fragment], key: str, run_date
             replaces[fragment.name] = before.files
     names = {f.name for f in fragments}
     pruned = {name: a.files for name, a in live.items() if name not in names} if prune else {}
-    earlier = sorted({p for m in manifests for p in m.files()})
-    return Increment(run_date, key, todo, replaces, pruned, len(fragments) - len(todo), earlier)
+    held = sorted({kind for kind, _ in index.files.values()})
+    return Increment(run_date, key, todo, replaces, pruned, len(fragments) - len(todo),
+                     index.version, held)
 
 
 def _warn_changed(last: Manifest, fingerprint: dict) -> None:
@@ -208,21 +264,9 @@ def _check_same_table(last: Manifest, table: dict) -> None:
             fix="run with the settings the table was started with, or write to a new OUTPUT")
 
 
-def land_aggregates(out: OutputDir, records: list[FragmentRecord]) -> None:
-    """One aggregates part per annotated input file (its partials folded), added to its
-    record: a changed file's sums then leave the table with its rows."""
-    for record in records:
-        if not record.partials:
-            continue
-        partials = (read_table(out.fs, out.path(path)) for path in record.partials)
-        record.parts["aggregates"] = [write_table(
-            out.fs, out.root, out.layout.part("aggregates", record.index),
-            aggregate.finalize(aggregate.fold(partials)))]
-
-
 def holds(increment: Increment, table: str) -> bool:
-    """Whether earlier runs wrote files of ``table``."""
-    return any(path.startswith(f"{table}/") for path in increment.earlier_files)
+    """Whether the table had live files of ``table`` when the run was planned."""
+    return table in increment.held
 
 
 def empty_part(out: OutputDir, table: str, declared: pa.Schema) -> PartInfo:

@@ -15,24 +15,30 @@ with no file; a file of no input (a table's empty, schema-bearing part) has no i
 
 A new version is written whole, then ``current.json`` is switched to it; the version before
 stays, so a crash at any moment leaves a complete, readable index. Versions older than the
-one before are removed.
+one before are removed. ``current.json`` also names the last run whose end the index holds
+(``last_run``), so a run that ended without writing the index (an older seqlab's) is noticed.
+
+Each incremental run's finish writes the next version (``seqlab.run.finish``); a table written
+before it had an index gets one folded from its run manifests (``from_manifests``), once.
+``seqlab verify`` checks the index against that fold (``compare``).
 """
 
 from __future__ import annotations
 
 import json
 import posixpath
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import pyarrow as pa
 
 from seqlab.errors import OutputError
+from seqlab.pause import pause_at
 from seqlab.store.manifest import Manifest
-from seqlab.store.outdir import OutputDir
+from seqlab.store.outdir import INDEX, OutputDir
 from seqlab.store.parts import PartInfo, read_table, write_table
 
-INDEX = "_index"
 CURRENT = posixpath.join(INDEX, "current.json")
 KEPT_VERSIONS = 2  # the current version and the one before
 
@@ -77,11 +83,13 @@ class Entry:
 
 @dataclass
 class TableIndex:
-    """The table's live input files and live files; ``version`` 0 is an empty table."""
+    """The table's live input files and live files; ``version`` 0 is an empty table (or one
+    folded from run manifests, not yet written). ``last_run``: the last run whose end it holds."""
 
     version: int = 0
     inputs: dict[str, Entry] = field(default_factory=dict)
     files: dict[str, tuple[str, PartInfo]] = field(default_factory=dict)  # path -> (table, info)
+    last_run: str | None = None
 
     def table_of(self, path: str) -> str:
         return self.files[path][0]
@@ -124,6 +132,31 @@ class TableIndex:
 
     def live_files(self) -> list[str]:
         return sorted(self.files)
+
+    def add_run(self, manifest: Manifest) -> None:
+        """Put in the input files a run annotated, with the files its manifest lists for
+        them, and its files of no input; what it replaced or pruned must be dropped first."""
+        increment = manifest.incremental
+        config = increment.config_key if increment is not None else ""
+        owned = set()
+        for entry in manifest.inputs:
+            parts = {table: [PartInfo(p.path, p.rows, p.bytes, p.sha256) for p in listed]
+                     for table, listed in entry.parts.items()}
+            self.add(Entry(entry.fragment, tuple(entry.identity or ()), manifest.run_id, config),
+                     parts)
+            owned.update(entry.files())
+        for table, listed in manifest.tables.items():
+            for p in listed:
+                if p.path not in owned:
+                    self.add_file(table, PartInfo(p.path, p.rows, p.bytes, p.sha256))
+        self.last_run = manifest.run_id
+
+    def rows(self, name: str) -> dict[str, int]:
+        """Input ``name``'s rows per table, wherever they lie."""
+        counts: Counter[str] = Counter()
+        for span in self.inputs[name].spans:
+            counts[self.files[span.path][0] if span.path in self.files else "?"] += span.rows
+        return dict(counts)
 
     def to_arrow(self) -> pa.Table:
         rows: list[dict] = []
@@ -181,7 +214,28 @@ def read_index(out: OutputDir) -> TableIndex | None:
         raise OutputError(f"{current['path']}, the index {CURRENT} names, is missing",
                           fix=f"remove {CURRENT} to rebuild the index from the run manifests "
                           "on the next run")
-    return TableIndex.from_arrow(read_table(out.fs, path), current["version"])
+    index = TableIndex.from_arrow(read_table(out.fs, path), current["version"])
+    index.last_run = current.get("last_run", current.get("run_id"))
+    return index
+
+
+def read_version(out: OutputDir, version: int) -> TableIndex:
+    """Version ``version`` of the index (the current one or the one before), as written."""
+    relpath = version_path(version)
+    if not out.fs.exists(out.path(relpath)):
+        raise OutputError(f"{relpath}, the version of the index this run was planned on, is "
+                          "missing", fix="remove _progress/ to plan the run again (its files "
+                          "then move to _quarantine/ and its inputs are annotated again)")
+    index = TableIndex.from_arrow(read_table(out.fs, out.path(relpath)), version)
+    current = out.read_json(CURRENT) or {}
+    if current.get("version") == version:
+        index.last_run = current.get("last_run", current.get("run_id"))
+    return index
+
+
+def current_version(out: OutputDir) -> dict:
+    """What ``current.json`` says (version, last_run...); empty where there is no index."""
+    return out.read_json(CURRENT) or {}
 
 
 def write_index(out: OutputDir, index: TableIndex, run_id: str | None) -> int:
@@ -190,9 +244,10 @@ def write_index(out: OutputDir, index: TableIndex, run_id: str | None) -> int:
     (a finish retried after a crash) rewrites the same version."""
     version = index.version + 1
     write_table(out.fs, out.root, version_path(version), index.to_arrow())
+    pause_at("index-written")  # a test kills the process here
     out.write_json(CURRENT, {"version": version, "path": version_path(version),
-                             "run_id": run_id, "inputs": len(index.inputs),
-                             "files": len(index.files),
+                             "run_id": run_id, "last_run": index.last_run,
+                             "inputs": len(index.inputs), "files": len(index.files),
                              "written_at": datetime.now(timezone.utc).isoformat()})
     for old in out.fs.glob(out.path(INDEX, "v-*.parquet")):
         number = int(posixpath.basename(old)[2:12])
@@ -214,15 +269,41 @@ def from_manifests(manifests: list[Manifest]) -> TableIndex:
             index.drop(name)
         for path in increment.superseded:
             index.files.pop(path, None)
-        owned = set()
-        for entry in manifest.inputs:
-            parts = {table: [PartInfo(p.path, p.rows, p.bytes, p.sha256) for p in listed]
-                     for table, listed in entry.parts.items()}
-            index.add(Entry(entry.fragment, tuple(entry.identity or ()), manifest.run_id,
-                            increment.config_key), parts)
-            owned.update(entry.files())
-        for table, listed in manifest.tables.items():
-            for p in listed:
-                if p.path not in owned:
-                    index.add_file(table, PartInfo(p.path, p.rows, p.bytes, p.sha256))
+        index.add_run(manifest)
     return index
+
+
+def compare(index: TableIndex, folded: TableIndex, written: set[str]) -> list[tuple[str, str]]:
+    """Where ``index`` differs from ``folded``, the fold of the run manifests: (input or
+    file, what differs). ``written``: every file the manifests list. Inputs are compared by
+    their identity, run, configuration and rows per table, not by the paths of their files, as
+    compaction moves rows into other files; a file is wrong where a manifest wrote it and the
+    fold has it no longer live (superseded, pruned), or where the two differ on a file of no
+    input."""
+    found = []
+    for name in sorted(set(index.inputs) | set(folded.inputs)):
+        mine, theirs = index.inputs.get(name), folded.inputs.get(name)
+        if mine is None or theirs is None:
+            held, by = ("the run manifests", "the index") if mine is None else \
+                ("the index", "the run manifests")
+            found.append((name, f"input held by {held}, not by {by}"))
+            continue
+        for what in ("identity", "run_id", "config_key"):
+            if getattr(mine, what) != getattr(theirs, what):
+                found.append((name, f"the index has {what} {getattr(mine, what)!r}, the run "
+                              f"manifests {getattr(theirs, what)!r}"))
+        if index.rows(name) != folded.rows(name):
+            found.append((name, f"the index has rows {index.rows(name)}, the run manifests "
+                          f"{folded.rows(name)}"))
+    for path in sorted(set(index.files) & written - set(folded.files)):
+        found.append((path, "live in the index, but superseded or pruned by the run manifests"))
+    reported = {where for where, _ in found}
+    for path in sorted({p for p, _ in _unowned(index) ^ _unowned(folded)} - reported):
+        found.append((path, "a file of no input in only one of the index and the run manifests"))
+    return found
+
+
+def _unowned(index: TableIndex) -> set[tuple[str, str]]:
+    """The files of no input (a table's empty, schema-bearing parts), with their table."""
+    owned = {span.path for entry in index.inputs.values() for span in entry.spans}
+    return {(path, table) for path, (table, _) in index.files.items() if path not in owned}

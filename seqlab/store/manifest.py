@@ -23,7 +23,9 @@ sections, ``tagging`` on the local engine, ``ray``, ``beam``, are such keys), an
 records ignore keys they do not declare.
 
 Each file has one writer, ``to_dict`` (the JSON as written, key order included), and one
-reader (``read_manifest``, ``read_run_state``; ``from_dict`` for JSON already parsed). A
+reader (``read_manifest``, ``read_run_state``; ``from_dict`` for JSON already parsed). An
+incremental run's manifest lists its files in Parquet beside its JSON (``files.parquet``,
+``seqlab.store.runfiles``); ``read_manifest`` joins the two into one ``Manifest``. A
 missing field, a value of the wrong type or a file that is not JSON (a copy cut short) raises
 ``OutputError`` naming the file and the field, rather than a ``KeyError`` far from the cause.
 """
@@ -39,6 +41,8 @@ from typing import Any, TypeVar
 import fsspec
 
 from seqlab.errors import OutputError
+from seqlab.store import runfiles
+from seqlab.store.parts import read_table
 
 MANIFEST_FIX = ("restore the file from a copy; without one, annotate the input again (into a "
                 "new OUTPUT, or over a single run's OUTPUT with --overwrite)")
@@ -297,6 +301,8 @@ class Manifest(_Record):
     # files the run moved to _quarantine/ rather than delete: another run's parts that no
     # manifest listed (seqlab.store.outdir.OutputDir.cleanup)
     quarantined: tuple[str, ...] | None = None
+    # a single run's aggregates: K files partitioned by key hash (seqlab.run.aggregates)
+    aggregate_buckets: int | None = None
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "the manifest") -> Manifest:
@@ -346,9 +352,26 @@ def read_object(fs: fsspec.AbstractFileSystem, path: str, fix: str = MANIFEST_FI
     return _Place(file_name(fs, path), fix).expect(data, dict)
 
 
-def read_manifest(fs: fsspec.AbstractFileSystem, path: str) -> Manifest:
-    """The manifest at ``path`` (FileNotFoundError where there is none)."""
-    return Manifest.from_dict(read_object(fs, path), source=file_name(fs, path))
+def read_manifest(fs: fsspec.AbstractFileSystem, path: str, files: bool = True) -> Manifest:
+    """The manifest at ``path`` (FileNotFoundError where there is none), with the files its
+    listing beside it holds where it is split (an incremental run's, ``seqlab.store.runfiles``);
+    ``files=False`` reads the summary alone (``inputs`` and ``tables`` then empty)."""
+    data = read_object(fs, path)
+    if runfiles.LISTING in data:
+        listing = None
+        described = data[runfiles.LISTING]
+        if not isinstance(described, dict) or not isinstance(described.get("path"), str):
+            raise OutputError(f"{file_name(fs, path)}: field 'files' does not name the list "
+                              "of the run's files", fix=MANIFEST_FIX)
+        if files:
+            listed = runfiles.listing_path(path, data)
+            if not fs.exists(listed):
+                raise OutputError(f"{file_name(fs, listed)}, the list of the files of the run "
+                                  f"{file_name(fs, path)} describes, is missing",
+                                  fix=MANIFEST_FIX)
+            listing = read_table(fs, listed)
+        data = runfiles.join(data, listing)
+    return Manifest.from_dict(data, source=file_name(fs, path))
 
 
 def read_run_state(fs: fsspec.AbstractFileSystem, path: str) -> RunState:

@@ -5,13 +5,16 @@ Layout (see the README):
     OUT/documents/part-FFFFF-RRRRRRRRRR.parquet   rows of input fragment FFFFF from row R on
     OUT/mentions/part-FFFFF-RRRRRRRRRR.parquet    the entities of the same rows
     OUT/frames/part-FFFFF-RRRRRRRRRR.parquet      their SRL frames (runs with an SRL model)
-    OUT/aggregates/part-00000.parquet             one row per (label, normalised text)
+    OUT/aggregates/part-BBBBB.parquet             one row per (label, normalised text), K files
+                                                  partitioned by key hash
     OUT/_progress/                                the run's state while it is unfinished
     OUT/_manifest.json                            written last: its presence means the run ended
 
 An incremental OUTPUT (``--incremental``, ``seqlab.store.incremental``) is a table root that
-accumulates runs: parts land in ``TABLE/run_date=YYYY-MM-DD/part-RUNID-FFFFF-RRRRRRRRRR.parquet``
-and each run's manifest in ``_runs/RUNID/manifest.json`` (see ``Layout``).
+accumulates runs: parts land in ``TABLE/run_date=YYYY-MM-DD/part-RUNID-FFFFF-RRRRRRRRRR.parquet``,
+each run's manifest in ``_runs/RUNID/manifest.json`` with its files listed beside it in
+``files.parquet`` (``seqlab.store.runfiles``), and what the table holds now in ``_index/``
+(``seqlab.store.index``).
 
 Parts are written under a temporary name and renamed when complete, so a reader never sees a
 half-written file. A fragment counts as finished only once its record (every part with rows,
@@ -34,6 +37,7 @@ from typing import Any
 import fsspec
 
 from seqlab.errors import OutputError
+from seqlab.store import runfiles
 from seqlab.store.layout import (
     MANIFEST,
     PARTIALS,
@@ -53,11 +57,12 @@ from seqlab.store.manifest import (
     read_object,
     read_run_state,
 )
-from seqlab.store.parts import FailedFragment, FragmentRecord, naming
+from seqlab.store.parts import FailedFragment, FragmentRecord, naming, write_table
 
 log = logging.getLogger(__name__)
 
 LATEST = posixpath.join(RUNS, "latest.json")  # an incremental table's last ended run
+INDEX = "_index"  # an incremental table's index: what it holds now (seqlab.store.index)
 QUARANTINE = "_quarantine"  # files no record names, moved aside rather than deleted
 _RUN_PART = re.compile(r"^part-(\d{8}T\d{6}Z-[0-9a-f]{8})-")  # an incremental run's part
 RECORD_FIX = ("remove the file and rerun the same command: that input file is then annotated "
@@ -100,8 +105,9 @@ class OutputDir:
             raise OutputError(f"{self.url} is a file, not a directory",
                               fix="pass a directory as OUTPUT: a new one, or an earlier run's")
 
-    def manifest(self) -> Manifest | None:
-        """This run's manifest; for an incremental table not given a run, its latest one."""
+    def manifest(self, files: bool = True) -> Manifest | None:
+        """This run's manifest; for an incremental table not given a run, its latest one
+        (``files=False``: its summary alone, ``read_manifest``)."""
         if self.layout.run_id is None and self.incremental():
             latest = self.read_json(LATEST)
             if latest is None:  # lost: the last run to end is the one whose manifest says so
@@ -109,28 +115,37 @@ class OutputDir:
             if not isinstance(latest.get("manifest"), str):
                 raise OutputError(f"{file_name(self.fs, self.path(LATEST))} has no field "
                                   "'manifest' naming the latest run's manifest", fix=MANIFEST_FIX)
-            return self.read_manifest(latest["manifest"])
-        return self.read_manifest(self.layout.manifest())
+            return self.read_manifest(latest["manifest"], files)
+        return self.read_manifest(self.layout.manifest(), files)
 
     def _last_ended(self) -> Manifest | None:
         ended = self.run_manifests()
         return ended[-1][1] if ended else None
 
     def run_manifests(self) -> list[tuple[str, Manifest]]:
-        """The manifests under ``_runs/`` with their paths, in the order their runs ended."""
+        """The manifests under ``_runs/`` with their paths, in the order their runs ended: the
+        table's whole history (``seqlab runs``, ``seqlab verify``, and the index of a table
+        that has none yet), never read to plan a run."""
         paths = self.fs.glob(self.path(RUNS, "*", "manifest.json"))
         found = [(path, read_manifest(self.fs, path)) for path in paths]
         return sorted(found, key=lambda item: (item[1].finished_at, item[1].run_id))
 
+    def ended(self, run_id: str) -> bool:
+        """Whether run ``run_id`` of the table ended (its manifest is there)."""
+        return self.fs.exists(self.path(RUNS, run_id, "manifest.json"))
+
     def table_files(self) -> set[str]:
         """The files in the table folders (relative paths): one listing per table."""
-        return {self.relative(path) for table in TABLES if self.fs.exists(self.path(table))
+        prefix = self.path("")  # the root and a slash: found paths start with it
+        return {path[len(prefix):] if path.startswith(prefix) else self.relative(path)
+                for table in TABLES if self.fs.exists(self.path(table))
                 for path in self.fs.find(self.path(table))}
 
-    def read_manifest(self, relpath: str) -> Manifest | None:
-        """The manifest at ``relpath``, None where there is none."""
+    def read_manifest(self, relpath: str, files: bool = True) -> Manifest | None:
+        """The manifest at ``relpath``, None where there is none; ``files=False``: an
+        incremental run's summary alone (``seqlab.store.manifest.read_manifest``)."""
         path = self.path(relpath)
-        return read_manifest(self.fs, path) if self.fs.exists(path) else None
+        return read_manifest(self.fs, path, files) if self.fs.exists(path) else None
 
     def incremental(self) -> bool:
         """Whether the location is an incremental table root (it has ``_runs/``)."""
@@ -142,7 +157,7 @@ class OutputDir:
         return read_run_state(self.fs, path) if self.fs.exists(path) else None
 
     def clear(self) -> None:
-        for name in (*TABLES, PROGRESS, RUNS, SUPERSEDED):
+        for name in (*TABLES, PROGRESS, RUNS, SUPERSEDED, INDEX):
             if self.fs.exists(self.path(name)):
                 self.fs.rm(self.path(name), recursive=True)
         if self.fs.exists(self.path(MANIFEST)):
@@ -188,19 +203,30 @@ class OutputDir:
         write, staging folders. Returns what was removed (relative paths).
 
         In an incremental table (``run_id``: the run cleaning up) only this run's own parts
-        and temporary files are removed. Any other file ``keep`` does not name (another
-        run's part whose manifest is missing, a file copied in by hand) holds data of unknown
-        standing: it moves to ``_quarantine/`` (its path kept below it), with a warning, and
-        the run goes on."""
+        and temporary files are removed. A part of another run that ended stays where it is
+        (an Iceberg table's superseded files stay in place for its older snapshots). Any
+        other file ``keep`` does not name (another run's part whose manifest is missing, a
+        file copied in by hand) holds data of unknown standing: it moves to ``_quarantine/``
+        (its path kept below it), with a warning, and the run goes on."""
         removed: list[str] = []
         folders = {posixpath.dirname(path) for path in keep}
         kept_below = {parent for folder in folders for parent in _parents(folder)}
+        ended: dict[str, bool] = {}
 
         def foreign(relpath: str) -> bool:
             name = posixpath.basename(relpath)
             match = _RUN_PART.match(name)
             own = (match is not None and match.group(1) == run_id) or name.startswith(".tmp-")
             return run_id is not None and relpath.split("/")[0] in TABLES and not own
+
+        def earlier(relpath: str) -> bool:
+            """A part of another run of the table that ended."""
+            match = _RUN_PART.match(posixpath.basename(relpath))
+            if match is None or run_id is None:
+                return False
+            if match.group(1) not in ended:
+                ended[match.group(1)] = self.ended(match.group(1))
+            return ended[match.group(1)]
 
         def sweep(folder: str) -> None:
             for entry in self.fs.ls(self.path(folder), detail=True):
@@ -210,6 +236,8 @@ class OutputDir:
                     if relpath not in kept_below and not self.fs.ls(entry["name"]):
                         self.fs.rm(entry["name"], recursive=True)
                 elif entry["type"] == "file" and relpath not in keep and foreign(relpath):
+                    if earlier(relpath):
+                        continue
                     self.quarantine(relpath, "no manifest lists it (a run's manifest under "
                                     "_runs/ missing, or a file copied in? seqlab verify "
                                     "checks the table)")
@@ -236,8 +264,15 @@ class OutputDir:
 
     def finish(self, manifest: Manifest, keep_progress: bool = False) -> None:
         """Write the manifest last, then drop the progress records it replaces (kept while
-        failed fragments wait to be retried)."""
-        self.write_json(self.layout.manifest(), manifest.to_dict())
+        failed fragments wait to be retried). An incremental run's files are listed in
+        Parquet beside it, written first (``seqlab.store.runfiles``)."""
+        if self.layout.run_date is None:
+            self.write_json(self.layout.manifest(), manifest.to_dict())
+        else:
+            summary, listing = runfiles.split(manifest.to_dict())
+            write_table(self.fs, self.root, posixpath.join(
+                posixpath.dirname(self.layout.manifest()), runfiles.FILES), listing)
+            self.write_json(self.layout.manifest(), summary)
         if not keep_progress:
             self.drop_progress()
 

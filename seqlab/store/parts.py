@@ -188,5 +188,9 @@ def write_table(fs: fsspec.AbstractFileSystem, root: str, relpath: str,
 
 def read_table(fs: fsspec.AbstractFileSystem, path: str,
                columns: list[str] | None = None) -> pa.Table:
+    """A whole Parquet file, read through ``ParquetFile``: ``pq.read_table`` on a Python file
+    object reads it on pyarrow's dataset threads, which can still be alive when the interpreter
+    exits and then abort it ("terminate called without an active exception",
+    apache/arrow#39162)."""
     with fs.open(path, "rb") as handle:
-        return pq.read_table(handle, columns=columns)
+        return pq.ParquetFile(handle).read(columns=columns)

@@ -4,12 +4,16 @@ what its manifests say, and move what they do not list out of the way.
 The checks, each reported as one finding naming the file:
 
 - every live file exists with the size and sha256 its manifest lists (``quick``: sizes only);
+  an incremental table's live files are those its index lists (``seqlab.store.index``);
+- an incremental table's index equals the fold of its run manifests: the same input files,
+  each with the identity, run, configuration and rows the manifests give it;
 - no file in the table folders is left unlisted (a crashed write's temporary file, a part an
   interrupted run left, a file copied in by hand);
 - the rows of every mentions and frames part name documents rows of the documents part they
   landed with (parts land in pairs under one part name);
 - the aggregates hold exactly the sums the live mentions give (in integer score micro-units,
-  as every engine sums them);
+  as every engine sums them), and a single run's K aggregates files each hold only the keys
+  of their bucket, once each;
 - an Iceberg table's current snapshot holds exactly the table's live files.
 
 ``repair`` moves unlisted files to ``_quarantine/`` (their paths kept below it) and never
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -33,14 +38,17 @@ from seqlab import schema
 from seqlab.errors import OutputError
 from seqlab.stages import aggregate
 from seqlab.store import incremental
+from seqlab.store.index import TableIndex, compare, from_manifests, read_index, read_version
+from seqlab.store.index import version_path as index_version_path
 from seqlab.store.layout import MANIFEST, ROW_TABLES
-from seqlab.store.manifest import Manifest, Part
+from seqlab.store.manifest import Manifest, Part, RunState
 from seqlab.store.outdir import OutputDir
 from seqlab.store.parts import read_table
 
 log = logging.getLogger(__name__)
 
 SHOWN_KEYS = 5  # differing aggregate keys reported by name; the rest are counted
+BUCKET_FILE = re.compile(r"^aggregates/part-(\d{5})\.parquet$")  # a single run's bucket file
 
 
 @dataclass(frozen=True)
@@ -81,12 +89,13 @@ def verify(url: str, storage_options: dict | None = None, quick: bool = False,
     """Check the output at ``url``; with ``repair``, quarantine its unlisted files."""
     out = OutputDir(url, storage_options)
     manifests = _manifests(out)
-    live = _live_parts(out, manifests)
     state = out.state()
+    index, findings = _check_index(out, manifests, state)
+    live = _live_parts(manifests, index)
     result = Verification(out.url, [m.run_id for m in manifests], len(live),
                           unfinished=state.run_id if state is not None else None)
-    result.findings += _check_files(out, live, quick)
-    unlisted = _unlisted(out, {path for m in manifests for path in m.files()})
+    result.findings += findings + _check_files(out, live, quick)
+    unlisted = _unlisted(out, {path for m in manifests for path in m.files()} | set(live))
     while_running = f" (the unfinished run {state.run_id} may be writing it)" if state else ""
     result.findings += [Finding(path, f"no manifest lists it{while_running}")
                         for path in unlisted]
@@ -125,13 +134,34 @@ def _manifests(out: OutputDir) -> list[Manifest]:
     return manifests
 
 
-def _live_parts(out: OutputDir, manifests: list[Manifest]) -> dict[str, Part]:
-    """The files a reader of the output sees, with what their manifests list for them."""
-    listed = {part.path: part for manifest in manifests
-              for parts in manifest.tables.values() for part in parts}
-    if manifests[0].incremental is not None:  # a table: what later runs left live
-        return {path: listed[path] for path in incremental.live_files(manifests)}
-    return listed
+def _check_index(out: OutputDir, manifests: list[Manifest], state: RunState | None
+                 ) -> tuple[TableIndex | None, list[Finding]]:
+    """An incremental table's index (None for a single run's output), checked against the
+    fold of its run manifests. A table written before it had an index is the fold itself; an
+    unfinished run that wrote the next version before its manifest is checked on the one
+    before."""
+    if manifests[0].incremental is None:
+        return None, []
+    folded = from_manifests(manifests)
+    index = read_index(out)
+    if index is not None and state is not None and index.last_run == state.run_id:
+        index = read_version(out, index.version - 1) if index.version > 1 else None
+    if index is None:
+        return folded, []
+    written = {path for m in manifests for path in m.files()}
+    where = index_version_path(index.version)
+    return index, [Finding(where, f"{subject}: {problem}")
+                   for subject, problem in compare(index, folded, written)]
+
+
+def _live_parts(manifests: list[Manifest], index: TableIndex | None) -> dict[str, Part]:
+    """The files a reader of the output sees, with what their manifests (an incremental
+    table's index) list for them."""
+    if index is not None:
+        return {path: Part(path, info.rows, info.bytes, info.sha256)
+                for path, (_, info) in index.files.items()}
+    return {part.path: part for manifest in manifests
+            for parts in manifest.tables.values() for part in parts}
 
 
 def _check_files(out: OutputDir, live: dict[str, Part], quick: bool) -> list[Finding]:
@@ -210,7 +240,9 @@ def _check_aggregates(out: OutputDir, present: dict[str, Part]) -> list[Finding]
         return []
     expected = aggregate.fold(aggregate.partials(read_table(out.fs, out.path(p)))
                               for p in mentions)
-    landed = aggregate.merge([_as_partial(read_table(out.fs, out.path(p))) for p in sums])
+    tables = {p: read_table(out.fs, out.path(p)) for p in sums}
+    findings = _check_buckets(tables)
+    landed = aggregate.merge([_as_partial(table) for table in tables.values()])
     keys = aggregate.KEYS
     joined = expected.join(landed, keys, join_type="full outer", left_suffix="_mentions",
                            right_suffix="_aggregates", coalesce_keys=True)
@@ -220,13 +252,36 @@ def _check_aggregates(out: OutputDir, present: dict[str, Part]) -> list[Finding]
                                                           joined[f"{column}_aggregates"]), True))
     wrong = joined.filter(differ).sort_by([(k, "ascending") for k in keys])
     if not wrong.num_rows:
-        return []
+        return findings
     shown = "; ".join(f"{r['label']} {r['text']!r}: mentions {r['mentions_aggregates']} "
                       f"(the mentions give {r['mentions_mentions']})"
                       for r in wrong.slice(0, SHOWN_KEYS).to_pylist())
     more = f" and {wrong.num_rows - SHOWN_KEYS} more" if wrong.num_rows > SHOWN_KEYS else ""
-    return [Finding("aggregates/", f"{wrong.num_rows} key(s) differ from the sums of the live "
-                    f"mentions: {shown}{more}")]
+    return findings + [Finding("aggregates/", f"{wrong.num_rows} key(s) differ from the sums "
+                               f"of the live mentions: {shown}{more}")]
+
+
+def _check_buckets(landed: dict[str, pa.Table]) -> list[Finding]:
+    """A single run's aggregates files are ``part-00000`` to ``part-{K-1}``, each holding its
+    bucket's keys (``aggregate.buckets``: the key hash modulo K) once each."""
+    numbered = {int(m.group(1)): path for path in landed if (m := BUCKET_FILE.match(path))}
+    count = len(numbered)
+    if not count:
+        return []  # an incremental table's: one per input file
+    if sorted(numbered) != list(range(count)):
+        return [Finding("aggregates/", f"{count} aggregates files, not numbered 0 to "
+                        f"{count - 1}: {sorted(numbered)[:SHOWN_KEYS]}...")]
+    findings = []
+    for bucket, path in sorted(numbered.items()):
+        table = landed[path]
+        if not table.num_rows:
+            continue
+        misplaced = int((aggregate.buckets(table, count) != bucket).sum())
+        repeated = table.num_rows - table.group_by(aggregate.KEYS).aggregate([]).num_rows
+        if misplaced or repeated:
+            findings.append(Finding(path, f"{misplaced} key(s) of another of the {count} "
+                                    f"buckets and {repeated} repeated key(s)"))
+    return findings
 
 
 def _as_partial(landed: pa.Table) -> pa.Table:

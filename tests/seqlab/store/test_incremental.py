@@ -14,6 +14,7 @@ import pytest
 from seqlab.errors import ConfigError, OutputError
 from seqlab.run.finish import finish_run
 from seqlab.store import incremental
+from seqlab.store.index import from_manifests, read_index
 from seqlab.store.outdir import OutputDir
 from tests.seqlab import drive, make_plan, rows, truncate, write_jsonl, write_parquet
 from tests.tiny import build_tiny_srl
@@ -77,8 +78,11 @@ def test_two_runs_hold_each_current_row_once_and_move_the_replaced_parts_aside(
                for parts in i["parts"].values() for p in parts}
     assert set(superseded) == b_and_a and b_and_a < first_files
     assert all((out / "_superseded" / second["run_id"] / p).exists() for p in superseded)
+    # the index holds the live files, as the fold of the run manifests does
     manifests = incremental.run_manifests(OutputDir(str(out)))
-    assert table_files(out) == set(incremental.live_files(manifests))
+    index = read_index(OutputDir(str(out)))
+    assert index.version == 2 and index.last_run == second["run_id"]
+    assert table_files(out) == set(index.files) == set(from_manifests(manifests).files)
     # totals are a sum over the aggregate partitions, and match the live mentions
     mentions, sums = live(out, "mentions"), live(out, "aggregates")
     assert mentions.num_rows == pc.sum(sums.column("mentions")).as_py() > 0
@@ -311,6 +315,7 @@ def test_overwrite_replaces_an_incremental_table_with_a_single_run(tmp_path, cor
     drive(once)
     finish_run(once, engine="test")
     assert not (out / "_runs").exists() and not (out / "_superseded").exists()
+    assert not (out / "_index").exists()
     assert not OutputDir(str(out)).incremental()
     assert live(out, "documents").num_rows == 8
 
@@ -345,10 +350,13 @@ def test_frames_of_an_srl_model_join_the_iceberg_commit(tmp_path, corpus, ner_mo
 
 def test_a_lost_run_manifest_quarantines_that_runs_parts_never_deletes_them(
         tmp_path, corpus, ner_model, caplog):
+    import shutil
+
     out = tmp_path / "out"
     first = run(corpus, out, ner_model, run_date="2026-12-01")
     (out / "_runs" / first["run_id"] / "manifest.json").unlink()  # its state is lost
     (out / "_runs" / "latest.json").unlink()
+    shutil.rmtree(out / "_index")
     second = run(corpus, out, ner_model, run_date="2026-12-02")
     moved = {p.relative_to(out / "_quarantine").as_posix()
              for p in (out / "_quarantine").rglob("*.parquet")}
@@ -396,3 +404,179 @@ def test_a_live_part_deleted_by_hand_gets_its_input_annotated_again(tmp_path, co
     from seqlab.store.verify import verify
 
     assert verify(str(out)).ok
+
+
+def test_a_lost_run_manifest_leaves_the_index_holding_the_table(tmp_path, corpus, ner_model):
+    """The index is the table's state: without the manifest of the run that wrote them, its
+    files stay live and the next run annotates nothing again; verify names the gap."""
+    from seqlab.store.verify import verify
+
+    out = tmp_path / "out"
+    first = run(corpus, out, ner_model, run_date="2026-12-01")
+    second = run(corpus, out, ner_model, run_date="2026-12-02")
+    (out / "_runs" / first["run_id"] / "manifest.json").unlink()
+    third = run(corpus, out, ner_model, run_date="2026-12-03")
+    assert third["inputs"] == [] and third["incremental"]["unchanged"] == 3
+    assert not (out / "_quarantine").exists() and live(out, "documents").num_rows == 9
+    found = verify(str(out)).findings
+    assert {f.problem.split(":")[0] for f in found} == {"a.jsonl", "b.parquet",
+                                                        "keep/k.parquet"}
+    assert all("held by the index, not by the run manifests" in f.problem for f in found)
+    assert second["inputs"] == []
+
+
+# --------------------------------------------------------------------------- the index
+
+def content(out: Path) -> dict[str, list[dict]]:
+    """The live tables' rows, without what names the run (its id and time)."""
+    tables = {}
+    for table in TABLES:
+        data = live(out, table)
+        data = data.drop_columns([c for c in ("run_id", "processed_at", "run_date")
+                                  if c in data.column_names])
+        tables[table] = sorted(data.to_pylist(), key=lambda r: json.dumps(r, default=str))
+    return tables
+
+
+def held(out: Path) -> dict[str, dict[str, int]]:
+    """What the index says the table holds: each input file's rows per table."""
+    index = read_index(OutputDir(str(out)))
+    return {name: index.rows(name) for name in index.inputs}
+
+
+def day_one(root: Path, model: Path) -> tuple[Path, Path]:
+    corpus, out = root / "in", root / "out"
+    write_jsonl(corpus / "a.jsonl", rows(2, "a"))
+    write_parquet(corpus / "b.parquet", rows(4, "b"))
+    write_parquet(corpus / "keep" / "k.parquet", rows(3, "k"))
+    run(corpus, out, model, run_date="2026-12-01")
+    return corpus, out
+
+
+def test_a_table_without_an_index_gets_one_folded_from_its_manifests(tmp_path, ner_model,
+                                                                     caplog):
+    import shutil
+
+    from seqlab.store.verify import verify
+
+    made = {}
+    for name in ("clean", "migrated"):
+        corpus, out = day_one(tmp_path / name, ner_model)
+        if name == "migrated":  # as a seqlab that wrote no index left it
+            shutil.rmtree(out / "_index")
+        grow(corpus)
+        with caplog.at_level(logging.INFO, logger="seqlab.store.incremental"):
+            made[name] = (out, run(corpus, out, ner_model, run_date="2026-12-02", prune=True))
+    (clean, one), (migrated, other) = made["clean"], made["migrated"]
+    assert [r.getMessage() for r in caplog.records].count(
+        f"{migrated} has no index yet: folded from its run manifests; written as version 1 "
+        "when this run ends") == 1
+    for key in ("replaced", "pruned", "unchanged"):
+        assert other["incremental"][key] == one["incremental"][key]
+    assert len(other["incremental"]["superseded"]) == len(one["incremental"]["superseded"])
+    assert content(migrated) == content(clean)
+    assert held(migrated) == held(clean) and len(held(clean)) == 3
+    assert read_index(OutputDir(str(migrated))).version == 1
+    assert read_index(OutputDir(str(clean))).version == 2
+    assert verify(str(migrated)).ok and verify(str(clean)).ok
+
+
+def test_planning_reads_the_index_and_the_last_manifest_only(tmp_path, ner_model,
+                                                             monkeypatch):
+    from seqlab.store import outdir
+
+    corpus, out = day_one(tmp_path, ner_model)
+    for day in range(2, 6):  # runs that each annotate one new file
+        write_parquet(corpus / f"day{day}.parquet", rows(2, f"d{day}"))
+        run(corpus, out, ner_model, run_date=f"2026-12-0{day}")
+    read = []
+
+    def spy(fs, path, files=True):
+        read.append((Path(path).parent.name, files))
+        return real(fs, path, files)
+
+    def history(*args):
+        raise AssertionError("planning read every run manifest")
+
+    real = outdir.read_manifest
+    monkeypatch.setattr(outdir, "read_manifest", spy)
+    monkeypatch.setattr(incremental, "run_manifests", history)
+    monkeypatch.setattr(OutputDir, "run_manifests", history)
+    plan = make_plan(corpus, out, ner_model, id_column="id", incremental=True,
+                     run_date="2026-12-09")
+    latest = json.loads((out / "_runs" / "latest.json").read_text())["run_id"]
+    assert read == [(latest, False)]  # the last run's summary, not its files
+    assert plan.increment.inputs == [] and plan.increment.unchanged == 7
+    assert plan.increment.index_version == 5
+    manifest = finish_run(plan, engine="test")
+    assert read_index(OutputDir(str(out))).version == 6
+    assert manifest["inputs"] == [] and read == [(latest, False)]
+
+
+def test_a_crash_between_the_index_and_the_manifest_resumes_to_the_same_version(
+        tmp_path, ner_model, monkeypatch):
+    from seqlab.store.verify import verify
+
+    made = {}
+    for name in ("clean", "crashed"):
+        corpus, out = day_one(tmp_path / name, ner_model)
+        grow(corpus)
+        plan = make_plan(corpus, out, ner_model, id_column="id", incremental=True,
+                         prune=True, run_date="2026-12-02")
+        drive(plan)
+        if name == "crashed":
+            def crash(*args, **kwargs):
+                raise KeyboardInterrupt("killed after the index was written")
+
+            with monkeypatch.context() as patched, pytest.raises(KeyboardInterrupt):
+                patched.setattr(OutputDir, "finish", crash)
+                finish_run(plan, engine="test")
+            current = json.loads((out / "_index" / "current.json").read_text())
+            assert current["version"] == 2 and current["last_run"] == plan.provenance.run_id
+            assert not (out / "_runs" / plan.provenance.run_id).exists()
+            # while the run is unfinished, verify checks the version before against the
+            # manifests: no finding about the index
+            assert not [f for f in verify(str(out)).findings if f.path.startswith("_index")]
+            plan = make_plan(corpus, out, ner_model, id_column="id", incremental=True,
+                             prune=True, run_date="2026-12-02")
+            assert not plan.work and plan.increment.index_version == 1
+        made[name] = (out, finish_run(plan, engine="test"))
+    (clean, one), (crashed, other) = made["clean"], made["crashed"]
+    assert len(other["attempts"]) == 2 and other["incremental"]["pruned"] == ["a.jsonl"]
+    assert len(other["incremental"]["superseded"]) == len(one["incremental"]["superseded"])
+    assert content(crashed) == content(clean) and held(crashed) == held(clean)
+    assert read_index(OutputDir(str(crashed))).version == 2
+    assert sorted(p.name for p in (crashed / "_index").glob("v-*")) == [
+        "v-0000000001.parquet", "v-0000000002.parquet"]
+    assert verify(str(crashed)).ok
+
+
+def test_an_index_behind_the_last_run_stops_the_run_naming_the_fix(tmp_path, corpus,
+                                                                   ner_model):
+    out = tmp_path / "out"
+    run(corpus, out, ner_model, run_date="2026-12-01")
+    current = out / "_index" / "current.json"
+    current.write_text(json.dumps({**json.loads(current.read_text()), "last_run": "R0"}))
+    with pytest.raises(OutputError, match="holds the table as run R0 left it") as caught:
+        run(corpus, out, ner_model, run_date="2026-12-02")
+    assert f"remove {out / '_index'}" in caught.value.fix
+
+
+def test_an_index_that_moved_on_under_an_unfinished_run_stops_its_finish(tmp_path, corpus,
+                                                                         ner_model):
+    from seqlab.store.index import write_index
+
+    out = tmp_path / "out"
+    run(corpus, out, ner_model, run_date="2026-12-01")
+    grow(corpus)
+    plan = make_plan(corpus, out, ner_model, id_column="id", incremental=True,
+                     run_date="2026-12-02")
+    drive(plan)
+    table = OutputDir(str(out))
+    write_index(table, read_index(table), "another-writer")  # e.g. a compaction
+    with pytest.raises(OutputError, match="the table changed while the run was unfinished") \
+            as caught:
+        finish_run(plan, engine="test")
+    assert f"remove {out / '_progress'} " in caught.value.fix
+    assert read_index(table).version == 2 and not (out / "_runs" / plan.provenance.run_id /
+                                                   "manifest.json").exists()

@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from seqlab.errors import OutputError
-from seqlab.store.index import CURRENT, Entry, Span, TableIndex, read_index, write_index
+from seqlab.store.index import (
+    CURRENT,
+    Entry,
+    Span,
+    TableIndex,
+    compare,
+    read_index,
+    read_version,
+    write_index,
+)
 from seqlab.store.outdir import OutputDir
 from seqlab.store.parts import PartInfo
 
@@ -66,3 +75,47 @@ def test_a_missing_version_file_names_the_fix(tmp_path):
     (tmp_path / "_index" / "v-0000000001.parquet").unlink()
     with pytest.raises(OutputError, match=CURRENT):
         read_index(out)
+
+
+def test_compare_follows_rows_not_paths_and_names_what_differs():
+    index, folded = an_index(), an_index()
+    written = {"documents/a0.parquet", "documents/a1.parquet", "mentions/a0.parquet",
+               "documents/old.parquet"}
+    assert compare(index, folded, written) == []
+    # a compaction moves a's documents rows into one file shared with another input
+    index.drop("a.parquet")
+    index.files["documents/c.parquet"] = ("documents", part("documents/c.parquet", 9))
+    index.files["mentions/a0.parquet"] = ("mentions", part("mentions/a0.parquet", 7))
+    index.inputs["a.parquet"] = Entry("a.parquet", (10, "v1"), "R1", "k1", [
+        Span("documents/c.parquet", 4, 5), Span("mentions/a0.parquet", 0, 7)])
+    assert compare(index, folded, written) == []
+    index.inputs["a.parquet"].spans[0] = Span("documents/c.parquet", 4, 3)
+    index.files["documents/old.parquet"] = ("documents", part("documents/old.parquet", 1))
+    index.add_file("mentions", part("mentions/stray-empty.parquet", 0))
+    del index.inputs["empty.parquet"]
+    assert compare(index, folded, written) == [
+        ("a.parquet", "the index has rows {'documents': 3, 'mentions': 7}, the run "
+         "manifests {'documents': 5, 'mentions': 7}"),
+        ("empty.parquet", "input held by the run manifests, not by the index"),
+        ("documents/old.parquet", "live in the index, but superseded or pruned by the run "
+         "manifests"),
+        ("mentions/stray-empty.parquet", "a file of no input in only one of the index and "
+         "the run manifests")]
+
+
+def test_the_last_run_and_the_versions_before_read_back(tmp_path):
+    out = OutputDir(str(tmp_path))
+    index = an_index()
+    index.last_run = "R1"
+    index.version = write_index(out, index, "R1")
+    index.add(Entry("b.parquet", (3, "v1"), "R2", "k1"), {"documents": [part("documents/b", 3)]})
+    index.last_run = "R2"
+    write_index(out, index, "R2")
+    assert read_index(out).last_run == "R2" and read_index(out).version == 2
+    before = read_version(out, 1)
+    assert "b.parquet" not in before.inputs and set(before.inputs) == {"a.parquet",
+                                                                       "empty.parquet"}
+    with pytest.raises(OutputError, match="v-0000000007.parquet, the version of the index") \
+            as caught:
+        read_version(out, 7)
+    assert "remove _progress/" in caught.value.fix

@@ -11,6 +11,7 @@ import pytest
 
 from seqlab.errors import OutputError
 from seqlab.run.finish import finish_run
+from seqlab.store import runfiles
 from seqlab.store.manifest import Manifest, RunState, read_manifest, read_run_state
 from seqlab.store.outdir import OutputDir, check_resumable
 from tests.seqlab import drive, make_plan, rows, truncate, write_parquet
@@ -64,8 +65,11 @@ def test_real_manifests_round_trip_byte_for_byte(single, table):
     for path in paths:
         text = path.read_text()
         manifest = read_manifest(FS, str(path))
-        assert written(manifest.to_dict()) == text
-        assert written(Manifest.from_dict(json.loads(text)).to_dict()) == text
+        if runfiles.LISTING in json.loads(text):  # an incremental run's: its files in Parquet
+            assert written(runfiles.split(manifest.to_dict())[0]) == text
+        else:
+            assert written(manifest.to_dict()) == text
+            assert written(Manifest.from_dict(json.loads(text)).to_dict()) == text
     one = read_manifest(FS, str(paths[0]))
     assert not one.complete and [f.fragment for f in one.failed_inputs] == ["c.parquet"]
     assert one.rows.read == one.rows.written == 8 and one.extra == {"tagging": TAGGING}

@@ -169,3 +169,57 @@ def test_an_iceberg_snapshot_that_differs_from_the_live_files_is_found(tmp_path,
     assert "no manifest lists it" in problems["mentions/extra.parquet"]
     assert "in the current snapshot of the Iceberg table seqlab.mentions, but not live" in \
         problems[f"file://{stray}"]
+
+
+@pytest.fixture
+def table(tmp_path, ner_model) -> Path:
+    source = tmp_path / "in"
+    write_parquet(source / "a.parquet", rows(4, "a"))
+    write_parquet(source / "b.parquet", rows(3, "b"))
+    out = tmp_path / "table"
+    annotate(source, out, ner_model, incremental=True, run_date="2026-12-01")
+    write_parquet(source / "b.parquet", rows(2, "b", start=10))  # changed
+    annotate(source, out, ner_model, incremental=True, run_date="2026-12-02")
+    assert verify(str(out)).ok
+    return out
+
+
+def rewrite_index(out: Path, change) -> str:
+    """Write the index again, changed by ``change(index)``, as the current version."""
+    from seqlab.store.index import read_index, version_path, write_index
+    from seqlab.store.outdir import OutputDir
+
+    index = read_index(OutputDir(str(out)))
+    change(index)
+    index.version -= 1  # the same version, rewritten
+    return version_path(write_index(OutputDir(str(out)), index, index.last_run))
+
+
+def test_an_index_that_differs_from_the_run_manifests_is_found(table):
+    def lose_and_revive(index):
+        index.drop("a.parquet")
+        index.inputs["b.parquet"].run_id = "R0"
+
+    version = rewrite_index(table, lose_and_revive)
+    problems = {f.problem for f in verify(str(table)).findings if f.path == version}
+    assert problems == {"a.parquet: input held by the run manifests, not by the index",
+                        f"b.parquet: the index has run_id 'R0', the run manifests "
+                        f"{json.loads((table / '_runs' / 'latest.json').read_text())['run_id']!r}"}
+
+
+def test_a_live_file_the_index_lists_is_checked_against_its_sha256(table):
+    from seqlab.store.parts import PartInfo
+
+    damaged = []
+
+    def damage(index):
+        path = min(p for p in index.files if p.startswith("documents/"))
+        kind, info = index.files[path]
+        index.files[path] = (kind, PartInfo(path, info.rows, info.bytes, "0" * 64))
+        damaged.append(path)
+
+    rewrite_index(table, damage)
+    problems = {f.path: f.problem for f in verify(str(table)).findings}
+    assert problems[damaged[0]] == "its sha256 differs from the manifest's"
+    (table / next(iter(sorted(table.glob("documents/*/*.parquet"))))).unlink()
+    assert "listed by the manifest but missing" in {f.problem for f in verify(str(table)).findings}

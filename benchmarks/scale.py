@@ -1,8 +1,8 @@
 """How seqlab's single-process steps scale: the finish against distinct entity keys, planning
 against input files and table history, compaction throughput.
 
-Each measurement runs in its own child process, whose peak resident memory comes from the
-kernel (``os.wait4``'s ``ru_maxrss``), so one step's memory never hides another's.
+Each measurement runs in its own child process, which reports its own peak resident memory
+(``VmHWM``), so one step's memory never hides another's.
 
     python benchmarks/scale.py aggregates --real 24000,240000,2400000 --synthetic 1e5,1e6,1e7
     python benchmarks/scale.py planning --inputs 1000,10000,100000 --history 1,2,30,365
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import random
 import subprocess
 import sys
@@ -37,22 +36,42 @@ from seqlab import schema  # noqa: E402
 from seqlab.store.layout import PARTIALS  # noqa: E402
 
 
-def _peak_of(command: list[str], env: dict | None = None) -> dict:
-    """Run ``command``: its wall seconds, peak RSS in MB (the kernel's count for that child
-    alone) and the JSON object its last ``{`` line of output holds."""
+def _peak_of(command: list[str]) -> dict:
+    """Run ``python scale.py _run MODULE ARGS...`` (or ``_merge``): its wall seconds, its peak
+    RSS in MB, and what the JSON lines it prints hold. The child reports its own peak (VmHWM,
+    which starts afresh at exec): the kernel's ``ru_maxrss`` of a child carries its parent's
+    peak across fork and exec, so it would show this process's memory, not the child's."""
     started = time.perf_counter()
-    child = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             env={**os.environ, **(env or {})})
-    out = child.stdout.read().decode()
-    err = child.stderr.read().decode()
-    _, status, usage = os.wait4(child.pid, 0)
+    done = subprocess.run([sys.executable, __file__, *command], capture_output=True, text=True)
     seconds = time.perf_counter() - started
-    child.returncode = os.waitstatus_to_exitcode(status)
-    if child.returncode:
-        raise SystemExit(f"{' '.join(command)} failed ({child.returncode}):\n{err[-3000:]}")
-    lines = [line for line in out.splitlines() if line.startswith("{")]
-    return {"seconds": round(seconds, 2), "peak_mb": usage.ru_maxrss // 1024,
-            **(json.loads(lines[-1]) if lines else {})}
+    if done.returncode:
+        raise SystemExit(f"{' '.join(command)} failed ({done.returncode}):\n"
+                         f"{done.stderr[-3000:]}")
+    found: dict = {"seconds": round(seconds, 2)}
+    for line in done.stdout.splitlines():
+        if line.startswith("{"):
+            found.update(json.loads(line))
+    return found
+
+
+def peak_mb() -> int:
+    """This process's peak resident memory so far, in MB (Linux)."""
+    status = Path("/proc/self/status").read_text()
+    return int(next(line.split()[1] for line in status.splitlines()
+                    if line.startswith("VmHWM:"))) // 1024
+
+
+def run_child(module: str, args: list[str]) -> None:
+    """In a child process: run ``python -m MODULE ARGS``, then print its peak memory."""
+    import runpy
+
+    sys.argv = [module, *args]
+    try:
+        runpy.run_module(module, run_name="__main__")
+    except SystemExit as stop:
+        if stop.code:
+            raise
+    print(json.dumps({"peak_mb": peak_mb()}), flush=True)
 
 
 # ------------------------------------------------------------------ aggregates: real runs
@@ -104,8 +123,8 @@ def real_runs(sizes: list[int], engine: str, work: Path) -> list[dict]:
         corpus = work / f"words-{distinct}.parquet"
         words = word_corpus(corpus, distinct)
         out = work / f"out-{engine}-{distinct}"
-        run = _peak_of([sys.executable, "-m", "seqlab", "annotate", str(corpus), str(out),
-                        "--model", str(model), "--engine", engine, "--overwrite", "-q"])
+        run = _peak_of(["_run", "seqlab", "annotate", str(corpus), str(out), "--model",
+                        str(model), "--engine", engine, "--overwrite", "-q"])
         manifest = json.loads((out / "_manifest.json").read_text())
         landed = manifest["tables"]["aggregates"]
         rows.append({"step": "real run", "engine": engine, "words": words,
@@ -163,7 +182,8 @@ def merge_child(mode: str, root: Path) -> None:
     else:
         mentions = sum(pq.read_metadata(root / p).num_rows for p in paths)  # an upper bound
         files = len(aggregates.merge_local(out, paths, aggregates.bucket_count(mentions)))
-    print(json.dumps({"merge_s": round(time.perf_counter() - started, 2), "files": files}))
+    print(json.dumps({"merge_s": round(time.perf_counter() - started, 2), "files": files,
+                      "peak_mb": peak_mb()}))
 
 
 def same_rows(a: Path, b: Path) -> bool:
@@ -183,7 +203,7 @@ def synthetic_runs(sizes: list[int], work: Path, compare_up_to: int) -> list[dic
                 continue
             root = work / f"merged-{mode}-{distinct}"
             made = synthetic_partials(root / PARTIALS, distinct)
-            results[mode] = _peak_of([sys.executable, __file__, "_merge", mode, str(root)])
+            results[mode] = _peak_of(["_merge", mode, str(root)])
             rows.append({"step": f"synthetic partials, {mode}", "distinct_keys": distinct,
                          "partials": len(made), **results[mode]})
             print(json.dumps(rows[-1]), flush=True)
@@ -295,6 +315,9 @@ def _sizes(text: str) -> list[int]:
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_merge":
         merge_child(sys.argv[2], Path(sys.argv[3]))
+        return
+    if len(sys.argv) > 1 and sys.argv[1] == "_run":
+        run_child(sys.argv[2], sys.argv[3:])
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=["aggregates", "planning", "compaction"])

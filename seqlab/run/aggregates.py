@@ -57,16 +57,20 @@ R = TypeVar("R")
 Mapper = Callable[[Callable[[T], R], Sequence[T]], list[R]]
 
 # K = ceil(entities / MENTIONS_PER_BUCKET), at most MAX_BUCKETS. A bucket holds at most its
-# share of the distinct keys, and distinct keys never outnumber mentions: a gather task holds
-# ~500,000 keys at worst (~400 bytes each in memory: ~200 MB), and far fewer in practice, as
-# texts repeat (30 Wikipedia articles: 11,977 mentions of 5,315 keys, and the share falls as
-# a corpus grows). MAX_BUCKETS bounds the files: 1,024 buckets hold the ~400 M distinct keys
-# projected for 1 B articles at ~390,000 keys each.
-MENTIONS_PER_BUCKET = 500_000
-MAX_BUCKETS = 1024
-SPILL_KEYS = 500_000  # the most keys a scatter task sums before it writes them out
+# share of the distinct keys, as distinct keys never outnumber mentions, and every task folds
+# at most FOLD_ROWS rows at a time into a sum of at most SPILL_KEYS keys: at ~400 bytes a key
+# in memory, a task holds tens of MB whatever the run's size, so the memory of the process
+# that runs it stays flat from a thousand keys to billions. Texts repeat (30 Wikipedia
+# articles: 11,977 mentions of 5,315 keys, a share that falls as a corpus grows), so most
+# buckets hold far fewer keys than mentions. MAX_BUCKETS bounds the files: beyond 400 M
+# mentions the buckets grow instead (the ~400 M distinct keys projected for 1 B articles
+# come from ~10^11 mentions: ~100,000 keys a bucket).
+MENTIONS_PER_BUCKET = 100_000
+MAX_BUCKETS = 4096
+SPILL_KEYS = 100_000  # the most keys a scatter task sums before it writes them out
 PARTIALS_PER_GROUP = 256  # partial files per scatter task
-FOLD_CHUNK = 64  # files read and merged at a time (aggregate.fold's chunk)
+FOLD_CHUNK = 64  # files read and merged at a time (aggregate.fold's chunk)...
+FOLD_ROWS = 100_000  # ...or fewer, once they hold this many rows
 BUCKETS = posixpath.join(PROGRESS, "buckets")
 # Several buckets on a small run: the mentions per bucket, instead of MENTIONS_PER_BUCKET
 # (tests set it; the files and their sums are the same for any K)
@@ -113,8 +117,8 @@ def bucket_count(entities: int) -> int:
     """K for a run that found ``entities`` mentions (``counts["entities"]``, the same on every
     engine): ``ceil(entities / MENTIONS_PER_BUCKET)``, from 1 to ``MAX_BUCKETS``.
 
-    >>> bucket_count(0), bucket_count(500_000), bucket_count(500_001), bucket_count(10**12)
-    (1, 1, 2, 1024)
+    >>> bucket_count(0), bucket_count(100_000), bucket_count(100_001), bucket_count(10**12)
+    (1, 1, 2, 4096)
     """
     per = os.environ.get(BUCKETS_ENV) or str(MENTIONS_PER_BUCKET)
     if not per.isdigit() or int(per) < 1:
@@ -185,7 +189,7 @@ def scatter(out: OutputDir, task: Scatter) -> Scattered:
 
     total = aggregate.merge([])
     tables = (read_table(out.fs, out.path(path)) for path in task.partials)
-    for group in aggregate.chunks(tables, FOLD_CHUNK):
+    for group in aggregate.chunks(tables, FOLD_CHUNK, FOLD_ROWS):
         total = aggregate.merge([total, *group])
         if total.num_rows >= SPILL_KEYS:
             spill(total)
@@ -198,7 +202,7 @@ def scatter(out: OutputDir, task: Scatter) -> Scattered:
 def gather(out: OutputDir, task: Gather) -> PartInfo:
     """Run one gather task: its sources folded into one aggregates part."""
     tables = (read_table(out.fs, out.path(path)) for path in task.sources)
-    summed = aggregate.fold(tables, chunk=FOLD_CHUNK)
+    summed = aggregate.fold(tables, FOLD_CHUNK, FOLD_ROWS)
     return write_table(out.fs, out.root, task.target, aggregate.finalize(summed))
 
 

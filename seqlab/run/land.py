@@ -34,6 +34,10 @@ from seqlab.store.layout import PARTIALS, ROW_TABLES, part_name
 from seqlab.store.parts import PartFile, PartInfo, write_table
 
 LOCATION_NAMES = [f.name for f in schema.LOCATION]
+# A sink writes its aggregate partial out once it holds this many keys and starts another,
+# so that a long fragment (one input file of millions of distinct entity texts, on the local
+# engine) never has its whole partial in memory, nor re-sorts it batch after batch
+PARTIAL_KEYS = 100_000
 
 
 @dataclass
@@ -122,6 +126,8 @@ class FragmentSink:
         self.entities = plan.span_columns(schema.ENTITIES)
         self.frames = plan.span_columns(schema.FRAMES_COLUMN)
         self.partial = aggregate.merge([])
+        self.partial_start = first_row  # the first row the partial being summed covers
+        self.partials: list[str] = []
         self.counts: list[dict[str, int]] = []
         self.current: dict[str, PartFile] = {}
         self.part_start = first_row  # first row of the documents part being written
@@ -170,6 +176,17 @@ class FragmentSink:
         self.counts.append(count(documents, found.num_rows,
                                  framed.num_rows if self.frames else None))
         self.next_row += documents.num_rows
+        if self.partial.num_rows >= PARTIAL_KEYS:
+            self._write_partial()
+
+    def _write_partial(self) -> None:
+        """Write the partial summed so far, named after the first row it covers."""
+        if self.partial.num_rows:
+            relpath = posixpath.join(PARTIALS, part_name(self.fragment, self.partial_start))
+            write_table(self.out.fs, self.out.root, relpath, self.partial)
+            self.partials.append(relpath)
+            self.partial = aggregate.merge([])
+        self.partial_start = self.next_row
 
     def _open(self, table: str, declared: pa.Schema) -> PartFile:
         if table == "documents":
@@ -185,13 +202,9 @@ class FragmentSink:
 
     def close(self) -> Landed:
         self._close_parts()
-        partials = []
-        if self.partial.num_rows:
-            relpath = posixpath.join(PARTIALS, part_name(self.fragment, self.first_row))
-            write_table(self.out.fs, self.out.root, relpath, self.partial)
-            partials.append(relpath)
+        self._write_partial()
         return Landed(self.fragment, self.first_row, self.next_row - self.first_row, self.end,
-                      self.parts, partials, merge_counts(self.counts))
+                      self.parts, self.partials, merge_counts(self.counts))
 
 
 def _concat(tables: list[pa.Table], declared: pa.Schema) -> pa.Table:

@@ -38,9 +38,8 @@ import pyarrow.compute as pc
 from seqlab import schema
 from seqlab.stages.entities import normalize_text
 
-T = TypeVar("T")
-
 MICRO = 1_000_000
+T = TypeVar("T")
 KEYS = ["label", "text"]
 SUMS = ["mentions", "documents", "score_micros"]
 # 64-bit FNV-1a (http://www.isthe.com/chongo/tech/comp/fnv/): simple enough to compute for a
@@ -98,23 +97,27 @@ def merge(parts: Iterable[pa.Table]) -> pa.Table:
     return summed.sort_by([(k, "ascending") for k in KEYS])
 
 
-def fold(partials: Iterable[pa.Table], chunk: int = 64) -> pa.Table:
-    """Merge many partials a ``chunk`` at a time: memory stays ~ the unique keys, and each
-    merge touches each partial once rather than re-summing a growing total per partial."""
+def fold(partials: Iterable[pa.Table], chunk: int = 64, rows: int | None = None) -> pa.Table:
+    """Merge many partials a ``chunk`` at a time (or as soon as they hold ``rows`` rows):
+    memory stays ~ the unique keys plus one chunk, and each merge touches each partial once
+    rather than re-summing a growing total per partial."""
     total = merge([])
-    for group in chunks(partials, chunk):
+    for group in chunks(partials, chunk, rows):
         total = merge([total, *group])
     return total
 
 
-def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """``items`` in lists of ``size`` (the last one shorter), read as they are needed."""
+def chunks(items: Iterable[T], size: int, rows: int | None = None) -> Iterator[list[T]]:
+    """``items`` in lists of ``size``, or fewer where (tables) they reach ``rows`` rows first
+    (the last list shorter), read as they are needed."""
     group: list[T] = []
+    held = 0
     for item in items:
         group.append(item)
-        if len(group) == size:
+        held += item.num_rows if rows is not None else 0
+        if len(group) == size or (rows is not None and held >= rows):
             yield group
-            group = []
+            group, held = [], 0
     if group:
         yield group
 

@@ -135,3 +135,22 @@ def test_a_landing_summary_survives_json(plan, docs):
     [landed] = land(plan, docs[0])
     again = Landed.from_dict(json.loads(json.dumps(landed.to_dict())))
     assert again == landed and again.end == 6
+
+
+def test_a_long_fragment_writes_its_partial_out_as_it_grows(plan, docs, monkeypatch):
+    from seqlab.run import land as landing
+
+    whole = FragmentSink(plan, 1, 0)
+    for start in range(0, 10, 2):
+        whole.write(docs[1].slice(start, 2))
+    one = whole.close()
+    expected = aggregate.fold(read_table(plan.out.fs, plan.out.path(p)) for p in one.partials)
+    monkeypatch.setattr(landing, "PARTIAL_KEYS", 3)  # a few keys: a partial every batch or two
+    sink = FragmentSink(plan, 1, 0)
+    for start in range(0, 10, 2):
+        sink.write(docs[1].slice(start, 2))
+    landed = sink.close()
+    assert len(one.partials) == 1 and len(landed.partials) > 2
+    assert len(set(landed.partials)) == len(landed.partials)  # named after their first rows
+    summed = aggregate.fold(read_table(plan.out.fs, plan.out.path(p)) for p in landed.partials)
+    assert summed.equals(expected)

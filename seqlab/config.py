@@ -14,7 +14,7 @@ from seqlab.labels import normalize_scheme
 from seqlab.stages import WINDOW_CUTS
 from seqlab.stages.decode import AGGREGATIONS, DECODERS, check_choice
 
-TABLE_FORMATS = ("parquet", "iceberg")
+TABLE_FORMATS = ("parquet", "iceberg", "delta")
 # the size ``seqlab compact`` rewrites an incremental table's small files into: Iceberg's
 # write.target-file-size-bytes default, 512 MiB
 DEFAULT_TARGET_FILE_SIZE = 512 * 2**20
@@ -173,7 +173,8 @@ class AnnotateConfig:
     # keeps the date it started with.
     run_date: str | None = field(default=None, metadata=RESUME)
     # parquet: the partitioned folders are the table; iceberg: each run is also committed to
-    # Iceberg tables through pyiceberg (catalog as configured for pyiceberg)
+    # Iceberg tables through pyiceberg (catalog as configured for pyiceberg); delta: to Delta
+    # Lake tables whose roots are the table folders (seqlab.store.delta)
     table_format: str = field(default="parquet", metadata=TABLE)
     catalog: str | None = field(default=None, metadata=TABLE)
     namespace: str = field(default="seqlab", metadata=TABLE)
@@ -181,6 +182,16 @@ class AnnotateConfig:
     # files rewritten into files of target_file_size bytes (None: DEFAULT_TARGET_FILE_SIZE)
     compact: bool = field(default=False, metadata=RESUME)
     target_file_size: int | str | None = field(default=None, metadata=RESUME)
+    # push the run's metrics to this Prometheus Pushgateway when the command ends, under the
+    # job metrics_job (None: seqlab), grouped by the output table (seqlab.run.metrics)
+    metrics_pushgateway: str | None = field(default=None, metadata=RESUME)
+    metrics_job: str | None = field(default=None, metadata=RESUME)
+    # OpenLineage events for each run (seqlab.run.lineage): lineage asks for them (OpenLineage's
+    # own configuration turns them on too); lineage_job: NAMESPACE/NAME or NAME of their job;
+    # lineage_parent: NAMESPACE/JOB/RUN_ID of the run that started this one
+    lineage: bool = field(default=False, metadata=RESUME)
+    lineage_job: str | None = field(default=None, metadata=RESUME)
+    lineage_parent: str | None = field(default=None, metadata=RESUME)
     storage_options: dict[str, Any] = field(default_factory=dict, metadata=RESUME)
     # engine-specific settings (e.g. Ray's address and actor counts), read by that engine
     engine_options: dict[str, Any] = field(default_factory=dict, metadata=RESUME)
@@ -209,6 +220,10 @@ class AnnotateConfig:
                               fix="pass a --min-score between 0 and 1 (entity scores are "
                               "softmax probabilities)")
         self._check_incremental()
+        if self.metrics_pushgateway is not None or self.metrics_job is not None:
+            from seqlab.run.metrics import check_options
+
+            self.metrics_pushgateway = check_options(self.metrics_pushgateway, self.metrics_job)
 
     def _check_incremental(self) -> None:
         check_choice(self.table_format, TABLE_FORMATS, "--table-format")
@@ -221,7 +236,7 @@ class AnnotateConfig:
             given = [flag for flag, on in (("--prune", self.prune),
                                            ("--compact", self.compact),
                                            ("--run-date", self.run_date is not None),
-                                           ("--table-format iceberg",
+                                           (f"--table-format {self.table_format}",
                                             self.table_format != "parquet"))
                      if on]
             if given:
@@ -248,6 +263,10 @@ class AnnotateConfig:
             raise ConfigError("--table-format iceberg needs the catalog to commit to",
                               fix="pass --catalog NAME, configured as pyiceberg reads it "
                               "(~/.pyiceberg.yaml or PYICEBERG_CATALOG__NAME__URI=...)")
+        if self.table_format == "delta" and self.catalog:
+            raise ConfigError("--catalog names an Iceberg catalog; the Delta tables of "
+                              "--table-format delta are the table folders themselves",
+                              fix="drop --catalog (or use --table-format iceberg)")
 
     def with_window(self, trained: int | None) -> AnnotateConfig:
         """This config with the window settled: ``--max-length``, else the length the model

@@ -26,7 +26,15 @@ a Dataflow retry reuses the day's job name, which Dataflow refuses while that jo
 
 The Airflow workers need ``pip install 'seqlab[ray,cloud]'`` (Ray) or
 ``'seqlab[beam,cloud]' 'apache-beam[gcp]'`` (Dataflow). Change the defaults below, or override
-them per run in the trigger form (``params``).
+them per run in the trigger form (``params``). With ``metrics_pushgateway`` set, each run
+pushes its metrics to that Prometheus Pushgateway (``--metrics-pushgateway``, from where
+``seqlab annotate`` runs: the Airflow worker for Dataflow, which then needs
+``seqlab[metrics]``; the Ray job's driver, whose ``ray[default]`` brings prometheus-client).
+With ``lineage`` on, each run sends its OpenLineage events (``--lineage``) as a child of the
+Airflow task's own run (``--lineage-parent`` from the OpenLineage provider's
+``lineage_parent_id`` macro: needs apache-airflow-providers-openlineage); where ``seqlab
+annotate`` runs needs ``seqlab[lineage]`` and OpenLineage's configuration, e.g.
+``OPENLINEAGE_URL`` (docs/lineage.md).
 """
 
 from __future__ import annotations
@@ -50,6 +58,14 @@ INPUT = "s3://BUCKET/corpus/"
 OUTPUT = "s3://BUCKET/annotated/ner/"
 MODEL = "ner"
 RAY_ADDRESS = "http://ray-head.ray.svc:8265"  # the cluster's dashboard (Jobs API)
+# Run metrics: a Prometheus Pushgateway each run pushes its metrics to (--metrics-pushgateway,
+# needs 'seqlab[metrics]' where the command runs), e.g. "http://pushgateway.monitoring:9091";
+# None: off. The trigger form's metrics_pushgateway overrides it per run.
+METRICS_PUSHGATEWAY = None
+# OpenLineage events of each run (--lineage), under this task's run; True needs the
+# OpenLineage provider here and OPENLINEAGE_URL (or openlineage.yml) where the run runs.
+# The trigger form's lineage overrides it per run.
+LINEAGE_ON = False
 
 DATAFLOW_INPUT = "gs://BUCKET/corpus/"
 DATAFLOW_OUTPUT = "gs://BUCKET/annotated/ner/"
@@ -70,6 +86,13 @@ RUN_DATE = ("{% set run_date = ds if ds is defined "
 URL = r"^[A-Za-z0-9+.-]+://[A-Za-z0-9._~/=:@%+-]+$"
 NAME = r"^[A-Za-z0-9._/:@-]+$"
 
+# --metrics-pushgateway, where the run's params name a gateway (docs/engines.md, Run metrics)
+METRICS = ("{% if params.metrics_pushgateway %}"
+           " --metrics-pushgateway {{ params.metrics_pushgateway }}{% endif %}")
+# --lineage, the run a child of this task's run in the lineage graph (docs/lineage.md)
+LINEAGE = ("{% if params.lineage %} --lineage --lineage-parent "
+           "{{ macros.OpenLineageProviderPlugin.lineage_parent_id(task_instance) }}{% endif %}")
+
 RAY_COMMAND = RUN_DATE + (
     "{% set job = 'seqlab-daily-' ~ run_date ~ '-' %}"
     # a retry: the previous try's job may still be running on the cluster (worker lost, task
@@ -80,12 +103,13 @@ RAY_COMMAND = RUN_DATE + (
     "seqlab submit --address {{ params.ray_address }} --wait"
     " --submission-id {{ job }}{{ ti.try_number }}"
     " -- annotate {{ params.input }} {{ params.output }} --engine ray --model {{ params.model }}"
-    " --incremental --run-date {{ run_date }}"
+    " --incremental --run-date {{ run_date }}" + METRICS + LINEAGE
 )
 
 DATAFLOW_COMMAND = RUN_DATE + (
     "seqlab annotate {{ params.input }} {{ params.output }} --engine beam"
     " --runner DataflowRunner --model {{ params.model }} --incremental --run-date {{ run_date }}"
+    + METRICS + LINEAGE +
     " -- --project={{ params.project }} --region={{ params.region }}"
     " --temp_location={{ params.temp_location }} --sdk_container_image={{ params.image }}"
     " --max_num_workers={{ params.max_workers }}"
@@ -148,6 +172,8 @@ def params(**extra) -> dict:
         "input": Param(extra.pop("input"), type="string", pattern=URL),
         "output": Param(extra.pop("output"), type="string", pattern=URL),
         "model": Param(MODEL, type="string", pattern=NAME),
+        "metrics_pushgateway": Param(METRICS_PUSHGATEWAY, type=["null", "string"], pattern=URL),
+        "lineage": Param(LINEAGE_ON, type="boolean"),
         **extra,
     }
 

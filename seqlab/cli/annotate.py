@@ -8,7 +8,13 @@ from collections.abc import Sequence
 from typing import Any
 
 from seqlab.cli.commands import command
-from seqlab.cli.flags import add_precision_flag, add_storage_flag, add_target_size_flag
+from seqlab.cli.flags import (
+    add_lineage_flags,
+    add_metrics_flags,
+    add_precision_flag,
+    add_storage_flag,
+    add_target_size_flag,
+)
 
 ANNOTATE = """\
 Annotate every row of INPUT into OUTPUT: documents/, mentions/, aggregates/ and, written
@@ -94,6 +100,8 @@ def add_annotate_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trust-remote-code", action="store_true", default=None,
                    help="allow model code from the model's repository to run")
     add_storage_flag(p)
+    add_lineage_flags(p)
+    add_metrics_flags(p)
     inc = p.add_argument_group("incremental runs (OUTPUT as a table root that accumulates runs)")
     inc.add_argument("--incremental", action="store_true", default=None,
                      help="annotate only input files that no earlier run of the same "
@@ -106,8 +114,9 @@ def add_annotate_flags(p: argparse.ArgumentParser) -> None:
                      help="the run's partition (default: today, UTC; a scheduler passes its "
                      "logical date, e.g. Airflow's {{ ds }})")
     inc.add_argument("--table-format", choices=TABLE_FORMATS,
-                     help="iceberg: also commit each run's files to Iceberg tables, one "
-                     "commit per table per run (default: parquet)")
+                     help="iceberg: also commit each run's files to Iceberg tables; delta: "
+                     "to Delta Lake tables whose roots are the table folders (needs "
+                     "'seqlab[delta]'); one commit per table per run (default: parquet)")
     inc.add_argument("--catalog", metavar="NAME", help="the pyiceberg catalog "
                      "(~/.pyiceberg.yaml or PYICEBERG_CATALOG__NAME__* variables)")
     inc.add_argument("--namespace", metavar="NS", help=f"the Iceberg namespace of the "

@@ -60,3 +60,36 @@ def add_precision_flag(p: argparse.ArgumentParser) -> None:
                    "float32 also work). "
                    "Default auto: bf16 on GPU; on CPU int8 where the model's seqlab.json "
                    "records that int8 was measured not to lose, else fp32")
+
+
+def add_metrics_flags(p: argparse.ArgumentParser) -> None:
+    """``--metrics-pushgateway`` and ``--metrics-job`` (``seqlab annotate``), in a group of
+    their own."""
+    group = p.add_argument_group("run metrics (Prometheus)")
+    group.add_argument("--metrics-pushgateway", metavar="URL",
+                       help="when the command ends, push the run's metrics (duration, "
+                       "documents by status, words, entities, words/s, input files, failure "
+                       "and the last success's time) to this Prometheus Pushgateway, e.g. "
+                       "http://pushgateway:9091; a failed push only warns (needs "
+                       "'seqlab[metrics]')")
+    group.add_argument("--metrics-job", metavar="NAME",
+                       help="the job label of the pushed metrics (default: seqlab); the "
+                       "group is also keyed by the output table (label table)")
+
+
+def add_lineage_flags(p: argparse.ArgumentParser) -> None:
+    """``--lineage``, ``--lineage-job`` and ``--lineage-parent`` (``seqlab annotate``), in a
+    group of their own."""
+    group = p.add_argument_group("OpenLineage events (docs/lineage.md)")
+    group.add_argument("--lineage", action="store_true", default=None,
+                       help="send the run's OpenLineage events (START, then COMPLETE, FAIL or "
+                       "ABORT) where OpenLineage's configuration says (OPENLINEAGE_URL, "
+                       "OPENLINEAGE_CONFIG or openlineage.yml), and fail without one (that "
+                       "configuration alone turns them on; needs 'seqlab[lineage]')")
+    group.add_argument("--lineage-job", metavar="NAMESPACE/NAME",
+                       help="the job of the events (default: namespace seqlab, or "
+                       "OPENLINEAGE_NAMESPACE, and the name annotate:OUTPUT)")
+    group.add_argument("--lineage-parent", metavar="NAMESPACE/JOB/RUN_ID",
+                       help="the run that started this one, e.g. from Airflow's "
+                       "{{ macros.OpenLineageProviderPlugin.lineage_parent_id(task_instance) }} "
+                       "(default: OPENLINEAGE_PARENT_ID)")

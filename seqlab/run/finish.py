@@ -206,6 +206,17 @@ def _finish_increment(plan: RunPlan, manifest: Manifest,
              "seqlab.model_revision": plan.provenance.model_revision,
              "seqlab.output": out.location}))
     else:
+        if plan.config.table_format == "delta":  # the Delta log drops them, then they move
+            from seqlab.store import delta  # deltalake only where Delta tables are asked for
+
+            manifest = replace(manifest, extra={**manifest.extra, "delta": delta.commit_run(
+                out, manifest.run_id, {table: delta.TableChange(
+                    plan.documents_schema if table == "documents" else TABLE_SCHEMAS[table],
+                    [p.path for p in parts] + rewritten.get(table, []),
+                    [p for p in superseded if p.startswith(table + "/")])
+                    for table, parts in manifest.tables.items()},
+                {"seqlab.run_date": increment.run_date, "seqlab.model": plan.config.model,
+                 "seqlab.model_revision": plan.provenance.model_revision})})
         incremental.supersede(out, superseded)
     write_index(out, index, manifest.run_id)  # before the manifest: an ended run has its index
     out.finish(manifest, keep_progress=True)

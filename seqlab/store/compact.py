@@ -22,7 +22,8 @@ finishes a compaction it finds before planning) finishes the same compaction:
 3. the index version that swaps them in is written: readers of the index switch at once;
 4. the old files leave the live prefix (moved under ``_superseded/ID/``), or, for an Iceberg
    table, one commit per table removes them and adds the new ones (``iceberg.commit_run``,
-   the compaction id as its run id: committed once);
+   the compaction id as its run id: committed once; a Delta table's commit comes first,
+   ``delta.commit_compaction``, then the files move);
 5. the state is removed.
 
 A plan that no longer holds when it is resumed (the table changed before its swap) is
@@ -286,6 +287,10 @@ def _retire(out: OutputDir, job: dict[str, Any]) -> None:
                            job["id"], changes, {"seqlab.operation": "compact",
                                                 "seqlab.output": out.location})
         return
+    if settings.get("table_format") == "delta":  # the Delta log drops them, then they move
+        from seqlab.store import delta  # deltalake only where Delta tables are asked for
+
+        delta.commit_compaction(out, job)
     for group in job["groups"]:
         for path in group["sources"]:
             source = out.path(path)

@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from seqlab.errors import ConfigError, RunError, missing_extra
+from seqlab.store.changes import check_change
 from seqlab.store.layout import TABLES
 
 if TYPE_CHECKING:
@@ -283,19 +284,10 @@ def _commit_once(table: Table, change: TableChange, summary: dict[str, str]) -> 
 
 
 def _check_against(table: Table, live: dict[str, DataFile], change: TableChange) -> None:
-    name = ".".join(table.name())
-    again = sorted(p for p in change.added if p in live)
-    if again:
-        raise RunError(f"{name} already holds {len(again)} of the files the run adds, under "
-                       f"another run: {again[:3]}",
-                       fix="a landed file belongs to one run: give each run's parts new names")
-    missing = sorted(p for p in change.removed if p not in live)
-    if missing:
-        raise RunError(f"{name} does not hold {len(missing)} of the files the run supersedes: "
-                       f"{missing[:3]}",
-                       fix="another writer replaced them (a compaction, a rewrite): find "
-                       "where their rows went with table.inspect.files() and remove those, "
-                       "or commit the files the table really holds")
+    check_change(".".join(table.name()), change.added, change.removed, live,
+                 "another writer replaced them (a compaction, a rewrite): find where their "
+                 "rows went with table.inspect.files() and remove those, or commit the files "
+                 "the table really holds")
 
 
 def _data_files(table: Table, metadata: TableMetadata, paths: list[str]) -> list[DataFile]:

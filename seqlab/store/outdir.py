@@ -61,6 +61,7 @@ from seqlab.store.parts import FailedFragment, FragmentRecord, naming, write_tab
 
 log = logging.getLogger(__name__)
 
+DELTA_LOG = "_delta_log"  # a Delta table's log, in its table folder (seqlab.store.delta)
 LATEST = posixpath.join(RUNS, "latest.json")  # an incremental table's last ended run
 INDEX = "_index"  # an incremental table's index: what it holds now (seqlab.store.index)
 QUARANTINE = "_quarantine"  # files no record names, moved aside rather than deleted
@@ -135,11 +136,13 @@ class OutputDir:
         return self.fs.exists(self.path(RUNS, run_id, "manifest.json"))
 
     def table_files(self) -> set[str]:
-        """The files in the table folders (relative paths): one listing per table."""
+        """The files in the table folders (relative paths): one listing per table; a Delta
+        table's log (``TABLE/_delta_log/``, ``seqlab.store.delta``) is not among them."""
         prefix = self.path("")  # the root and a slash: found paths start with it
-        return {path[len(prefix):] if path.startswith(prefix) else self.relative(path)
-                for table in TABLES if self.fs.exists(self.path(table))
-                for path in self.fs.find(self.path(table))}
+        found = {path[len(prefix):] if path.startswith(prefix) else self.relative(path)
+                 for table in TABLES if self.fs.exists(self.path(table))
+                 for path in self.fs.find(self.path(table))}
+        return {path for path in found if path.split("/")[1] != DELTA_LOG}
 
     def read_manifest(self, relpath: str, files: bool = True) -> Manifest | None:
         """The manifest at ``relpath``, None where there is none; ``files=False``: an
@@ -231,6 +234,8 @@ class OutputDir:
         def sweep(folder: str) -> None:
             for entry in self.fs.ls(self.path(folder), detail=True):
                 relpath = self.relative(entry["name"])
+                if relpath.split("/")[1:] == [DELTA_LOG]:
+                    continue  # a Delta table's log: the table's, not a run's
                 if entry["type"] == "directory" and (relpath in kept_below or run_id):
                     sweep(relpath)  # look inside: kept parts, or another run's parts
                     if relpath not in kept_below and not self.fs.ls(entry["name"]):

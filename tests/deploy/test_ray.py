@@ -81,7 +81,7 @@ def test_container_recipe_pins_torch_and_installs_the_ray_extra():
     base = re.search(r"^FROM rayproject/ray:\$\{RAY_VERSION\}", recipe, re.M)
     assert base and "ARG RAY_VERSION=2.60.0" in recipe
     assert "torch==2.13.0" in recipe
-    assert '".[ray,cloud,iceberg]"' in recipe and "-c constraints.txt" in recipe
+    assert '".[ray,cloud,iceberg,lineage,metrics]"' in recipe and "-c constraints.txt" in recipe
     for path in re.findall(r"^COPY\s+(?:--\S+\s+)*(.+?)\s+\S+$", recipe, re.M):
         for name in path.split():
             assert (DEPLOY.parents[1] / name).exists(), name

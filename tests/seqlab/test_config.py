@@ -60,7 +60,8 @@ def test_fingerprint_leaves_out_exactly_the_resumable_options():
     assert set(RESUMABLE) == {"engine", "engine_options", "device", "storage_options",
                               "batch_tokens", "batch_docs", "rows_per_part", "overwrite",
                               "take_over", "run_date", "prune", "compact",
-                              "target_file_size"}
+                              "target_file_size", "metrics_pushgateway", "metrics_job",
+                              "lineage", "lineage_job", "lineage_parent"}
     assert TABLE_OPTIONS == ("table_format", "catalog", "namespace")
     assert set(config().fingerprint()) == fields - set(RESUMABLE)
     changed = config(engine="ray", device="cpu", batch_tokens=4096, batch_docs=16,

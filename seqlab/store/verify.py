@@ -40,7 +40,7 @@ from seqlab.stages import aggregate
 from seqlab.store import incremental
 from seqlab.store.index import TableIndex, compare, from_manifests, read_index, read_version
 from seqlab.store.index import version_path as index_version_path
-from seqlab.store.layout import MANIFEST, ROW_TABLES
+from seqlab.store.layout import MANIFEST, ROW_TABLES, TABLES
 from seqlab.store.manifest import Manifest, Part, RunState
 from seqlab.store.outdir import OutputDir
 from seqlab.store.parts import read_table
@@ -110,6 +110,7 @@ def verify(url: str, storage_options: dict | None = None, quick: bool = False,
     if not unreadable:
         result.findings += _check_aggregates(out, present)
     result.findings += _check_iceberg(out, manifests, live)
+    result.findings += _check_delta(out, manifests, live)
     if repair and unlisted:
         if state is not None:
             raise OutputError(
@@ -313,4 +314,25 @@ def _check_iceberg(out: OutputDir, manifests: list[Manifest],
         for url in sorted(files - set(wanted)):
             findings.append(Finding(url, f"in the current snapshot of the Iceberg table "
                                     f"{committed['table']}, but not live"))
+    return findings
+
+
+def _check_delta(out: OutputDir, manifests: list[Manifest],
+                 live: dict[str, Part]) -> list[Finding]:
+    """Each Delta table of a ``--table-format delta`` table (``OUT/<table>/_delta_log/``):
+    the files its current version holds, against the live files of that table."""
+    if (manifests[-1].table or {}).get("table_format") != "delta":
+        return []
+    from seqlab.store import delta  # deltalake only for tables that are committed to it
+
+    findings = []
+    for name in TABLES:
+        held = delta.live_files(out, name)
+        wanted = {p for p in live if p.startswith(name + "/")}
+        for path in sorted(wanted - held):
+            findings.append(Finding(path, f"live, but not in the current version of the Delta "
+                                    f"table {out.url_of(name)}"))
+        for path in sorted(held - wanted):
+            findings.append(Finding(path, f"in the current version of the Delta table "
+                                    f"{out.url_of(name)}, but not live"))
     return findings

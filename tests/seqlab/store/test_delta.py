@@ -437,6 +437,18 @@ def test_each_run_commits_exactly_the_live_files(tmp_path, corpus, ner_model):
     assert checked.ok, [finding.line() for finding in checked.findings]
 
 
+def test_verify_finds_a_delta_table_that_no_longer_holds_the_live_files(tmp_path, corpus,
+                                                                       ner_model):
+    out = tmp_path / "out"
+    run(corpus, out, ner_model, run_date="2026-12-01")
+    live = sorted(index_files(out, "mentions"))
+    # another writer's commit takes a live file out of the Delta table
+    commit_run(OutputDir(str(out)), "another-writer", {"mentions": TableChange(None, [], live[:1])})
+    findings = verify(str(out)).findings
+    assert [(f.path, "not in the current version of the Delta table" in f.problem)
+            for f in findings] == [(live[0], True)]
+
+
 class Killed(BaseException):
     pass
 

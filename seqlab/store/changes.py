@@ -1,11 +1,15 @@
-"""What a commit to a table format (Iceberg, Delta Lake) checks before it writes: the files a
-run adds are new to the table, and those it supersedes are still in it."""
+"""What a commit to a table format (Iceberg, Delta Lake) checks before it writes: the change
+lists known tables, each file once, and no file as both added and removed (``check_listing``);
+the files a run adds are new to the table, and those it supersedes are still in it
+(``check_change``)."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any
 
-from seqlab.errors import RunError
+from seqlab.errors import ConfigError, RunError
+from seqlab.store.layout import TABLES
 
 
 def check_change(table: str, added: Iterable[str], removed: Iterable[str],
@@ -21,3 +25,20 @@ def check_change(table: str, added: Iterable[str], removed: Iterable[str],
     if missing:
         raise RunError(f"{table} does not hold {len(missing)} of the files the run supersedes: "
                        f"{missing[:3]}", fix=missing_fix)
+
+
+def check_listing(tables: Mapping[str, Any]) -> None:
+    """Refuse a change (table name -> an object with ``added`` and ``removed`` paths) that
+    names an unknown table, lists a file twice, or adds a file it also removes."""
+    unknown = sorted(set(tables) - set(TABLES))
+    if unknown:
+        raise ConfigError(f"unknown tables {unknown}", fix=f"commit only {list(TABLES)}")
+    for name, change in tables.items():
+        for what, paths in (("added", change.added), ("removed", change.removed)):
+            if len(set(paths)) != len(paths):
+                raise ConfigError(f"{name}: a file is listed twice as {what}",
+                                  fix="list each file once")
+        both = sorted(set(change.added) & set(change.removed))
+        if both:
+            raise ConfigError(f"{name}: files both added and removed: {both[:3]}",
+                              fix="a file a run supersedes cannot be one it lands")

@@ -46,7 +46,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from seqlab.errors import ConfigError, RunError, missing_extra
-from seqlab.store.changes import check_change
+from seqlab.store.changes import check_change, check_listing
 from seqlab.store.layout import TABLES
 from seqlab.store.outdir import OutputDir
 
@@ -338,20 +338,11 @@ def _report(table, run_id: str, status: str, attempts: int) -> dict[str, Any]:
 
 
 def _check_changes(tables: Mapping[str, TableChange]) -> None:
-    unknown = sorted(set(tables) - set(TABLES))
-    if unknown:
-        raise ConfigError(f"unknown tables {unknown}", fix=f"commit only {list(TABLES)}")
+    """``check_listing``, and every path a file of its table's ``run_date=`` partitions."""
+    check_listing(tables)
     for name, change in tables.items():
-        for what, paths in (("added", change.added), ("removed", change.removed)):
-            if len(set(paths)) != len(paths):
-                raise ConfigError(f"{name}: a file is listed twice as {what}",
-                                  fix="list each file once")
-            for path in paths:
-                _date(_below(name, path))
-        both = sorted(set(change.added) & set(change.removed))
-        if both:
-            raise ConfigError(f"{name}: files both added and removed: {both[:3]}",
-                              fix="a file a run supersedes cannot be one it lands")
+        for path in (*change.added, *change.removed):
+            _date(_below(name, path))
 
 
 def _below(name: str, relpath: str) -> str:

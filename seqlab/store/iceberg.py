@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from seqlab.errors import ConfigError, RunError, missing_extra
-from seqlab.store.changes import check_change
+from seqlab.store.changes import check_change, check_listing
 from seqlab.store.layout import TABLES
 
 if TYPE_CHECKING:
@@ -95,7 +95,7 @@ def commit_run(catalog: str, namespace: str, run_id: str, tables: Mapping[str, T
     """
     if not run_id:
         raise ConfigError("an Iceberg commit needs the run id", fix="pass the run's id")
-    _check_changes(tables)
+    check_listing(tables)
     summary = _summary_properties(run_id, properties)
     iceberg = load(catalog)
     ensure_namespace(iceberg, namespace)
@@ -182,21 +182,6 @@ def live_files(table: Table) -> dict[str, DataFile]:
             for entry in manifest.fetch_manifest_entry(table.io, discard_deleted=True):
                 files[entry.data_file.file_path] = entry.data_file
     return files
-
-
-def _check_changes(tables: Mapping[str, TableChange]) -> None:
-    unknown = sorted(set(tables) - set(TABLES))
-    if unknown:
-        raise ConfigError(f"unknown tables {unknown}", fix=f"commit only {list(TABLES)}")
-    for name, change in tables.items():
-        for what, paths in (("added", change.added), ("removed", change.removed)):
-            if len(set(paths)) != len(paths):
-                raise ConfigError(f"{name}: a file is listed twice as {what}",
-                                  fix="list each file once")
-        both = sorted(set(change.added) & set(change.removed))
-        if both:
-            raise ConfigError(f"{name}: files both added and removed: {both[:3]}",
-                              fix="a file a run supersedes cannot be one it lands")
 
 
 def _summary_properties(run_id: str, properties: Mapping[str, str] | None) -> dict[str, str]:

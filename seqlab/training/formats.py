@@ -25,7 +25,7 @@ Sentences remember the document they come from (CoNLL-2003's ``-DOCSTART-``, CoN
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import fsspec
@@ -183,6 +183,24 @@ def read_conllu(path: str, column: str = "upos") -> list[Sentence]:
         raise ConfigError(f"--column {column} does not exist in CoNLL-U",
                           fix="use --column upos or --column xpos")
     index = _CONLLU_COLUMN[column]
+
+    def word(fields: list[str], line: str) -> tuple[str, str] | None:
+        if len(fields) != 10:
+            raise InputError(f"{path}: a CoNLL-U line has {len(fields)} columns, not 10: "
+                             f"{line[:80]!r}", fix="check that the file is CoNLL-U")
+        if not fields[0].isdigit():  # "19-20" multiword token, "8.1" empty node
+            return None
+        return _clean(fields[1]), fields[index]
+
+    return _tabbed_sentences(path, word)
+
+
+def _tabbed_sentences(path: str,
+                      word: Callable[[list[str], str], tuple[str, str] | None]
+                      ) -> list[Sentence]:
+    """The sentences of a file of blank-line separated blocks of TAB separated word lines
+    (CoNLL-U, Universal NER): ``#`` comment lines skipped, ``# newdoc`` starting a document,
+    ``word(fields, line)`` giving a line's (word, tag), or None for a line that is no word."""
     sentences, document = [], None
     for block in _blocks(_lines(path)):
         words, tags = [], []
@@ -190,14 +208,10 @@ def read_conllu(path: str, column: str = "upos") -> list[Sentence]:
             if line.startswith("#"):
                 document = _newdoc(line, f"doc{len(sentences)}") or document
                 continue
-            fields = line.split("\t")
-            if len(fields) != 10:
-                raise InputError(f"{path}: a CoNLL-U line has {len(fields)} columns, not 10: "
-                                 f"{line[:80]!r}", fix="check that the file is CoNLL-U")
-            if not fields[0].isdigit():  # "19-20" multiword token, "8.1" empty node
-                continue
-            words.append(_clean(fields[1]))
-            tags.append(fields[index])
+            found = word(line.split("\t"), line)
+            if found is not None:
+                words.append(found[0])
+                tags.append(found[1])
         if words:
             sentences.append(Sentence(tuple(words), tuple(tags), document))
     return sentences
@@ -216,25 +230,17 @@ def _newdoc(comment: str, unnamed: str) -> str | None:
 def read_uner(path: str) -> list[Sentence]:
     """Universal NER IOB2: ``index<TAB>word<TAB>tag[<TAB>...]`` lines after ``#`` comments;
     ``# newdoc id = ...`` starts a document; ``B-O`` (and ``I-O``) tags read as ``O``."""
-    sentences, document = [], None
-    for block in _blocks(_lines(path)):
-        words, tags = [], []
-        for line in block:
-            if line.startswith("#"):
-                document = _newdoc(line, f"doc{len(sentences)}") or document
-                continue
-            fields = line.split("\t")
-            if len(fields) < 3:
-                raise InputError(f"{path}: a Universal NER line has {len(fields)} columns, not "
-                                 f"3 or more: {line[:80]!r}",
-                                 fix="check that the file is Universal NER IOB2 (index, word, "
-                                 "tag, TAB separated), or pass another format")
-            tag = fields[2].strip()
-            words.append(_clean(fields[1]))
-            tags.append("O" if tag in _UNER_OUTSIDE else tag)
-        if words:
-            sentences.append(Sentence(tuple(words), tuple(tags), document))
-    return sentences
+
+    def word(fields: list[str], line: str) -> tuple[str, str]:
+        if len(fields) < 3:
+            raise InputError(f"{path}: a Universal NER line has {len(fields)} columns, not "
+                             f"3 or more: {line[:80]!r}",
+                             fix="check that the file is Universal NER IOB2 (index, word, "
+                             "tag, TAB separated), or pass another format")
+        tag = fields[2].strip()
+        return _clean(fields[1]), "O" if tag in _UNER_OUTSIDE else tag
+
+    return _tabbed_sentences(path, word)
 
 
 def read_parquet(path: str, tokens: str = "tokens", tags: str = "tags",

@@ -29,7 +29,8 @@ from seqlab.store.outdir import OutputDir
 from seqlab.store.parts import write_table
 from seqlab.store.verify import verify
 from tests import require
-from tests.seqlab import SMALL, drive, make_plan, rows, write_jsonl, write_parquet
+from tests.seqlab import SMALL, drive, make_plan
+from tests.seqlab.store import first_day, grow
 
 deltalake = require("deltalake", "delta")
 
@@ -386,17 +387,7 @@ def run(corpus: Path, out: Path, model: Path, **options) -> dict:
 
 @pytest.fixture
 def corpus(tmp_path) -> Path:
-    write_jsonl(tmp_path / "in" / "a.jsonl", rows(2, "a"))
-    write_parquet(tmp_path / "in" / "b.parquet", rows(4, "b"))
-    write_parquet(tmp_path / "in" / "keep" / "k.parquet", rows(3, "k"))
-    return tmp_path / "in"
-
-
-def grow(root: Path) -> None:
-    """Day two: a new file, one changed file, one file gone."""
-    write_parquet(root / "c.parquet", rows(3, "c"))
-    write_parquet(root / "b.parquet", rows(2, "b", start=10))
-    (root / "a.jsonl").unlink()
+    return first_day(tmp_path / "in")
 
 
 def index_files(out: Path, table: str) -> set[str]:

@@ -17,6 +17,7 @@ from seqlab.store import incremental
 from seqlab.store.index import from_manifests, read_index
 from seqlab.store.outdir import OutputDir
 from tests.seqlab import drive, make_plan, rows, truncate, write_jsonl, write_parquet
+from tests.seqlab.store import first_day, grow
 from tests.tiny import build_tiny_srl
 
 TABLES = ("documents", "mentions", "aggregates")
@@ -38,19 +39,9 @@ def table_files(output: Path) -> set[str]:
             for p in (output / table).rglob("*.parquet")}
 
 
-def grow(root: Path) -> None:
-    """Day two: a new file, one changed file, one file gone."""
-    write_parquet(root / "c.parquet", rows(3, "c"))
-    write_parquet(root / "b.parquet", rows(2, "b", start=10))
-    (root / "a.jsonl").unlink()
-
-
 @pytest.fixture
 def corpus(tmp_path) -> Path:
-    write_jsonl(tmp_path / "in" / "a.jsonl", rows(2, "a"))
-    write_parquet(tmp_path / "in" / "b.parquet", rows(4, "b"))
-    write_parquet(tmp_path / "in" / "keep" / "k.parquet", rows(3, "k"))
-    return tmp_path / "in"
+    return first_day(tmp_path / "in")
 
 
 def test_two_runs_hold_each_current_row_once_and_move_the_replaced_parts_aside(

@@ -11,7 +11,7 @@ import pytest
 from seqlab.cli.main import main
 from seqlab.errors import OutputError
 from seqlab.run.finish import finish_run
-from seqlab.store.outdir import QUARANTINE
+from seqlab.store.outdir import QUARANTINE, OutputDir
 from seqlab.store.verify import verify
 from tests import require
 from tests.seqlab import drive, make_plan, rows, write_parquet
@@ -113,16 +113,10 @@ def test_aggregates_that_differ_from_the_mentions_are_found(single):
         f"{counts[0] - 1})" in finding.problem
 
 
-def test_an_incremental_table_verifies_with_its_replaced_files_set_aside(tmp_path, ner_model):
-    source = tmp_path / "in"
-    write_parquet(source / "a.parquet", rows(4, "a"))
-    write_parquet(source / "b.parquet", rows(3, "b"))
-    out = tmp_path / "table"
-    annotate(source, out, ner_model, incremental=True, run_date="2026-12-01")
-    write_parquet(source / "b.parquet", rows(2, "b", start=10))  # changed
-    second = annotate(source, out, ner_model, incremental=True, run_date="2026-12-02")
-    assert second["incremental"]["superseded"]  # the changed file's first parts moved aside
-    result = verify(str(out))
+def test_an_incremental_table_verifies_with_its_replaced_files_set_aside(table):
+    second = OutputDir(str(table)).manifest()
+    assert second.incremental.superseded  # the changed file's first parts moved aside
+    result = verify(str(table))
     assert result.ok and len(result.runs) == 2
 
 

@@ -45,7 +45,7 @@ from seqlab.config import DEFAULT_TARGET_FILE_SIZE
 from seqlab.errors import ConfigError, OutputError
 from seqlab.pause import pause_at
 from seqlab.store import incremental
-from seqlab.store.index import CURRENT, Span, TableIndex, from_manifests, read_index, write_index
+from seqlab.store.index import CURRENT, Span, TableIndex, read_index, write_index
 from seqlab.store.layout import ROW_TABLES, SUPERSEDED
 from seqlab.store.lease import held
 from seqlab.store.outdir import OutputDir
@@ -58,8 +58,9 @@ STATE = posixpath.join("_compact", "state.json")
 
 
 def current_index(out: OutputDir) -> TableIndex:
-    """The table's index; a table written before it had one, folded from its run manifests."""
-    return read_index(out) or from_manifests(incremental.run_manifests(out))
+    """The table's index; a table written before it had one, folded from its run manifests
+    (``incremental.folded``: once per process, however often a compaction asks)."""
+    return read_index(out) or incremental.folded(out)
 
 
 def compact(url: str, target_bytes: int = DEFAULT_TARGET_FILE_SIZE,
@@ -90,7 +91,7 @@ def compact_table(out: OutputDir, target_bytes: int) -> dict[str, Any]:
                           "and ends the run), then compact")
     before = current_index(out)
     jobs = [job for job in (finish_pending(out),) if job is not None]
-    index = current_index(out)
+    index = current_index(out) if jobs else before  # a finished job swapped files in
     groups = plan(index, target_bytes)
     if groups:
         jobs.append({"id": _new_id(), "target_bytes": target_bytes,

@@ -55,6 +55,7 @@ from seqlab.store.index import (
     from_manifests,
     read_index,
     read_version,
+    version_files,
 )
 from seqlab.store.layout import PROGRESS, RUNS, SUPERSEDED
 from seqlab.store.manifest import IncrementalRun, Manifest, file_name
@@ -176,6 +177,24 @@ def current_index(out: OutputDir, last: Manifest | None) -> TableIndex:
 def base_index(out: OutputDir, increment: Increment, run_id: str) -> TableIndex:
     """The index version ``increment`` was planned on, from which its finish builds the next:
     the same however often the finish is retried."""
+    _check_base(out, increment, run_id)
+    if increment.index_version:
+        return read_version(out, increment.index_version)
+    return folded(out, skip=run_id)
+
+
+def live_files(out: OutputDir, increment: Increment, run_id: str) -> set[str]:
+    """The table's live files as the run was planned on them (relative paths): the paths of
+    ``base_index``, without reading the rest of the index."""
+    _check_base(out, increment, run_id)
+    if increment.index_version:
+        return version_files(out, increment.index_version)
+    return set(folded(out, skip=run_id).files)
+
+
+def _check_base(out: OutputDir, increment: Increment, run_id: str) -> None:
+    """The index has not moved on past the version the run was planned on (nor has another
+    run written the version after it)."""
     current = current_version(out)
     mine = increment.index_version + 1
     if current.get("version", 0) > mine or (current.get("version") == mine and
@@ -186,14 +205,6 @@ def base_index(out: OutputDir, increment: Increment, run_id: str) -> TableIndex:
             f"{increment.index_version}: the table changed while the run was unfinished",
             fix=f"remove {out.path(PROGRESS)} so that the run is planned again on the table as "
             "it is (its files then move to _quarantine/)")
-    if increment.index_version:
-        return read_version(out, increment.index_version)
-    return folded(out, skip=run_id)
-
-
-def live_files(out: OutputDir, increment: Increment, run_id: str) -> set[str]:
-    """The table's live files as the run was planned on them (relative paths)."""
-    return set(base_index(out, increment, run_id).files)
 
 
 def last_run(out: OutputDir) -> Manifest | None:

@@ -221,16 +221,26 @@ def read_index(out: OutputDir) -> TableIndex | None:
 
 def read_version(out: OutputDir, version: int) -> TableIndex:
     """Version ``version`` of the index (the current one or the one before), as written."""
+    index = TableIndex.from_arrow(_version_table(out, version), version)
+    current = out.read_json(CURRENT) or {}
+    if current.get("version") == version:
+        index.last_run = current.get("last_run", current.get("run_id"))
+    return index
+
+
+def version_files(out: OutputDir, version: int) -> set[str]:
+    """The live files of version ``version`` (relative paths): its ``path`` column alone."""
+    paths = _version_table(out, version, ["path"]).column("path")
+    return {path for path in paths.to_pylist() if path is not None}
+
+
+def _version_table(out: OutputDir, version: int, columns: list[str] | None = None) -> pa.Table:
     relpath = version_path(version)
     if not out.fs.exists(out.path(relpath)):
         raise OutputError(f"{relpath}, the version of the index this run was planned on, is "
                           "missing", fix="remove _progress/ to plan the run again (its files "
                           "then move to _quarantine/ and its inputs are annotated again)")
-    index = TableIndex.from_arrow(read_table(out.fs, out.path(relpath)), version)
-    current = out.read_json(CURRENT) or {}
-    if current.get("version") == version:
-        index.last_run = current.get("last_run", current.get("run_id"))
-    return index
+    return read_table(out.fs, out.path(relpath), columns)
 
 
 def current_version(out: OutputDir) -> dict:

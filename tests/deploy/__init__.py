@@ -10,6 +10,15 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 
 
+def pinned(package: str) -> str:
+    """The version of ``package`` that constraints.txt pins (the stack the suite runs on)."""
+    for line in (ROOT / "constraints.txt").read_text().splitlines():
+        name, _, version = line.split("#")[0].strip().partition("==")
+        if name.lower() == package.lower() and version:
+            return version
+    raise AssertionError(f"constraints.txt pins no {package}")
+
+
 def parse_seqlab(command: str | list[str]):
     """Parse a seqlab command line as ``seqlab.cli.main.main`` does: the words after ``--`` are
     handed over, not parsed (they are the submitted command, or Beam's options); they are

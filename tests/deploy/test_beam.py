@@ -20,7 +20,7 @@ from pipelines.beam_cli import parse_args  # noqa: E402
 from seqlab.cli.annotate import add_annotate_flags, add_engine_flags  # noqa: E402
 from seqlab.cli.main import build_parser
 from tests.deploy import DEPLOY as ALL  # noqa: E402
-from tests.deploy import ROOT, check_beam_config, flex_launch, flex_template
+from tests.deploy import ROOT, check_beam_config, flex_launch, flex_template, pinned
 
 DEPLOY = ALL / "beam"
 pytestmark = pytest.mark.timeout(60)
@@ -119,15 +119,16 @@ def test_flex_template_entry_point_turns_switches_into_flags() -> None:
 
 def test_dockerfile_matches_the_installed_stack() -> None:
     text = (DEPLOY / "Dockerfile").read_text()
-    assert f"ARG BEAM_VERSION={beam.__version__}" in text
+    # the image, the constraints and this environment run one Beam
+    assert f"ARG BEAM_VERSION={pinned('apache-beam')}" in text
+    assert beam.__version__ == pinned("apache-beam")
     assert "FROM apache/beam_python${PYTHON_VERSION}_sdk:${BEAM_VERSION}" in text
     py_file = re.search(r"FLEX_TEMPLATE_PYTHON_PY_FILE=/opt/seqlab/(\S+)", text).group(1)
     assert (ROOT / py_file).is_file()
     for source in re.findall(r"^COPY (?!--)(.+) \S+$", text, flags=re.M):
         for name in source.split():
             assert (ROOT / name).exists(), name
-    pinned = (ROOT / "constraints.txt").read_text().split()[0]
-    assert pinned in text
+    assert f"torch=={pinned('torch')}" in text
 
 
 def test_worker_requirements_pin_torch() -> None:

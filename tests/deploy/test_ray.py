@@ -9,7 +9,7 @@ import yaml
 
 from seqlab.cli.main import build_parser
 from tests.deploy import DEPLOY as ALL
-from tests.deploy import parse_seqlab
+from tests.deploy import parse_seqlab, pinned
 
 DEPLOY = ALL / "ray"
 pytestmark = pytest.mark.timeout(60)
@@ -30,7 +30,7 @@ def test_rayjob_runs_a_valid_annotate_on_a_gpu_group():
     assert isinstance(spec["backoffLimit"], int) and spec["backoffLimit"] >= 1
     assert spec["activeDeadlineSeconds"] > 0
     cluster = spec["rayClusterSpec"]
-    assert cluster["rayVersion"] == "2.60.0"
+    assert cluster["rayVersion"] == pinned("ray")
     assert cluster["authOptions"]["mode"] == "token"
     assert cluster["headGroupSpec"]["rayStartParams"]["num-cpus"] == "0"
     (gpu,) = cluster["workerGroupSpecs"]
@@ -79,7 +79,7 @@ def test_documented_commands_parse():
 def test_container_recipe_pins_torch_and_installs_the_ray_extra():
     recipe = (DEPLOY / "Dockerfile").read_text()
     base = re.search(r"^FROM rayproject/ray:\$\{RAY_VERSION\}", recipe, re.M)
-    assert base and "ARG RAY_VERSION=2.60.0" in recipe
+    assert base and f"ARG RAY_VERSION={pinned('ray')}" in recipe
     assert "torch==2.13.0" in recipe
     assert '".[ray,cloud,iceberg,lineage,metrics]"' in recipe and "-c constraints.txt" in recipe
     for path in re.findall(r"^COPY\s+(?:--\S+\s+)*(.+?)\s+\S+$", recipe, re.M):

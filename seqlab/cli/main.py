@@ -43,6 +43,8 @@ LAZY_COMMANDS = {
     "train": ("seqlab.cli.train", "fine-tune an encoder for token classification"),
     "evaluate": ("seqlab.cli.train", "score a model on a labelled file"),
     "export": ("seqlab.cli.export", "build the compact form of a trained model"),
+    "average": ("seqlab.cli.average", "average the weights of several fine-tunes into one "
+                "model"),
     "compact": ("seqlab.cli.compact", "rewrite an incremental table's small files into "
                 "large ones"),
 }

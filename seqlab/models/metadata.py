@@ -176,7 +176,7 @@ _CHECKS: dict[str, Callable[[Any], Any]] = {
     "predicates": _text, "predicate_encoding": _one_of(PREDICATE_ENCODINGS),
     "core_once": _flag, "frames": _counts, "form": _text, "dev_metrics": _object,
     "dev_history": _objects, "dev_scores": _object, "train_seconds": _seconds,
-    "train_steps": _object, "versions": _object,
+    "train_steps": _object, "versions": _object, "averaged_from": _objects,
 }
 
 
@@ -243,6 +243,7 @@ class ModelMetadata(Mapping[str, Any]):
     form: str | None = None  # how the weights are stored (adapter, low-rank factorisation)
     dev_metrics: Mapping[str, Any] = field(default_factory=dict)  # the kept epoch's dev scores
     dev_history: tuple[Mapping[str, Any], ...] = ()  # dev scores after each epoch
+    averaged_from: tuple[Mapping[str, Any], ...] = ()  # seqlab average: what it is the mean of
     dev_scores: Mapping[str, Any] = field(default_factory=dict)  # measured after training
     train_seconds: float | None = None
     train_steps: Mapping[str, Any] = field(default_factory=dict)  # steps, seconds, steps/s

@@ -8,7 +8,8 @@ it. The ingredients may be ``seqlab train`` outputs or models in compact form (t
 ones); the soup is written as a plain checkpoint, like a ``seqlab train`` output, for
 ``seqlab export`` to store compactly and ``seqlab evaluate`` to score. Its ``seqlab.json`` is
 the first ingredient's, with what no longer holds (dev scores, calibration, precision
-recipe, storage form) removed and each ingredient recorded under ``averaged_from``.
+recipe, storage form) removed, the seeds listed in ``hyper_parameters.seeds``, the training
+time summed, and each ingredient recorded under ``averaged_from``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from seqlab.models.shipped import ADAPTER_CONFIG, ADAPTER_WEIGHTS, file_sha256
 
 # what an ingredient's seqlab.json says of that model alone, not of their mean
 NOT_INHERITED = ("dev_metrics", "dev_history", "dev_scores", "calibration", "precision",
-                 "decoder", "form", "train_seconds", "train_steps", "predicates")
+                 "decoder", "form", "train_steps", "predicates")
 # entries that must agree for the weights to mean the same thing
 MUST_AGREE = ("task", "scheme", "labels", "case_feature", "predicate_encoding")
 
@@ -62,9 +63,14 @@ def average_models(sources: list[str], target: str | Path) -> ModelMetadata:
     for name in TOKENIZER_FILES:
         if (Path(directories[0]) / name).is_file():
             shutil.copyfile(Path(directories[0]) / name, target / name)
-    soup = metadata[0].updated(**dict.fromkeys(NOT_INHERITED), averaged_from=[
-        ingredient(source, directory, meta)
-        for source, directory, meta in zip(sources, directories, metadata)])
+    # the recipe is the first ingredient's; the seed is each one's
+    recipe = {k: v for k, v in metadata[0].hyper_parameters.items() if k != "seed"}
+    soup = metadata[0].updated(
+        **dict.fromkeys(NOT_INHERITED),
+        hyper_parameters={**recipe, "seeds": [m.hyper_parameters.get("seed") for m in metadata]},
+        train_seconds=sum(m.train_seconds or 0.0 for m in metadata) or None,
+        averaged_from=[ingredient(source, directory, meta)
+                       for source, directory, meta in zip(sources, directories, metadata)])
     write_metadata(target, soup)
     return read_metadata(str(target))
 

@@ -49,15 +49,17 @@ def test_every_entry_of_a_shipped_seqlab_json_is_a_typed_attribute(name):
             assert value == default, key
         elif key == "base":
             assert value == BasePin(**raw["base"])
-        elif key in ("labels", "dev_history"):
+        elif key in ("labels", "dev_history", "averaged_from"):
             assert isinstance(value, tuple) and list(value) == raw[key]
         else:
             assert value == raw[key] and type(value) is type(raw[key]), key
     assert meta.base.sha256 == "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
     assert meta.window == 256 and meta.cpu_precision == "int8"
     assert meta.int8["backend"] == "onnxruntime" and meta.int8["skip"] == ["classifier"]
-    # a model trained for --max-steps keeps the dev scores of a fraction of an epoch
-    assert meta.labels == tuple(raw["labels"]) and meta.dev_metrics["epoch"] > 0
+    # a model trained for --max-steps keeps the dev scores of a fraction of an epoch; a mean of
+    # fine-tunes (seqlab average) those of each of them
+    runs = [entry["dev"] for entry in meta.averaged_from] or [meta.dev_metrics]
+    assert meta.labels == tuple(raw["labels"]) and all(run["epoch"] > 0 for run in runs)
     assert meta.versions["seqlab"] and meta.train_seconds > 0
 
 
@@ -75,6 +77,9 @@ def test_the_shipped_models_own_entries():
     assert all(len(m["sha256"]) == 64 for m in mix) and ner.hyper_parameters["max_length"] == 256
     assert ner.form.startswith("rank-128") and ner.dev_scores["conll2003_dev"]["int8"] > 0.93
     assert (upos.task, upos.scheme) == ("upos", "tags") and "NOUN" in upos.labels
+    # the mean of two seeds of one recipe, each recorded by the hash of its weights
+    assert [entry["seed"] for entry in upos.averaged_from] == upos.hyper_parameters["seeds"]
+    assert len(upos.averaged_from) == 2 and all(len(e["sha256"]) == 64 for e in upos.averaged_from)
     assert (srl.task, srl.predicates, srl.predicate_encoding) == ("srl", "predicates",
                                                                  "indicator")
     assert srl.core_once is True and srl.frames["train"] > 0 and srl.temperature == 1.0

@@ -31,6 +31,7 @@ from seqlab.store.verify import verify
 from tests import require
 from tests.seqlab import SMALL, drive, make_plan
 from tests.seqlab.store import first_day, grow
+from tests.tiny import build_tiny_srl
 
 deltalake = require("deltalake", "delta")
 
@@ -426,6 +427,23 @@ def test_each_run_commits_exactly_the_live_files(tmp_path, corpus, ner_model):
         str(ner_model)
     checked = verify(str(out))  # the Delta logs are no files of the runs
     assert checked.ok, [finding.line() for finding in checked.findings]
+
+
+def test_frames_of_an_srl_model_join_the_delta_commits(tmp_path, corpus, ner_model):
+    out, model = tmp_path / "out", f"{ner_model},{build_tiny_srl(tmp_path / 'srl')}"
+    first = run(corpus, out, model, run_date="2026-12-01")
+    assert first["delta"]["tables"]["frames"]["status"] == "committed"
+    grow(corpus)
+    second = run(corpus, out, model, run_date="2026-12-02", prune=True)
+    superseded = [p for p in second["incremental"]["superseded"] if p.startswith("frames/")]
+    assert superseded and second["delta"]["tables"]["frames"]["removed_files"] == len(superseded)
+    assert table_files(out, "frames") == index_files(out, "frames") == \
+        delta.live_files(OutputDir(str(out)), "frames")
+    frames = deltalake.DeltaTable(str(out / "frames")).to_pyarrow_table()
+    documents = deltalake.DeltaTable(str(out / "documents")).to_pyarrow_table()
+    assert frames.num_rows == sum(len(f or []) for f in documents.column("srl_frames")
+                                  .to_pylist()) > 0
+    assert set(frames.column("doc_id").to_pylist()) <= set(documents.column("doc_id").to_pylist())
 
 
 def test_verify_finds_a_delta_table_that_no_longer_holds_the_live_files(tmp_path, corpus,

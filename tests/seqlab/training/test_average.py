@@ -46,6 +46,9 @@ def test_the_soup_is_the_mean_of_the_weights(seeds, tmp_path):
         assert torch.allclose(weights[2][key], (weights[0][key] + weights[1][key]) / 2,
                               atol=1e-7)
     assert [entry["seed"] for entry in soup["averaged_from"]] == [1, 2]
+    assert soup.hyper_parameters["seeds"] == [1, 2] and "seed" not in soup.hyper_parameters
+    assert soup.train_seconds == pytest.approx(sum(read_metadata(str(d)).train_seconds
+                                                   for d in (a, b)), abs=0.2)
     assert soup["averaged_from"][0]["dev"]["f1"] == read_metadata(str(a)).dev_metrics["f1"]
     # the ingredients' dev scores are not the soup's; labels and casing input are
     assert not soup.dev_metrics and not soup.dev_history

@@ -37,13 +37,13 @@ def pos_model(tmp_path_factory) -> Path:
 def lake(tmp_path, monkeypatch) -> str:
     """An Iceberg catalog named ``lake`` (pyiceberg's SQL catalog on SQLite, its warehouse in
     tmp_path), configured only through the environment, as a pyiceberg user would."""
-    from seqlab.store import iceberg
+    from seqlab.store import changes
 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no ~/.pyiceberg.yaml of the machine
     monkeypatch.delenv("PYICEBERG_HOME", raising=False)
     monkeypatch.setenv("PYICEBERG_CATALOG__LAKE__URI", f"sqlite:///{tmp_path}/catalog.db")
     monkeypatch.setenv("PYICEBERG_CATALOG__LAKE__WAREHOUSE", (tmp_path / "warehouse").as_uri())
-    monkeypatch.setattr(iceberg, "BACKOFF_S", 0.01)
+    monkeypatch.setattr(changes, "BACKOFF_S", 0.01)  # commit retries
     return "lake"
 
 

@@ -1,15 +1,34 @@
 """What a commit to a table format (Iceberg, Delta Lake) checks before it writes: the change
 lists known tables, each file once, and no file as both added and removed (``check_listing``);
 the files a run adds are new to the table, and those it supersedes are still in it
-(``check_change``)."""
+(``check_change``); and how long a commit that met another writer's waits before it tries
+again (``wait_after_conflict``)."""
 
 from __future__ import annotations
 
+import logging
+import random
+import time
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
 from seqlab.errors import ConfigError, RunError
 from seqlab.store.layout import TABLES
+
+log = logging.getLogger(__name__)
+
+ATTEMPTS = 5  # commits tried per table before giving up on conflicts
+BACKOFF_S = 0.1  # first wait between attempts, doubled each time
+
+
+def wait_after_conflict(attempt: int, table_format: str, table: str,
+                        conflict: Exception) -> None:
+    """Sleep before ``attempt`` (2 or more) of a commit whose last try met another writer's:
+    exponential backoff from ``BACKOFF_S``, with jitter so that racing writers spread out."""
+    wait = BACKOFF_S * 2 ** (attempt - 2) * random.uniform(1.0, 1.5)
+    log.warning("%s commit to %s met a conflict (%s); trying again in %.2f s", table_format,
+                table, conflict, wait)
+    time.sleep(wait)
 
 
 def check_change(table: str, added: Iterable[str], removed: Iterable[str],

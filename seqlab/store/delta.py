@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import re
 import time
 from collections.abc import Mapping
@@ -46,7 +45,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from seqlab.errors import ConfigError, RunError, missing_extra
-from seqlab.store.changes import check_change, check_listing
+from seqlab.store.changes import ATTEMPTS, check_change, check_listing, wait_after_conflict
 from seqlab.store.layout import TABLES
 from seqlab.store.outdir import OutputDir
 
@@ -55,8 +54,6 @@ log = logging.getLogger(__name__)
 PARTITION = "run_date"
 LOG = "_delta_log"
 RUN_ID = "seqlab.run_id"  # in each commit's info, beside the txn action
-ATTEMPTS = 5  # commits tried per table before giving up on conflicts
-BACKOFF_S = 0.1  # first wait between attempts, doubled each time
 CONFIGURATION = {"delta.checkpointInterval": str(2**31 - 1)}  # no checkpoint in _delta_log/
 _FOLDER = re.compile(rf"^{PARTITION}=(\d{{4}}-\d{{2}}-\d{{2}})$")
 
@@ -201,10 +198,7 @@ def _commit_table(out: OutputDir, name: str, change: TableChange, run_id: str,
     hooks = PostCommitHookProperties(create_checkpoint=False, cleanup_expired_logs=False)
     for attempt in range(1, ATTEMPTS + 1):
         if conflict is not None:
-            wait = BACKOFF_S * 2 ** (attempt - 2) * random.uniform(1.0, 1.5)
-            log.warning("Delta commit to %s met a conflict (%s); trying again in %.2f s", name,
-                        conflict, wait)
-            time.sleep(wait)
+            wait_after_conflict(attempt, "Delta", name, conflict)
         table = open_table(out, name)
         if table is not None and table.transaction_version(run_id) is not None:
             log.info("%s already holds run %s", name, run_id)

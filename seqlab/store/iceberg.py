@@ -40,8 +40,6 @@ snapshots, not of the current one.
 from __future__ import annotations
 
 import logging
-import random
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -50,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from seqlab.errors import ConfigError, RunError, missing_extra
-from seqlab.store.changes import check_change, check_listing
+from seqlab.store.changes import ATTEMPTS, check_change, check_listing, wait_after_conflict
 from seqlab.store.layout import TABLES
 
 if TYPE_CHECKING:
@@ -64,8 +62,6 @@ log = logging.getLogger(__name__)
 
 RUN_ID = "seqlab.run_id"  # the snapshot summary property that makes commits idempotent
 NAME_MAPPING = "schema.name-mapping.default"
-ATTEMPTS = 5  # commits tried per table before giving up on a conflict
-BACKOFF_S = 0.1  # first wait between attempts, doubled each time
 CONFIG_FIX = ("configure the catalog as pyiceberg reads it: in ~/.pyiceberg.yaml (or "
               "$PYICEBERG_HOME/.pyiceberg.yaml) under catalog: {name}: uri: ..., or with "
               "environment variables PYICEBERG_CATALOG__{env}__URI (e.g. "
@@ -201,10 +197,7 @@ def _commit_table(catalog: Catalog, table: Table, change: TableChange, run_id: s
     conflict: Exception | None = None
     for attempt in range(1, ATTEMPTS + 1):
         if conflict is not None:
-            wait = BACKOFF_S * 2 ** (attempt - 2) * random.uniform(1.0, 1.5)
-            log.warning("Iceberg commit to %s lost a race (%s); retrying in %.2f s", name,
-                        conflict, wait)
-            time.sleep(wait)
+            wait_after_conflict(attempt, "Iceberg", name, conflict)
             table = catalog.load_table(table.name())
         done = run_snapshot(table, run_id)
         if done is not None:

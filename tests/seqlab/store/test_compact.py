@@ -146,16 +146,9 @@ class Crash(Exception):
     pass
 
 
-@pytest.mark.parametrize("step, calls", [
-    ("compact-planned", 1), ("compact-file-written", 2), ("compact-written", 1),
-    ("compact-indexed", 1), ("compact-moving", 5)])
-def test_a_crash_at_any_step_then_a_rerun_leaves_the_table_an_uncrashed_compaction_leaves(
-        built, table, tmp_path, monkeypatch, step, calls):
-    _, out = table
-    clean = tmp_path / "clean"
-    shutil.copytree(built / "out", clean)
-    compact.compact(str(clean), TARGET)
-    before = {t: scan(out, t) for t in ROW_TABLES}
+def crash_compaction(out: Path, step: str, monkeypatch, calls: int = 1) -> None:
+    """Run ``seqlab compact`` on ``out`` and stop it the ``calls``-th time it reaches ``step``,
+    where a killed process would have stopped."""
     seen = []
 
     def crash_at(name: str) -> None:
@@ -166,6 +159,19 @@ def test_a_crash_at_any_step_then_a_rerun_leaves_the_table_an_uncrashed_compacti
     with monkeypatch.context() as patched, pytest.raises(Crash):
         patched.setattr(compact, "pause_at", crash_at)
         compact.compact(str(out), TARGET)
+
+
+@pytest.mark.parametrize("step, calls", [
+    ("compact-planned", 1), ("compact-file-written", 2), ("compact-written", 1),
+    ("compact-indexed", 1), ("compact-moving", 5)])
+def test_a_crash_at_any_step_then_a_rerun_leaves_the_table_an_uncrashed_compaction_leaves(
+        built, table, tmp_path, monkeypatch, step, calls):
+    _, out = table
+    clean = tmp_path / "clean"
+    shutil.copytree(built / "out", clean)
+    compact.compact(str(clean), TARGET)
+    before = {t: scan(out, t) for t in ROW_TABLES}
+    crash_compaction(out, step, monkeypatch, calls)
     state = (out / "_compact" / "state.json").read_text()
     assert not (out / "_lease.json").exists()  # released on the way out
 
@@ -213,14 +219,7 @@ def test_an_input_changed_after_compaction_leaves_its_compacted_files(tmp_path, 
 def test_a_compaction_whose_table_changed_before_its_swap_is_dropped(tmp_path, ner_model,
                                                                      monkeypatch):
     corpus, out = build(tmp_path, ner_model)
-
-    def crash_at_written(step: str) -> None:
-        if step == "compact-written":
-            raise Crash(step)
-
-    with monkeypatch.context() as patched, pytest.raises(Crash):
-        patched.setattr(compact, "pause_at", crash_at_written)
-        compact.compact(str(out), TARGET)
+    crash_compaction(out, "compact-written", monkeypatch)
     dropped = (out / "_compact" / "state.json").read_text()
     one_document(corpus, 3, seed=1)
     run(corpus, out, ner_model, "2026-12-03")  # a run that does not finish the compaction
@@ -311,13 +310,7 @@ def test_an_iceberg_table_gets_one_replace_commit_per_table(tmp_path, ner_model,
     pytest.importorskip("sqlalchemy", reason="pip install 'pyiceberg[sql-sqlite]'")
     _, out = build(tmp_path, ner_model, n=8, table_format="iceberg", catalog=lake)
     before = {t: iceberg_state(lake, t)[1] for t in ROW_TABLES}
-    def crash_at_indexed(step: str) -> None:
-        if step == "compact-indexed":
-            raise Crash(step)
-
-    with monkeypatch.context() as patched, pytest.raises(Crash):
-        patched.setattr(compact, "pause_at", crash_at_indexed)
-        compact.compact(str(out), TARGET)  # the index swapped, the commit not made
+    crash_compaction(out, "compact-indexed", monkeypatch)  # the index swapped, no commit made
     summary = compact.compact(str(out), TARGET)
     index = compact.current_index(OutputDir(str(out)))
     for t in ROW_TABLES:

@@ -23,6 +23,7 @@ import pytest
 from seqlab.errors import ConfigError, RunError
 from seqlab.run.finish import finish_run
 from seqlab.schema import AGGREGATES, MENTIONS, documents_schema
+from seqlab.store import changes as store_changes
 from seqlab.store import compact, delta, incremental
 from seqlab.store.delta import TableChange, commit_run
 from seqlab.store.outdir import OutputDir
@@ -226,7 +227,7 @@ def racing(monkeypatch, other_writer) -> list[int]:
 
     monkeypatch.setattr(deltalake.DeltaTable, "create_write_transaction",
                         create_write_transaction)
-    monkeypatch.setattr(delta, "BACKOFF_S", 0.001)
+    monkeypatch.setattr(store_changes, "BACKOFF_S", 0.001)
     return calls
 
 
@@ -281,7 +282,7 @@ def test_a_table_created_meanwhile_takes_the_run_as_its_next_commit(tmp_path, mo
         return original(*args, **kwargs)
 
     monkeypatch.setattr(deltalake.transaction, "create_table_with_add_actions", create)
-    monkeypatch.setattr(delta, "BACKOFF_S", 0.001)
+    monkeypatch.setattr(store_changes, "BACKOFF_S", 0.001)
     result = commit_run(output, "run1", changes(ours, only=("aggregates",)))
 
     assert (result["tables"]["aggregates"]["version"], len(calls)) == (1, 2)
@@ -296,7 +297,7 @@ def test_conflicts_that_never_end_are_a_run_error_and_leave_the_table(tmp_path, 
     files = land_run(out, "run1", "2026-12-01", "00000", RUN1)
     commit_run(output, "run1", changes(files, only=("documents",)))
     new = land_run(out, "run2", "2026-12-02", "00000", RUN2_NEW)
-    monkeypatch.setattr(delta, "BACKOFF_S", 0.001)
+    monkeypatch.setattr(store_changes, "BACKOFF_S", 0.001)
 
     def conflicts(self, *args, **kwargs):
         raise CommitFailedError("Failed to commit transaction: Concurrent append failed.")
@@ -507,22 +508,14 @@ def test_killed_around_the_commits_the_rerun_commits_each_table_once(tmp_path, c
 @pytest.mark.parametrize("step, calls", [("compact-indexed", 1), ("compact-moving", 2)])
 def test_compaction_commits_once_per_table_removing_the_small_files(tmp_path, ner_model,
                                                                      monkeypatch, step, calls):
-    from tests.seqlab.store.test_compact import TARGET, build
+    from tests.seqlab.store.test_compact import TARGET, build, crash_compaction
 
     _, out = build(tmp_path, ner_model, n=4, table_format="delta")
     before = {t: readers_agree(out, t) for t in TABLES}
     small = {t: table_files(out, t) for t in TABLES}
     versions = {t: deltalake.DeltaTable(str(out / t)).version() for t in TABLES}
-    seen = []
-
-    def killed_at(name: str) -> None:  # indexed: no commit yet; moving: committed, one moved
-        seen.append(name)
-        if seen.count(step) == calls:
-            raise Killed(step)
-
-    with monkeypatch.context() as patched, pytest.raises(Killed):
-        patched.setattr(compact, "pause_at", killed_at)
-        compact.compact(str(out), TARGET)
+    # indexed: no commit yet; moving: committed, one file moved
+    crash_compaction(out, step, monkeypatch, calls)
     committed = deltalake.DeltaTable(str(out / "documents")).version() > versions["documents"]
     assert committed == (step == "compact-moving")
     summary = compact.compact(str(out), TARGET)

@@ -190,33 +190,32 @@ def _finish_increment(plan: RunPlan, manifest: Manifest,
             tuple(sorted(set(increment.replaces) & annotated)),
             tuple(sorted(increment.pruned)), tuple(superseded)))
     index.add_run(manifest)
-    rewritten = compact.rewritten(index, manifest.run_id)  # compacted files, minus what left
+    # per table: its schema, the files the run adds (its parts and the compacted files
+    # rewritten without what left) and those it supersedes, as paths in the output
+    rewritten = compact.rewritten(index, manifest.run_id)
+    changes = {table: (plan.documents_schema if table == "documents" else TABLE_SCHEMAS[table],
+                       [p.path for p in parts] + rewritten.get(table, []),
+                       [p for p in superseded if p.startswith(table + "/")])
+               for table, parts in manifest.tables.items()}
+    properties = {"seqlab.run_date": increment.run_date, "seqlab.model": plan.config.model,
+                  "seqlab.model_revision": plan.provenance.model_revision}
     if plan.config.table_format == "iceberg":
         from seqlab.store import iceberg  # pyiceberg only where Iceberg tables are asked for
 
         manifest = replace(manifest, iceberg=iceberg.commit_run(
             plan.config.catalog, plan.config.namespace, manifest.run_id,
-            {table: iceberg.TableChange(
-                plan.documents_schema if table == "documents" else TABLE_SCHEMAS[table],
-                [out.url_of(p.path) for p in parts]
-                + [out.url_of(p) for p in rewritten.get(table, [])],
-                [out.url_of(p) for p in superseded if p.startswith(table + "/")])
-             for table, parts in manifest.tables.items()},
-            {"seqlab.run_date": increment.run_date, "seqlab.model": plan.config.model,
-             "seqlab.model_revision": plan.provenance.model_revision,
-             "seqlab.output": out.location}))
+            {table: iceberg.TableChange(table_schema, [out.url_of(p) for p in added],
+                                        [out.url_of(p) for p in removed])
+             for table, (table_schema, added, removed) in changes.items()},
+            {**properties, "seqlab.output": out.location}))
     else:
         if plan.config.table_format == "delta":  # the Delta log drops them, then they move
             from seqlab.store import delta  # deltalake only where Delta tables are asked for
 
             manifest = replace(manifest, extra={**manifest.extra, "delta": delta.commit_run(
-                out, manifest.run_id, {table: delta.TableChange(
-                    plan.documents_schema if table == "documents" else TABLE_SCHEMAS[table],
-                    [p.path for p in parts] + rewritten.get(table, []),
-                    [p for p in superseded if p.startswith(table + "/")])
-                    for table, parts in manifest.tables.items()},
-                {"seqlab.run_date": increment.run_date, "seqlab.model": plan.config.model,
-                 "seqlab.model_revision": plan.provenance.model_revision})})
+                out, manifest.run_id,
+                {table: delta.TableChange(*change) for table, change in changes.items()},
+                properties)})
         incremental.supersede(out, superseded)
     write_index(out, index, manifest.run_id)  # before the manifest: an ended run has its index
     out.finish(manifest, keep_progress=True)

@@ -20,6 +20,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 LEASE = "_lease.json"
 HEARTBEAT_S = 30.0  # how often a holder renews its lease
 STALE_AFTER_S = 300.0  # a heartbeat older than this may be taken over with take_over
+EMPTY_READS, EMPTY_WAIT_S = 40, 0.05  # an empty lease is read again for up to 2 s
 # Stores whose exclusive create is atomic (fsspec's "x" mode maps to it); elsewhere fsspec
 # checks for the file and then writes, which two runs can both pass.
 ATOMIC_CREATE = ("file", "local", "s3", "s3a", "gs", "gcs", "memory")
@@ -122,10 +124,18 @@ class Lease:
 def read_holder(out: OutputDir) -> Holder | None:
     """The lease's holder, None where no run holds the output."""
     path = out.path(LEASE)
-    if not out.fs.exists(path):
-        return None
+    data = b""
+    for _ in range(EMPTY_READS):
+        if not out.fs.exists(path):
+            return None
+        data = out.fs.cat_file(path)
+        if data.strip():
+            break
+        # on a local disk the exclusive create makes the file before the holder is written
+        # into it: an empty lease is a run taking it at this moment
+        time.sleep(EMPTY_WAIT_S)
     try:
-        return Holder(**json.loads(out.fs.cat_file(path)))
+        return Holder(**json.loads(data))
     except (ValueError, TypeError) as exc:
         raise OutputError(
             f"{file_name(out.fs, path)} is not a readable seqlab lease ({exc})",

@@ -94,6 +94,26 @@ def test_a_lease_taken_over_is_no_longer_written_by_its_old_holder(tmp_path, cap
     assert read_holder(out).host == "node-2"  # the new holder's lease stays
 
 
+def test_a_lease_being_created_is_read_once_its_holder_is_written(tmp_path, writer):
+    """A run that takes the lease creates the file, then writes its holder: a run that meets
+    the empty file in between is refused naming that holder, not told the lease is damaged."""
+    import threading
+
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / LEASE).write_bytes(b"")
+    threading.Timer(0.2, write_lease, (tmp_path / "out", holder(pid=writer.pid))).start()
+    with pytest.raises(OutputError, match="is being written by run r-1"):
+        acquire(OutputDir(str(tmp_path / "out")), "local")
+
+
+def test_an_empty_lease_that_stays_empty_names_its_file(tmp_path, monkeypatch):
+    monkeypatch.setattr("seqlab.store.lease.EMPTY_WAIT_S", 0.001)
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / LEASE).write_bytes(b"")
+    with pytest.raises(OutputError, match=rf"{tmp_path}/out/{LEASE} is not a readable"):
+        acquire(OutputDir(str(tmp_path / "out")), "local")
+
+
 def test_a_damaged_lease_names_its_file(tmp_path):
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / LEASE).write_text('{"holder": "x", ')
